@@ -1,0 +1,23 @@
+//! dingrelay relays webhooks to DingTalk (钉钉) group robots without dropping a message.
+//!
+//! Data flows one way, and each stage is a module of its own:
+//!
+//! ```text
+//! HTTP intake -> source (verify, parse) -> rules (match, render) -> dingtalk message (typed, validated)
+//!   -> outbox (durable) -> per-robot worker (rate limit, sign, send, classify, retry or dead-letter)
+//! ```
+//!
+//! - [`config`]: `rules.yaml`, parsed into raw structs, then validated into [`config::Config`], which
+//!   holds compiled templates and resolved references. The rest of the code only sees that.
+//! - [`source`]: one module per sender kind; verifies a request over its raw bytes, then parses it
+//!   into an [`source::Event`].
+//! - [`rules`]: matches an event against the rules and renders DingTalk messages through templates.
+//! - [`dingtalk`]: the typed robot message, its validation against DingTalk's real rules, and signing.
+//! - [`commands`]: the `check` and `render` commands.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod dingtalk;
+pub mod rules;
+pub mod source;

@@ -1,0 +1,2 @@
+//! Rules: match events and render them into DingTalk messages.
+pub mod filters;
