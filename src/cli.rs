@@ -1,1 +1,121 @@
-//! CLI.
+//! The command line: `dingrelay check` and `dingrelay render`.
+//!
+//! `main` parses [`Cli`], sets up logging and calls [`run`]; everything else lives here and in
+//! [`crate::commands`], so the binary stays thin.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::commands;
+
+const EXAMPLES: &str = "\
+Examples:
+  dingrelay check                          validate ./rules.yaml and try every rule
+  dingrelay check /etc/dingrelay/rules.yaml
+  dingrelay render --payload alert.json    show what an Alertmanager payload would send
+  dingrelay render --payload push.json --source github --event push
+
+The config path can also come from DINGRELAY_CONFIG.";
+
+/// Relays webhooks (Alertmanager, Grafana, GitHub, GitLab, any JSON) to DingTalk group robots.
+#[derive(Debug, Parser)]
+#[command(name = "dingrelay", version, after_help = EXAMPLES)]
+pub struct Cli {
+    /// Log format: `text` (one line per event, for journald) or `json`.
+    #[arg(
+        long,
+        global = true,
+        env = "DINGRELAY_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate rules.yaml and render every rule against built-in example payloads.
+    #[command(after_help = "\
+Examples:
+  dingrelay check
+  dingrelay check /etc/dingrelay/rules.yaml
+
+Exits 0 only when the file loads and every rule renders messages DingTalk accepts.
+Errors read `rules.yaml:LINE:COL: what is wrong`, with the offending line.")]
+    Check {
+        /// The config file.
+        #[arg(env = "DINGRELAY_CONFIG", default_value = "rules.yaml")]
+        config: PathBuf,
+    },
+    /// Print the exact DingTalk request bodies a payload would produce.
+    #[command(after_help = "\
+Examples:
+  dingrelay render --payload alert.json
+  dingrelay render --payload push.json --event push
+  dingrelay render --payload hook.json --source ci --event deploy --pretty
+  dingrelay render --payload mr.json --source gitlab --header 'X-Gitlab-Event: Merge Request Hook'
+
+Prints one `# rule -> robot` line and one JSON body per message; when no rule matches,
+says which rule conditions were false. Authentication is not checked.")]
+    Render {
+        /// The payload file (a request body as the sender posts it).
+        #[arg(long)]
+        payload: PathBuf,
+        /// The source that receives it (guessed when only one source fits).
+        #[arg(long)]
+        source: Option<String>,
+        /// The event: `X-GitHub-Event` for GitHub (push, pull_request, ...), `X-Gitlab-Event`
+        /// for GitLab, the `event` query parameter for json sources.
+        #[arg(long)]
+        event: Option<String>,
+        /// An extra request header, `Name: value`; repeatable.
+        #[arg(long = "header", value_name = "NAME: VALUE")]
+        headers: Vec<String>,
+        /// The config file.
+        #[arg(long, env = "DINGRELAY_CONFIG", default_value = "rules.yaml")]
+        config: PathBuf,
+        /// Indent the JSON instead of printing it byte for byte as sent.
+        #[arg(long)]
+        pretty: bool,
+    },
+}
+
+/// Runs a parsed command line. Returns the process exit code.
+pub fn run(cli: Cli, out: &mut dyn Write) -> u8 {
+    match cli.command {
+        Command::Check { config } => commands::check::run(&config, out),
+        Command::Render {
+            payload,
+            source,
+            event,
+            headers,
+            config,
+            pretty,
+        } => {
+            let request = commands::render::RenderRequest {
+                config,
+                payload,
+                source,
+                event,
+                headers,
+                pretty,
+            };
+            match commands::render::run(&request, out) {
+                Ok(code) => code,
+                Err(error) => {
+                    let _ = writeln!(out, "error: {error}");
+                    2
+                }
+            }
+        }
+    }
+}

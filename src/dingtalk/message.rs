@@ -113,7 +113,9 @@ pub enum CardAction {
         #[serde(rename = "singleURL")]
         single_url: String,
     },
-    Buttons { btns: Vec<Button> },
+    Buttons {
+        btns: Vec<Button>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -153,7 +155,11 @@ pub struct At {
     pub at_mobiles: Vec<String>,
     #[serde(rename = "atUserIds", default, skip_serializing_if = "Vec::is_empty")]
     pub at_user_ids: Vec<String>,
-    #[serde(rename = "isAtAll", default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(
+        rename = "isAtAll",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub is_at_all: bool,
 }
 

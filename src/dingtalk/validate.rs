@@ -1,20 +1,1558 @@
 //! Validation of a rendered message against DingTalk's rules, before it can be queued.
+//!
+//! DingTalk answers HTTP 200 to almost everything and renders some malformed messages silently
+//! wrong, so [`prepare`] checks, in this order, and stops at the first failure:
+//!
+//! 1. **Required fields** are present and not blank: `text.content`; `link.title`, `link.text`,
+//!    `link.messageUrl`; `markdown.title`, `markdown.text`; `actionCard.title`, `actionCard.text`
+//!    and either `singleTitle` + `singleURL` or at least one button with `title` + `actionURL`;
+//!    `feedCard.links` with at least one link, each with `title`, `messageURL` and `picURL`.
+//! 2. **URLs** parse and use `http`, `https` or `dingtalk`; a picture may instead be a DingTalk
+//!    media id (`@lA…`). Surrounding whitespace is trimmed, and a blank optional `link.picUrl`
+//!    becomes absent.
+//! 3. **Mentions** are trimmed, blank ones dropped and duplicates removed (first one kept). A
+//!    message that mentions nobody ends with `at` absent. Mentions are only accepted on `text`
+//!    and `markdown`: DingTalk ignores them elsewhere.
+//! 4. At most [`MAX_MENTIONS`] mentions (`atMobiles` + `atUserIds`).
+//! 5. Every mentioned mobile or userId appears as `@<id>` in `text.content` / `markdown.text`
+//!    (DingTalk only highlights those): the missing ones are appended on a last line.
+//! 6. **Size**: the encoded body plus [`MSG_UUID_RESERVE`] fits [`MAX_BODY_BYTES`]. When it does
+//!    not, the main text (`text.content`, `markdown.text`, `link.text`, `actionCard.text`) is cut
+//!    on a character boundary and ends with a visible marker saying how many bytes were cut; the
+//!    mention line of step 5 is re-appended after the marker, so mentions survive the cut. A
+//!    `feedCard` loses links from the end instead. What cannot be made to fit is refused, naming
+//!    the field that is too big.
+//! 7. **Keywords**: when the robot has security keywords, one of them appears in a human-visible
+//!    text (titles, text, button titles, feed link titles; never URLs) of the message as cut.
+//!
+//! Invariants of an accepted message ([`Prepared::message`]):
+//! - it is valid per 1–5 and 7, and [`encoded_len`] of it is at most
+//!   `MAX_BODY_BYTES - MSG_UUID_RESERVE`, so the outbox can add a `msgUuid` and stay under the limit;
+//! - its main text starts with a prefix of the original (all of it when nothing was cut), cut no
+//!   more than the limit requires (to within one character), and [`Prepared::cut_bytes`] says how
+//!   many bytes were cut (0 when nothing was);
+//! - every id in `at.atMobiles` / `at.atUserIds` appears as `@<id>` in the main text, and `at` is
+//!   absent unless it mentions someone (or everyone);
+//! - nothing in here panics, whatever the input.
 
-use super::{Message, Robot};
+use std::collections::HashSet;
+use std::io;
+
+use url::Url;
+
+use super::message::{ActionCard, CardAction, FeedLink};
+use super::{Message, MessageBody, Robot};
 
 /// DingTalk refuses bodies over 20,000 bytes (errcode 460101).
 pub const MAX_BODY_BYTES: usize = 20_000;
 
-/// Why a message cannot be sent: the offending field (`markdown.title`, `at.atMobiles`, ...)
-/// and what is wrong with it.
+/// Bytes kept free for the `msgUuid` the outbox adds later: `,"msgUuid":""` is 13 bytes, which
+/// leaves room for a key of up to 51 plain ASCII characters (a UUID is 36).
+pub const MSG_UUID_RESERVE: usize = 64;
+
+/// DingTalk's limit on `atMobiles` + `atUserIds` in one message.
+pub const MAX_MENTIONS: usize = 50;
+
+/// What [`prepare`] lets a message weigh, encoded.
+const BUDGET: usize = MAX_BODY_BYTES - MSG_UUID_RESERVE;
+
+/// Why a message cannot be sent: the offending field (`markdown.title`, `link.messageUrl`,
+/// `actionCard.btns[1].actionURL`, `feedCard.links[0].picURL`, `at`, ...) and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{field}: {reason}")]
 pub struct InvalidMessage {
+    /// The field at fault, with DingTalk's casing and path; `keywords` when no robot keyword
+    /// appears in the message.
     pub field: String,
+    /// What is wrong with it, for a human.
     pub reason: String,
 }
 
+impl InvalidMessage {
+    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        InvalidMessage {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A message accepted for a robot, and how many bytes of its main text were cut to fit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    /// The message to queue: mentions cleaned and inserted, URLs trimmed, cut to fit.
+    pub message: Message,
+    /// Bytes (UTF-8) cut from the end of the main text; for a `feedCard`, the encoded bytes of
+    /// the links dropped. 0 when the message fitted as it was.
+    pub cut_bytes: usize,
+}
+
 /// Checks a message for `robot` and returns it ready to queue: mentions inserted, cut to fit.
-pub fn prepare(message: Message, _robot: &Robot) -> Result<Message, InvalidMessage> {
-    Ok(message)
+///
+/// See the module documentation for the rules and their order.
+///
+/// # Errors
+///
+/// The first rule the message breaks, as the DingTalk field at fault (or `keywords`) and why.
+pub fn prepare(mut message: Message, robot: &Robot) -> Result<Prepared, InvalidMessage> {
+    check_required(&message.body)?;
+    check_urls(&mut message.body)?;
+    let mentions = clean_mentions(&mut message)?;
+    let original_len = append_mentions(&mut message.body, &mentions);
+    let cut_bytes = fit(&mut message, original_len, &mentions)?;
+    check_keywords(&message, robot)?;
+    Ok(Prepared { message, cut_bytes })
+}
+
+/// The size of the request body DingTalk would get for `message`: `serde_json::to_vec(message)`'s
+/// length, counted without building it.
+#[must_use]
+pub fn encoded_len(message: &Message) -> usize {
+    json_len(message)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Required fields
+
+fn require(field: &str, value: &str) -> Result<(), InvalidMessage> {
+    if value.trim().is_empty() {
+        Err(InvalidMessage::new(
+            field,
+            "is required and must not be empty",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn check_required(body: &MessageBody) -> Result<(), InvalidMessage> {
+    match body {
+        MessageBody::Text { text } => require("text.content", &text.content),
+        MessageBody::Link { link } => {
+            require("link.title", &link.title)?;
+            require("link.text", &link.text)?;
+            require("link.messageUrl", &link.message_url)
+        }
+        MessageBody::Markdown { markdown } => {
+            require("markdown.title", &markdown.title)?;
+            require("markdown.text", &markdown.text)
+        }
+        MessageBody::ActionCard { action_card } => {
+            require("actionCard.title", &action_card.title)?;
+            require("actionCard.text", &action_card.text)?;
+            match &action_card.action {
+                CardAction::Single {
+                    single_title,
+                    single_url,
+                } => {
+                    require("actionCard.singleTitle", single_title)?;
+                    require("actionCard.singleURL", single_url)
+                }
+                CardAction::Buttons { btns } => {
+                    if btns.is_empty() {
+                        return Err(InvalidMessage::new(
+                            "actionCard.btns",
+                            "needs at least one button (or singleTitle and singleURL instead)",
+                        ));
+                    }
+                    for (i, button) in btns.iter().enumerate() {
+                        require(&format!("actionCard.btns[{i}].title"), &button.title)?;
+                        require(
+                            &format!("actionCard.btns[{i}].actionURL"),
+                            &button.action_url,
+                        )?;
+                    }
+                    Ok(())
+                }
+            }
+        }
+        MessageBody::FeedCard { feed_card } => {
+            if feed_card.links.is_empty() {
+                return Err(InvalidMessage::new(
+                    "feedCard.links",
+                    "needs at least one link",
+                ));
+            }
+            for (i, link) in feed_card.links.iter().enumerate() {
+                require(&format!("feedCard.links[{i}].title"), &link.title)?;
+                require(
+                    &format!("feedCard.links[{i}].messageURL"),
+                    &link.message_url,
+                )?;
+                require(&format!("feedCard.links[{i}].picURL"), &link.pic_url)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. URLs
+
+/// Schemes DingTalk opens: web links, and `dingtalk://` (e.g. to force the PC's external browser).
+const SCHEMES: [&str; 3] = ["http", "https", "dingtalk"];
+
+/// Checks a link field and trims it in place.
+fn check_url(field: &str, value: &mut String) -> Result<(), InvalidMessage> {
+    let trimmed = value.trim();
+    match Url::parse(trimmed) {
+        Err(e) => {
+            return Err(InvalidMessage::new(
+                field,
+                format!("is not an absolute URL ({e})"),
+            ));
+        }
+        Ok(url) if !SCHEMES.contains(&url.scheme()) => {
+            return Err(InvalidMessage::new(
+                field,
+                format!(
+                    "has scheme {:?}; DingTalk only opens http, https and dingtalk links",
+                    url.scheme()
+                ),
+            ));
+        }
+        Ok(_) => {}
+    }
+    if trimmed.len() != value.len() {
+        *value = trimmed.to_owned();
+    }
+    Ok(())
+}
+
+/// Checks a picture field (a URL or a DingTalk media id `@…`) and trims it in place.
+fn check_picture(field: &str, value: &mut String) -> Result<(), InvalidMessage> {
+    let trimmed = value.trim();
+    let Some(media_id) = trimmed.strip_prefix('@') else {
+        return check_url(field, value);
+    };
+    if media_id.is_empty()
+        || media_id
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(InvalidMessage::new(
+            field,
+            "is neither a picture URL nor a DingTalk media id (`@` followed by the id)",
+        ));
+    }
+    if trimmed.len() != value.len() {
+        *value = trimmed.to_owned();
+    }
+    Ok(())
+}
+
+fn check_urls(body: &mut MessageBody) -> Result<(), InvalidMessage> {
+    match body {
+        MessageBody::Text { .. } | MessageBody::Markdown { .. } => Ok(()),
+        MessageBody::Link { link } => {
+            check_url("link.messageUrl", &mut link.message_url)?;
+            if link.pic_url.as_deref().is_some_and(|p| p.trim().is_empty()) {
+                link.pic_url = None;
+            }
+            match &mut link.pic_url {
+                Some(pic) => check_picture("link.picUrl", pic),
+                None => Ok(()),
+            }
+        }
+        MessageBody::ActionCard { action_card } => match &mut action_card.action {
+            CardAction::Single { single_url, .. } => check_url("actionCard.singleURL", single_url),
+            CardAction::Buttons { btns } => {
+                for (i, button) in btns.iter_mut().enumerate() {
+                    check_url(
+                        &format!("actionCard.btns[{i}].actionURL"),
+                        &mut button.action_url,
+                    )?;
+                }
+                Ok(())
+            }
+        },
+        MessageBody::FeedCard { feed_card } => {
+            for (i, link) in feed_card.links.iter_mut().enumerate() {
+                check_url(
+                    &format!("feedCard.links[{i}].messageURL"),
+                    &mut link.message_url,
+                )?;
+                check_picture(&format!("feedCard.links[{i}].picURL"), &mut link.pic_url)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3-5. Mentions
+
+/// Trimmed, non-blank, first occurrence only (in linear time: the list comes from users).
+fn clean_ids(ids: Vec<String>) -> Vec<String> {
+    let mut seen = HashSet::with_capacity(ids.len());
+    ids.into_iter()
+        .filter_map(|id| {
+            let id = id.trim();
+            (!id.is_empty() && seen.insert(id.to_owned())).then(|| id.to_owned())
+        })
+        .collect()
+}
+
+/// Steps 3 and 4: cleans `message.at` (absent when it mentions nobody) and returns every
+/// mentioned id, mobiles first, each once.
+fn clean_mentions(message: &mut Message) -> Result<Vec<String>, InvalidMessage> {
+    let Some(mut at) = message.at.take() else {
+        return Ok(Vec::new());
+    };
+    at.at_mobiles = clean_ids(at.at_mobiles);
+    at.at_user_ids = clean_ids(at.at_user_ids);
+    if at.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !matches!(
+        message.body,
+        MessageBody::Text { .. } | MessageBody::Markdown { .. }
+    ) {
+        return Err(InvalidMessage::new(
+            "at",
+            format!(
+                "DingTalk ignores mentions on {} messages (use text or markdown)",
+                message.body.msgtype()
+            ),
+        ));
+    }
+    let count = at.at_mobiles.len() + at.at_user_ids.len();
+    if count > MAX_MENTIONS {
+        return Err(InvalidMessage::new(
+            "at",
+            format!(
+                "mentions {count} people (atMobiles + atUserIds); DingTalk allows at most \
+                 {MAX_MENTIONS} per message"
+            ),
+        ));
+    }
+    let ids = clean_ids(
+        at.at_mobiles
+            .iter()
+            .chain(&at.at_user_ids)
+            .cloned()
+            .collect(),
+    );
+    message.at = Some(at);
+    Ok(ids)
+}
+
+/// Whether `@id` appears in `text` as a whole mention (`@138` is not in `@13800001111`).
+fn mentioned(text: &str, id: &str) -> bool {
+    let needle = format!("@{id}");
+    text.match_indices(&needle).any(|(start, _)| {
+        text[start + needle.len()..]
+            .chars()
+            .next()
+            .is_none_or(|next| !(next.is_ascii_alphanumeric() || next == '_' || next == '-'))
+    })
+}
+
+/// The line to append so that every id in `mentions` appears as `@<id>` in `text`: empty when
+/// none is missing, else `"\n@a @b"` (text) or `"\n\n@a @b"` (markdown, a paragraph of its own).
+fn mention_line(text: &str, mentions: &[String], markdown: bool) -> String {
+    let missing: Vec<String> = mentions
+        .iter()
+        .filter(|id| !mentioned(text, id))
+        .map(|id| format!("@{id}"))
+        .collect();
+    if missing.is_empty() {
+        return String::new();
+    }
+    let separator = if markdown { "\n\n" } else { "\n" };
+    format!("{separator}{}", missing.join(" "))
+}
+
+/// Step 5. Returns the main text's length before anything was appended (for `feedCard`, 0).
+fn append_mentions(body: &mut MessageBody, mentions: &[String]) -> usize {
+    let markdown = matches!(body, MessageBody::Markdown { .. });
+    let Some((_, text)) = main_text_mut(body) else {
+        return 0;
+    };
+    let original_len = text.len();
+    let line = mention_line(text, mentions, markdown);
+    text.push_str(&line);
+    original_len
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Size
+
+/// The text a cut shortens, and its field name.
+fn main_text_mut(body: &mut MessageBody) -> Option<(&'static str, &mut String)> {
+    match body {
+        MessageBody::Text { text } => Some(("text.content", &mut text.content)),
+        MessageBody::Link { link } => Some(("link.text", &mut link.text)),
+        MessageBody::Markdown { markdown } => Some(("markdown.text", &mut markdown.text)),
+        MessageBody::ActionCard { action_card } => Some(("actionCard.text", &mut action_card.text)),
+        MessageBody::FeedCard { .. } => None,
+    }
+}
+
+/// The visible note that replaces what was cut.
+fn cut_marker(cut: usize) -> String {
+    format!("\n\n…({cut} more bytes cut)")
+}
+
+/// Step 6: cuts `message` to fit; returns what was cut.
+fn fit(
+    message: &mut Message,
+    original_len: usize,
+    mentions: &[String],
+) -> Result<usize, InvalidMessage> {
+    if encoded_len(message) <= BUDGET {
+        return Ok(0);
+    }
+    if matches!(message.body, MessageBody::FeedCard { .. }) {
+        drop_links(message)
+    } else {
+        cut_main_text(message, original_len, mentions)
+    }
+}
+
+fn cut_main_text(
+    message: &mut Message,
+    original_len: usize,
+    mentions: &[String],
+) -> Result<usize, InvalidMessage> {
+    let markdown = matches!(message.body, MessageBody::Markdown { .. });
+    let Some((field, text)) = main_text_mut(&mut message.body) else {
+        return Err(too_big(message, "as it is"));
+    };
+    let original = text.get(..original_len).unwrap_or(text.as_str()).to_owned();
+    let mut keep = original.len();
+    // Each round keeps a strictly shorter prefix, so this ends: at the latest when nothing of
+    // the original is kept.
+    loop {
+        let excess = encoded_len(message).saturating_sub(BUDGET);
+        if excess == 0 {
+            return Ok(original.len() - keep);
+        }
+        if keep == 0 {
+            return Err(too_big(
+                message,
+                &format!("even with {field} cut to nothing"),
+            ));
+        }
+        keep = cut_point(&original, keep, excess);
+        let kept = original.get(..keep).unwrap_or("");
+        let marker = cut_marker(original.len() - keep);
+        let marker = if kept.is_empty() {
+            marker.trim_start()
+        } else {
+            &marker
+        };
+        let cut = format!("{kept}{marker}{}", mention_line(kept, mentions, markdown));
+        if let Some((_, text)) = main_text_mut(&mut message.body) {
+            *text = cut;
+        }
+    }
+}
+
+/// Where to end the kept prefix of `s[..keep]` so that its encoding shrinks by at least
+/// `excess` bytes: always a char boundary strictly below `keep` (when `keep > 0`).
+fn cut_point(s: &str, keep: usize, excess: usize) -> usize {
+    let Some(prefix) = s.get(..keep) else {
+        return 0;
+    };
+    let mut removed = 0;
+    let mut end = keep;
+    for (i, c) in prefix.char_indices().rev() {
+        end = i;
+        removed += escaped_len(c);
+        if removed >= excess {
+            break;
+        }
+    }
+    end
+}
+
+/// The bytes `c` takes inside a JSON string as serde_json writes it.
+fn escaped_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+        '\0'..='\u{1f}' => 6,
+        _ => c.len_utf8(),
+    }
+}
+
+/// Drops links from the end of a feedCard until it fits; returns the encoded bytes dropped.
+fn drop_links(message: &mut Message) -> Result<usize, InvalidMessage> {
+    let before = encoded_len(message);
+    let MessageBody::FeedCard { feed_card } = &mut message.body else {
+        return Err(too_big(message, "as it is"));
+    };
+    let mut links = std::mem::take(&mut feed_card.links);
+    let total = links.len();
+    let empty = encoded_len(message);
+    // Compact JSON: `[a,b,c]` weighs `[]` plus each link plus a comma between two links.
+    let mut keep = 0;
+    let mut size = empty;
+    for (i, link) in links.iter().enumerate() {
+        size = size
+            .saturating_add(json_len(link))
+            .saturating_add(usize::from(i > 0));
+        if size > BUDGET {
+            break;
+        }
+        keep = i + 1;
+    }
+    if keep == 0 {
+        // Name the biggest field of the first link (or of `at`/`msgUuid`).
+        links.truncate(1);
+        if let MessageBody::FeedCard { feed_card } = &mut message.body {
+            feed_card.links = links;
+        }
+        return Err(too_big(
+            message,
+            &format!("even with only the first of its {total} links kept"),
+        ));
+    }
+    links.truncate(keep);
+    if let MessageBody::FeedCard { feed_card } = &mut message.body {
+        feed_card.links = links;
+    }
+    // The arithmetic above is exact for serde_json's compact output; this only guards it.
+    while encoded_len(message) > BUDGET {
+        match &mut message.body {
+            MessageBody::FeedCard { feed_card } if feed_card.links.len() > 1 => {
+                feed_card.links.pop();
+            }
+            _ => {
+                return Err(too_big(
+                    message,
+                    &format!("even with only the first of its {total} links kept"),
+                ));
+            }
+        }
+    }
+    Ok(before.saturating_sub(encoded_len(message)))
+}
+
+/// The refusal for a message that cannot fit `how` it was cut: names its biggest field.
+fn too_big(message: &Message, how: &str) -> InvalidMessage {
+    let (field, size) = largest_field(message)
+        .unwrap_or_else(|| (message.body.msgtype().to_owned(), encoded_len(message)));
+    InvalidMessage::new(
+        field,
+        format!(
+            "is {size} bytes encoded: the message cannot fit DingTalk's {MAX_BODY_BYTES}-byte body \
+             limit ({MSG_UUID_RESERVE} bytes kept for msgUuid) {how}"
+        ),
+    )
+}
+
+/// The biggest field of `message` other than the main text, and its encoded size.
+fn largest_field(message: &Message) -> Option<(String, usize)> {
+    let mut fields: Vec<(String, usize)> = Vec::new();
+    let mut add = |field: String, size: usize| fields.push((field, size));
+    match &message.body {
+        MessageBody::Text { .. } | MessageBody::Markdown { .. } => {}
+        MessageBody::Link { link } => {
+            add("link.title".into(), json_len(&link.title));
+            add("link.messageUrl".into(), json_len(&link.message_url));
+            if let Some(pic) = &link.pic_url {
+                add("link.picUrl".into(), json_len(pic));
+            }
+        }
+        MessageBody::ActionCard { action_card } => action_card_fields(action_card, &mut add),
+        MessageBody::FeedCard { feed_card } => {
+            for (i, link) in feed_card.links.iter().enumerate() {
+                feed_link_fields(i, link, &mut add);
+            }
+        }
+    }
+    if let MessageBody::Markdown { markdown } = &message.body {
+        add("markdown.title".into(), json_len(&markdown.title));
+    }
+    if let Some(at) = &message.at {
+        add("at".into(), json_len(at));
+    }
+    if let Some(uuid) = &message.msg_uuid {
+        add("msgUuid".into(), json_len(uuid));
+    }
+    fields.into_iter().max_by_key(|(_, size)| *size)
+}
+
+fn action_card_fields(card: &ActionCard, add: &mut impl FnMut(String, usize)) {
+    add("actionCard.title".into(), json_len(&card.title));
+    match &card.action {
+        CardAction::Single {
+            single_title,
+            single_url,
+        } => {
+            add("actionCard.singleTitle".into(), json_len(single_title));
+            add("actionCard.singleURL".into(), json_len(single_url));
+        }
+        CardAction::Buttons { btns } => {
+            for (i, button) in btns.iter().enumerate() {
+                add(
+                    format!("actionCard.btns[{i}].title"),
+                    json_len(&button.title),
+                );
+                add(
+                    format!("actionCard.btns[{i}].actionURL"),
+                    json_len(&button.action_url),
+                );
+            }
+        }
+    }
+}
+
+fn feed_link_fields(i: usize, link: &FeedLink, add: &mut impl FnMut(String, usize)) {
+    add(format!("feedCard.links[{i}].title"), json_len(&link.title));
+    add(
+        format!("feedCard.links[{i}].messageURL"),
+        json_len(&link.message_url),
+    );
+    add(
+        format!("feedCard.links[{i}].picURL"),
+        json_len(&link.pic_url),
+    );
+}
+
+/// Counts the bytes written to it.
+struct ByteCounter(usize);
+
+impl io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0 = self.0.saturating_add(buf.len());
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The compact JSON size of `value`; `usize::MAX` (never fits) if it cannot be serialized.
+fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> usize {
+    let mut counter = ByteCounter(0);
+    match serde_json::to_writer(&mut counter, value) {
+        Ok(()) => counter.0,
+        Err(_) => usize::MAX,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. Keywords
+
+/// The texts a reader sees (and DingTalk's keyword check is assumed to scan): no URLs.
+fn visible_texts(body: &MessageBody) -> Vec<&str> {
+    match body {
+        MessageBody::Text { text } => vec![&text.content],
+        MessageBody::Link { link } => vec![&link.title, &link.text],
+        MessageBody::Markdown { markdown } => vec![&markdown.title, &markdown.text],
+        MessageBody::ActionCard { action_card } => {
+            let mut texts = vec![action_card.title.as_str(), action_card.text.as_str()];
+            match &action_card.action {
+                CardAction::Single { single_title, .. } => texts.push(single_title),
+                CardAction::Buttons { btns } => {
+                    texts.extend(btns.iter().map(|button| button.title.as_str()));
+                }
+            }
+            texts
+        }
+        MessageBody::FeedCard { feed_card } => feed_card
+            .links
+            .iter()
+            .map(|link| link.title.as_str())
+            .collect(),
+    }
+}
+
+fn check_keywords(message: &Message, robot: &Robot) -> Result<(), InvalidMessage> {
+    let keywords: Vec<&str> = robot
+        .keywords
+        .iter()
+        .map(String::as_str)
+        .filter(|keyword| !keyword.trim().is_empty())
+        .collect();
+    if keywords.is_empty() {
+        return Ok(());
+    }
+    let texts = visible_texts(&message.body);
+    if keywords
+        .iter()
+        .any(|keyword| texts.iter().any(|text| text.contains(keyword)))
+    {
+        return Ok(());
+    }
+    let hint = match message.body {
+        MessageBody::Text { .. } => "put one in the content",
+        MessageBody::FeedCard { .. } => "put one in a link title",
+        _ => "put one in the title or text",
+    };
+    Err(InvalidMessage::new(
+        "keywords",
+        format!(
+            "none of robot {:?}'s keywords ({}) appears in the message; {hint}",
+            robot.name,
+            keywords.join(", ")
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dingtalk::Endpoint;
+    use crate::dingtalk::message::{At, BtnOrientation, Button, FeedCard, Link, Markdown, Text};
+
+    const URL: &str = "https://example.com/x";
+    const PIC: &str = "https://example.com/p.png";
+
+    fn robot(keywords: &[&str]) -> Robot {
+        Robot {
+            name: "ops".into(),
+            endpoint: Endpoint::DryRun { secret: None },
+            keywords: keywords.iter().map(|k| (*k).to_owned()).collect(),
+        }
+    }
+
+    fn msg(body: MessageBody) -> Message {
+        Message {
+            body,
+            at: None,
+            msg_uuid: None,
+        }
+    }
+
+    fn text(content: &str) -> Message {
+        msg(MessageBody::Text {
+            text: Text {
+                content: content.into(),
+            },
+        })
+    }
+
+    fn link(title: &str, text: &str, url: &str, pic: Option<&str>) -> Message {
+        msg(MessageBody::Link {
+            link: Link {
+                title: title.into(),
+                text: text.into(),
+                message_url: url.into(),
+                pic_url: pic.map(Into::into),
+            },
+        })
+    }
+
+    fn markdown(title: &str, text: &str) -> Message {
+        msg(MessageBody::Markdown {
+            markdown: Markdown {
+                title: title.into(),
+                text: text.into(),
+            },
+        })
+    }
+
+    fn card(title: &str, text: &str, action: CardAction) -> Message {
+        msg(MessageBody::ActionCard {
+            action_card: ActionCard {
+                title: title.into(),
+                text: text.into(),
+                action,
+                btn_orientation: None,
+                hide_avatar: None,
+            },
+        })
+    }
+
+    fn single(title: &str, url: &str) -> CardAction {
+        CardAction::Single {
+            single_title: title.into(),
+            single_url: url.into(),
+        }
+    }
+
+    fn buttons(btns: &[(&str, &str)]) -> CardAction {
+        CardAction::Buttons {
+            btns: btns
+                .iter()
+                .map(|(title, url)| Button {
+                    title: (*title).into(),
+                    action_url: (*url).into(),
+                })
+                .collect(),
+        }
+    }
+
+    fn feed(links: &[(&str, &str, &str)]) -> Message {
+        msg(MessageBody::FeedCard {
+            feed_card: FeedCard {
+                links: links
+                    .iter()
+                    .map(|(title, url, pic)| FeedLink {
+                        title: (*title).into(),
+                        message_url: (*url).into(),
+                        pic_url: (*pic).into(),
+                    })
+                    .collect(),
+            },
+        })
+    }
+
+    fn with_at(mut message: Message, mobiles: &[&str], users: &[&str], all: bool) -> Message {
+        message.at = Some(At {
+            at_mobiles: mobiles.iter().map(|m| (*m).to_owned()).collect(),
+            at_user_ids: users.iter().map(|u| (*u).to_owned()).collect(),
+            is_at_all: all,
+        });
+        message
+    }
+
+    fn ok_for(message: Message, robot: &Robot) -> Prepared {
+        prepare(message, robot).unwrap_or_else(|e| panic!("refused: {e}"))
+    }
+
+    fn ok(message: Message) -> Prepared {
+        ok_for(message, &robot(&[]))
+    }
+
+    fn err_for(message: Message, robot: &Robot) -> InvalidMessage {
+        match prepare(message, robot) {
+            Ok(prepared) => panic!(
+                "accepted ({} bytes, cut {})",
+                encoded_len(&prepared.message),
+                prepared.cut_bytes
+            ),
+            Err(e) => e,
+        }
+    }
+
+    fn err(message: Message) -> InvalidMessage {
+        err_for(message, &robot(&[]))
+    }
+
+    fn field(message: Message) -> String {
+        err(message).field
+    }
+
+    /// The main text of a text, markdown, link or actionCard message.
+    fn main_text(message: &Message) -> &str {
+        match &message.body {
+            MessageBody::Text { text } => &text.content,
+            MessageBody::Markdown { markdown } => &markdown.text,
+            MessageBody::Link { link } => &link.text,
+            MessageBody::ActionCard { action_card } => &action_card.text,
+            MessageBody::FeedCard { .. } => panic!("a feedCard has no main text"),
+        }
+    }
+
+    fn json(message: &Message) -> String {
+        serde_json::to_string(message).unwrap_or_else(|e| panic!("serializes: {e}"))
+    }
+
+    // -- 1. required fields ---------------------------------------------------------------------
+
+    #[test]
+    fn text_requires_content() {
+        assert_eq!(field(text("")), "text.content");
+        let e = err(text(" \n\t "));
+        assert_eq!(e.field, "text.content");
+        assert_eq!(
+            e.to_string(),
+            "text.content: is required and must not be empty"
+        );
+    }
+
+    #[test]
+    fn link_requires_title_text_and_message_url() {
+        assert_eq!(field(link(" ", "t", URL, None)), "link.title");
+        assert_eq!(field(link("T", "", URL, None)), "link.text");
+        assert_eq!(field(link("T", "t", "  ", None)), "link.messageUrl");
+        // picUrl is optional, and a blank one is dropped.
+        let prepared = ok(link("T", "t", URL, Some("  ")));
+        assert!(
+            matches!(&prepared.message.body, MessageBody::Link { link } if link.pic_url.is_none())
+        );
+    }
+
+    #[test]
+    fn markdown_requires_title_and_text() {
+        assert_eq!(field(markdown("", "text")), "markdown.title");
+        assert_eq!(field(markdown("Title", "\n\n")), "markdown.text");
+    }
+
+    #[test]
+    fn action_card_requires_title_text_and_an_action() {
+        assert_eq!(
+            field(card("", "t", single("Open", URL))),
+            "actionCard.title"
+        );
+        assert_eq!(
+            field(card("T", " ", single("Open", URL))),
+            "actionCard.text"
+        );
+        assert_eq!(
+            field(card("T", "t", single("", URL))),
+            "actionCard.singleTitle"
+        );
+        assert_eq!(
+            field(card("T", "t", single("Open", ""))),
+            "actionCard.singleURL"
+        );
+        assert_eq!(field(card("T", "t", buttons(&[]))), "actionCard.btns");
+        assert_eq!(
+            field(card("T", "t", buttons(&[("A", URL), (" ", URL)]))),
+            "actionCard.btns[1].title"
+        );
+        assert_eq!(
+            field(card("T", "t", buttons(&[("A", URL), ("B", "")]))),
+            "actionCard.btns[1].actionURL"
+        );
+    }
+
+    #[test]
+    fn feed_card_requires_links_with_title_url_and_picture() {
+        assert_eq!(field(feed(&[])), "feedCard.links");
+        assert_eq!(field(feed(&[("", URL, PIC)])), "feedCard.links[0].title");
+        assert_eq!(
+            field(feed(&[("A", URL, PIC), ("B", "", PIC)])),
+            "feedCard.links[1].messageURL"
+        );
+        assert_eq!(field(feed(&[("A", URL, " ")])), "feedCard.links[0].picURL");
+    }
+
+    #[test]
+    fn missing_fields_are_reported_before_bad_urls() {
+        assert_eq!(field(link("T", "", "not a url", None)), "link.text");
+        assert_eq!(
+            field(feed(&[("A", "ftp://x", PIC), ("", URL, PIC)])),
+            "feedCard.links[1].title"
+        );
+    }
+
+    // -- 2. URLs --------------------------------------------------------------------------------
+
+    #[test]
+    fn link_urls_must_be_http_https_or_dingtalk() {
+        let e = err(link("T", "t", "/relative/path", None));
+        assert_eq!(e.field, "link.messageUrl");
+        assert!(e.reason.contains("not an absolute URL"), "{e}");
+        let e = err(link("T", "t", "ftp://example.com/f", None));
+        assert_eq!(e.field, "link.messageUrl");
+        assert!(e.reason.contains("\"ftp\""), "{e}");
+        assert_eq!(
+            field(link("T", "t", "javascript:alert(1)", None)),
+            "link.messageUrl"
+        );
+        assert_eq!(field(link("T", "t", "https://", None)), "link.messageUrl");
+        assert_eq!(
+            field(link("T", "t", URL, Some("file:///etc/passwd"))),
+            "link.picUrl"
+        );
+        assert_eq!(field(link("T", "t", URL, Some("@"))), "link.picUrl");
+        assert_eq!(field(link("T", "t", URL, Some("@lA DP"))), "link.picUrl");
+        assert_eq!(
+            field(link("T", "t", URL, Some("picture.png"))),
+            "link.picUrl"
+        );
+
+        ok(link("T", "t", "http://10.0.0.1:3000/d?x=1", Some(PIC)));
+        ok(link("T", "t", "HTTPS://EXAMPLE.COM/", None));
+        ok(link(
+            "T",
+            "t",
+            "dingtalk://dingtalkclient/page/link?url=https%3A%2F%2Fexample.com&pc_slide=false",
+            Some("@lADPDgQ9qT5rZ9bNAZDNAZA"),
+        ));
+    }
+
+    #[test]
+    fn urls_are_trimmed() {
+        let prepared = ok(link("T", "t", " https://example.com/a\n", Some("\t@lADP ")));
+        let MessageBody::Link { link } = &prepared.message.body else {
+            panic!("still a link");
+        };
+        assert_eq!(link.message_url, "https://example.com/a");
+        assert_eq!(link.pic_url.as_deref(), Some("@lADP"));
+    }
+
+    #[test]
+    fn action_card_urls_are_checked() {
+        assert_eq!(
+            field(card("T", "t", single("Open", "mailto:ops@example.com"))),
+            "actionCard.singleURL"
+        );
+        assert_eq!(
+            field(card(
+                "T",
+                "t",
+                buttons(&[("A", URL), ("B", "example.com/b")])
+            )),
+            "actionCard.btns[1].actionURL"
+        );
+        // A media id is a picture, not a link.
+        assert_eq!(
+            field(card("T", "t", buttons(&[("A", "@lADP")]))),
+            "actionCard.btns[0].actionURL"
+        );
+        ok(card("T", "t", single("Open", URL)));
+        ok(card(
+            "T",
+            "t",
+            buttons(&[("A", URL), ("B", "dingtalk://x")]),
+        ));
+    }
+
+    #[test]
+    fn feed_card_urls_are_checked() {
+        assert_eq!(
+            field(feed(&[("A", URL, PIC), ("B", "data:text/html,hi", PIC)])),
+            "feedCard.links[1].messageURL"
+        );
+        assert_eq!(
+            field(feed(&[("A", URL, "no-scheme.png")])),
+            "feedCard.links[0].picURL"
+        );
+        ok(feed(&[("A", URL, "@lADPDgQ9qT5rZ9bN"), ("B", URL, PIC)]));
+    }
+
+    // -- 3-5. mentions --------------------------------------------------------------------------
+
+    #[test]
+    fn text_mentions_missing_are_appended_and_present_not_repeated() {
+        let message = with_at(
+            text("disk full @13800001111"),
+            &["13800001111", "13900002222"],
+            &["manager01"],
+            false,
+        );
+        let prepared = ok(message);
+        assert_eq!(
+            main_text(&prepared.message),
+            "disk full @13800001111\n@13900002222 @manager01"
+        );
+        assert_eq!(prepared.cut_bytes, 0);
+
+        // All present: nothing added.
+        let message = with_at(
+            text("@manager01，请处理 @13800001111"),
+            &["13800001111"],
+            &["manager01"],
+            false,
+        );
+        assert_eq!(
+            main_text(&ok(message).message),
+            "@manager01，请处理 @13800001111"
+        );
+    }
+
+    #[test]
+    fn markdown_mentions_get_a_paragraph_of_their_own() {
+        let message = with_at(
+            markdown("Disk", "### Disk alert\n> db-3 @u_2"),
+            &["13800001111"],
+            &["u_2", "u_3"],
+            false,
+        );
+        let prepared = ok(message);
+        assert_eq!(
+            main_text(&prepared.message),
+            "### Disk alert\n> db-3 @u_2\n\n@13800001111 @u_3"
+        );
+    }
+
+    #[test]
+    fn a_longer_mention_does_not_hide_a_missing_one() {
+        let message = with_at(
+            text("ping @138000011112 and @u1_x"),
+            &["13800001111"],
+            &["u1"],
+            false,
+        );
+        assert_eq!(
+            main_text(&ok(message).message),
+            "ping @138000011112 and @u1_x\n@13800001111 @u1"
+        );
+    }
+
+    #[test]
+    fn mentions_are_trimmed_deduplicated_and_blank_ones_dropped() {
+        let message = with_at(
+            text("hi"),
+            &[" 138 ", "", "138", "139\n"],
+            &["u1", " u1", "  "],
+            false,
+        );
+        let prepared = ok(message);
+        let at = prepared.message.at.as_ref().expect("mentions kept");
+        assert_eq!(at.at_mobiles, ["138", "139"]);
+        assert_eq!(at.at_user_ids, ["u1"]);
+        assert!(!at.is_at_all);
+        assert_eq!(main_text(&prepared.message), "hi\n@138 @139 @u1");
+    }
+
+    #[test]
+    fn an_id_in_both_lists_is_appended_once() {
+        let prepared = ok(with_at(text("hi"), &["42"], &["42"], false));
+        assert_eq!(main_text(&prepared.message), "hi\n@42");
+    }
+
+    #[test]
+    fn blank_mentions_leave_no_at_on_any_type() {
+        let prepared = ok(with_at(text("hi"), &["", " "], &["\t"], false));
+        assert_eq!(prepared.message.at, None);
+        assert_eq!(main_text(&prepared.message), "hi");
+        assert!(!json(&prepared.message).contains("\"at\""));
+
+        let prepared = ok(with_at(link("T", "t", URL, None), &[" "], &[], false));
+        assert_eq!(prepared.message.at, None);
+        let prepared = ok(with_at(feed(&[("A", URL, PIC)]), &[], &[], false));
+        assert_eq!(prepared.message.at, None);
+    }
+
+    #[test]
+    fn at_all_alone_is_kept_and_adds_no_line() {
+        let prepared = ok(with_at(markdown("T", "everyone look"), &[], &[""], true));
+        assert_eq!(
+            prepared.message.at,
+            Some(At {
+                at_mobiles: vec![],
+                at_user_ids: vec![],
+                is_at_all: true
+            })
+        );
+        assert_eq!(main_text(&prepared.message), "everyone look");
+    }
+
+    #[test]
+    fn mentions_are_refused_on_link_action_card_and_feed_card() {
+        let cases = [
+            (
+                with_at(link("T", "t", URL, None), &["138"], &[], false),
+                "link",
+            ),
+            (with_at(link("T", "t", URL, None), &[], &[], true), "link"),
+            (
+                with_at(card("T", "t", single("Open", URL)), &[], &["u1"], false),
+                "actionCard",
+            ),
+            (
+                with_at(feed(&[("A", URL, PIC)]), &["138"], &["u1"], true),
+                "feedCard",
+            ),
+        ];
+        for (message, kind) in cases {
+            let e = err(message);
+            assert_eq!(e.field, "at");
+            assert_eq!(
+                e.reason,
+                format!("DingTalk ignores mentions on {kind} messages (use text or markdown)")
+            );
+        }
+    }
+
+    #[test]
+    fn at_most_50_mentions() {
+        let mobiles: Vec<String> = (0..30).map(|i| format!("1380000{i:04}")).collect();
+        let users: Vec<String> = (0..21).map(|i| format!("user{i}")).collect();
+        let m: Vec<&str> = mobiles.iter().map(String::as_str).collect();
+        let u: Vec<&str> = users.iter().map(String::as_str).collect();
+
+        let e = err(with_at(text("hi"), &m, &u, false));
+        assert_eq!(e.field, "at");
+        assert!(
+            e.reason.contains("51") && e.reason.contains("at most 50"),
+            "{e}"
+        );
+        let e = err(with_at(markdown("T", "hi"), &m, &u, false));
+        assert_eq!(e.field, "at");
+
+        // 50 is fine, and so are 51 entries that are 50 once de-duplicated.
+        let prepared = ok(with_at(text("hi"), &m, &u[..20], false));
+        assert_eq!(
+            prepared.message.at.as_ref().map(|at| at.at_user_ids.len()),
+            Some(20)
+        );
+        assert!(main_text(&prepared.message).ends_with("@user19"));
+        let mut with_duplicate = m.clone();
+        with_duplicate.push(m[0]);
+        ok(with_at(text("hi"), &with_duplicate, &u[..20], false));
+    }
+
+    // -- 7. keywords ----------------------------------------------------------------------------
+
+    #[test]
+    fn keyword_in_a_title_passes() {
+        let ops = robot(&["告警", "alert"]);
+        ok_for(markdown("【告警】db-3", "disk full"), &ops);
+        ok_for(link("Disk alert", "full", URL, None), &ops);
+        ok_for(text("告警: disk full"), &ops);
+        ok_for(
+            card("Incident", "latency", buttons(&[("Ack alert", URL)])),
+            &ops,
+        );
+        ok_for(
+            card("Incident", "latency", single("alert runbook", URL)),
+            &ops,
+        );
+        ok_for(feed(&[("weekly", URL, PIC), ("SLO alert", URL, PIC)]), &ops);
+    }
+
+    #[test]
+    fn keyword_only_in_a_url_fails_naming_robot_and_keywords() {
+        let ops = robot(&["告警", "alert"]);
+        let e = err_for(
+            link(
+                "Disk",
+                "full",
+                "https://example.com/alert?告警=1",
+                Some("https://example.com/alert.png"),
+            ),
+            &ops,
+        );
+        assert_eq!(e.field, "keywords");
+        assert_eq!(
+            e.reason,
+            "none of robot \"ops\"'s keywords (告警, alert) appears in the message; \
+             put one in the title or text"
+        );
+        let e = err_for(
+            feed(&[(
+                "weekly",
+                "https://example.com/alert",
+                "https://example.com/告警.png",
+            )]),
+            &ops,
+        );
+        assert_eq!(e.field, "keywords");
+        assert!(
+            e.reason.contains("\"ops\"") && e.reason.contains("(告警, alert)"),
+            "{e}"
+        );
+        let e = err_for(
+            card("T", "t", buttons(&[("Open", "https://example.com/alert")])),
+            &ops,
+        );
+        assert_eq!(e.field, "keywords");
+        assert_eq!(err_for(text("disk full"), &ops).field, "keywords");
+    }
+
+    #[test]
+    fn keywords_are_case_sensitive_and_blank_ones_ignored() {
+        assert_eq!(err_for(text("ALERT"), &robot(&["alert"])).field, "keywords");
+        ok_for(text("anything"), &robot(&[]));
+        ok_for(text("anything"), &robot(&[" ", ""]));
+    }
+
+    #[test]
+    fn keywords_are_checked_after_cutting() {
+        let long = format!("{}alert", "x".repeat(30_000));
+        let e = err_for(text(&long), &robot(&["alert"]));
+        assert_eq!(e.field, "keywords");
+        ok_for(text(&format!("alert{long}")), &robot(&["alert"]));
+    }
+
+    // -- 6. size --------------------------------------------------------------------------------
+
+    /// Asserts everything a cut promises, for a message whose main text was `original`.
+    fn assert_cut(original: &str, prepared: &Prepared, mention_tail: &str) {
+        let size = encoded_len(&prepared.message);
+        assert!(size <= MAX_BODY_BYTES - MSG_UUID_RESERVE, "{size} bytes");
+        // Not cut much more than needed: within one escaped character (and the marker growing).
+        assert!(
+            size > MAX_BODY_BYTES - MSG_UUID_RESERVE - 8,
+            "over-cut: {size} bytes"
+        );
+        assert!(prepared.cut_bytes > 0);
+        let kept = original
+            .get(..original.len() - prepared.cut_bytes)
+            .expect("the cut is on a char boundary");
+        let marker = format!("\n\n…({} more bytes cut)", prepared.cut_bytes);
+        assert_eq!(
+            main_text(&prepared.message),
+            format!("{kept}{marker}{mention_tail}")
+        );
+        // Valid JSON that DingTalk can parse back into the same message.
+        let body = json(&prepared.message);
+        assert_eq!(body.len(), size);
+        let back: Message = serde_json::from_str(&body).expect("round-trips");
+        assert_eq!(back, prepared.message);
+    }
+
+    #[test]
+    fn nothing_is_cut_at_exactly_the_budget() {
+        let empty = encoded_len(&text(""));
+        let fits = "a".repeat(MAX_BODY_BYTES - MSG_UUID_RESERVE - empty);
+        let prepared = ok(text(&fits));
+        assert_eq!(
+            encoded_len(&prepared.message),
+            MAX_BODY_BYTES - MSG_UUID_RESERVE
+        );
+        assert_eq!(prepared.cut_bytes, 0);
+        assert_eq!(main_text(&prepared.message), fits);
+
+        let over = format!("{fits}b");
+        let prepared = ok(text(&over));
+        assert_cut(&over, &prepared, "");
+    }
+
+    #[test]
+    fn cuts_chinese_and_emoji_text_keeping_mentions() {
+        // ~90 KB; the last mention is only present in the part that gets cut.
+        let original = format!(
+            "{} @13800001111",
+            "磁盘告警 😀🚨 db-3 使用率 93%；".repeat(2_000)
+        );
+        assert!(original.len() > 80_000);
+        let message = with_at(text(&original), &["13800001111"], &["zhangsan"], false);
+        let prepared = ok_for(message, &robot(&["告警"]));
+        assert_cut(&original, &prepared, "\n@13800001111 @zhangsan");
+        assert_eq!(
+            prepared.message.at.as_ref().map(|at| at.at_mobiles.clone()),
+            Some(vec!["13800001111".to_owned()])
+        );
+    }
+
+    #[test]
+    fn cuts_markdown_full_of_json_escapes() {
+        // Each of `"`, `\`, `\n`, `\t` doubles when encoded, \u{1} becomes six bytes.
+        let original = "\"quoted\"\n\\path\\\t\u{1}表情😀\n".repeat(3_000);
+        let message = with_at(markdown("Title", &original), &[], &["u1", "u2"], true);
+        let prepared = ok(message);
+        assert_cut(&original, &prepared, "\n\n@u1 @u2");
+        assert!(json(&prepared.message).contains("more bytes cut)\\n\\n@u1 @u2"));
+    }
+
+    #[test]
+    fn cuts_text_made_only_of_escaped_characters() {
+        for unit in ["\"", "\n", "\\", "\u{1f}", "\u{1}\u{2}"] {
+            // Blank text is refused, and `\n` and `\u{1f}` are whitespace.
+            let original = format!("x{}", unit.repeat(25_000));
+            let prepared = ok(text(&original));
+            assert_cut(&original, &prepared, "");
+        }
+    }
+
+    #[test]
+    fn cuts_link_and_action_card_text() {
+        let original = "链接说明 link text. ".repeat(4_000);
+        let prepared = ok(link("T", &original, URL, Some(PIC)));
+        assert_cut(&original, &prepared, "");
+
+        let mut message = card("T", &original, buttons(&[("A", URL), ("B", URL)]));
+        if let MessageBody::ActionCard { action_card } = &mut message.body {
+            action_card.btn_orientation = Some(BtnOrientation::Horizontal);
+            action_card.hide_avatar = Some(true);
+        }
+        let prepared = ok(message);
+        assert_cut(&original, &prepared, "");
+    }
+
+    #[test]
+    fn a_mention_line_that_does_not_fit_is_refused_on_at() {
+        let users: Vec<String> = (0..50).map(|i| format!("{i}{}", "u".repeat(400))).collect();
+        let u: Vec<&str> = users.iter().map(String::as_str).collect();
+        let e = err(with_at(text("hi"), &[], &u, false));
+        assert_eq!(e.field, "at");
+        assert!(
+            e.reason.contains("20000-byte") && e.reason.contains("text.content"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_title_or_url_too_big_alone_is_refused_naming_it() {
+        let e = err(markdown(&"标题".repeat(4_000), "short"));
+        assert_eq!(e.field, "markdown.title");
+        assert!(
+            e.reason.contains("even with markdown.text cut to nothing"),
+            "{e}"
+        );
+
+        let huge_url = format!("https://example.com/?q={}", "a".repeat(25_000));
+        assert_eq!(field(link("T", "t", &huge_url, None)), "link.messageUrl");
+        assert_eq!(
+            field(card("T", "t", buttons(&[("A", URL), ("B", &huge_url)]))),
+            "actionCard.btns[1].actionURL"
+        );
+        assert_eq!(
+            field(card(&"t".repeat(21_000), "t", single("Open", URL))),
+            "actionCard.title"
+        );
+    }
+
+    #[test]
+    fn feed_card_drops_links_from_the_end() {
+        let titles: Vec<String> = (0..300).map(|i| format!("报告 {i} alert")).collect();
+        let links: Vec<(&str, &str, &str)> =
+            titles.iter().map(|t| (t.as_str(), URL, PIC)).collect();
+        let message = feed(&links);
+        let before = encoded_len(&message);
+        let prepared = ok_for(message.clone(), &robot(&["alert"]));
+        let size = encoded_len(&prepared.message);
+        assert!(size <= MAX_BODY_BYTES - MSG_UUID_RESERVE);
+        assert_eq!(prepared.cut_bytes, before - size);
+        let (MessageBody::FeedCard { feed_card: kept }, MessageBody::FeedCard { feed_card: all }) =
+            (&prepared.message.body, &message.body)
+        else {
+            panic!("still feedCards");
+        };
+        assert!(!kept.links.is_empty() && kept.links.len() < all.links.len());
+        assert_eq!(kept.links[..], all.links[..kept.links.len()]);
+        // As many as fit: one more would not.
+        let mut one_more = prepared.message.clone();
+        if let MessageBody::FeedCard { feed_card } = &mut one_more.body {
+            feed_card.links.push(all.links[kept.links.len()].clone());
+        }
+        assert!(encoded_len(&one_more) > MAX_BODY_BYTES - MSG_UUID_RESERVE);
+    }
+
+    #[test]
+    fn feed_card_whose_first_link_does_not_fit_is_refused() {
+        let huge = "t".repeat(20_000);
+        let e = err(feed(&[(&huge, URL, PIC), ("b", URL, PIC), ("c", URL, PIC)]));
+        assert_eq!(e.field, "feedCard.links[0].title");
+        assert!(e.reason.contains("first of its 3 links"), "{e}");
+    }
+
+    #[test]
+    fn never_panics_and_always_fits() {
+        // A deterministic mix of 1- to 4-byte, escaped and control characters, around the limit.
+        let alphabet = [
+            "a", " ", "中", "😀", "\"", "\\", "\n", "\u{1}", "é", "@u1", "\u{7f}",
+        ];
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        for round in 0..40 {
+            let len = 18_000 + round * 1_500;
+            let mut original = String::new();
+            while original.len() < len {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                original.push_str(alphabet[(seed % alphabet.len() as u64) as usize]);
+            }
+            let message = if round % 2 == 0 {
+                with_at(text(&original), &["13800001111"], &["u1"], false)
+            } else {
+                with_at(markdown("标题", &original), &[], &["u2"], round % 3 == 0)
+            };
+            let prepared = ok(message);
+            let size = encoded_len(&prepared.message);
+            assert!(
+                size <= MAX_BODY_BYTES - MSG_UUID_RESERVE,
+                "round {round}: {size}"
+            );
+            let body = main_text(&prepared.message);
+            if prepared.cut_bytes > 0 {
+                assert!(body.contains(&format!("…({} more bytes cut)", prepared.cut_bytes)));
+                let kept = &original[..original.len() - prepared.cut_bytes];
+                assert!(body.starts_with(kept));
+            } else {
+                assert!(body.starts_with(&original));
+            }
+            for id in ["13800001111", "u1", "u2"] {
+                if prepared
+                    .message
+                    .at
+                    .as_ref()
+                    .is_some_and(|at| at.at_mobiles.iter().chain(&at.at_user_ids).any(|m| m == id))
+                {
+                    assert!(mentioned(body, id), "round {round}: @{id} lost");
+                }
+            }
+        }
+    }
+
+    // -- DingTalk's casing ----------------------------------------------------------------------
+
+    #[test]
+    fn serialized_json_uses_dingtalk_casing() {
+        let mut message = with_at(
+            text("build #1842 failed @13800001111"),
+            &["13800001111"],
+            &["manager01"],
+            true,
+        );
+        message.msg_uuid = Some("0b4a4c0e-7c1f-4a7e-9d55-3f0c2b1a9e10".into());
+        let prepared = ok(message);
+        assert_eq!(
+            json(&prepared.message),
+            r#"{"msgtype":"text","text":{"content":"build #1842 failed @13800001111\n@manager01"},"at":{"atMobiles":["13800001111"],"atUserIds":["manager01"],"isAtAll":true},"msgUuid":"0b4a4c0e-7c1f-4a7e-9d55-3f0c2b1a9e10"}"#
+        );
+
+        let prepared = ok(link(
+            "Release v2.3.0",
+            "Changelog",
+            "https://example.com/releases/v2.3.0",
+            Some("https://example.com/img/release.png"),
+        ));
+        assert_eq!(
+            json(&prepared.message),
+            r#"{"msgtype":"link","link":{"title":"Release v2.3.0","text":"Changelog","messageUrl":"https://example.com/releases/v2.3.0","picUrl":"https://example.com/img/release.png"}}"#
+        );
+
+        let prepared = ok(with_at(
+            markdown("Disk alert", "> db-3 93%"),
+            &["13800001111"],
+            &[],
+            false,
+        ));
+        assert_eq!(
+            json(&prepared.message),
+            r#"{"msgtype":"markdown","markdown":{"title":"Disk alert","text":"> db-3 93%\n\n@13800001111"},"at":{"atMobiles":["13800001111"]}}"#
+        );
+
+        let mut message = card(
+            "Incident INC-77",
+            "**INC-77** latency > 2s",
+            buttons(&[
+                ("Acknowledge", "https://example.com/inc/77/ack"),
+                ("Runbook", "https://example.com/runbooks/checkout"),
+            ]),
+        );
+        if let MessageBody::ActionCard { action_card } = &mut message.body {
+            action_card.btn_orientation = Some(BtnOrientation::Horizontal);
+            action_card.hide_avatar = Some(true);
+        }
+        let prepared = ok(message);
+        assert_eq!(
+            json(&prepared.message),
+            r#"{"msgtype":"actionCard","actionCard":{"title":"Incident INC-77","text":"**INC-77** latency > 2s","btns":[{"title":"Acknowledge","actionURL":"https://example.com/inc/77/ack"},{"title":"Runbook","actionURL":"https://example.com/runbooks/checkout"}],"btnOrientation":"1","hideAvatar":"1"}}"#
+        );
+
+        let mut message = card(
+            "Deploy approval",
+            "Deploy **api-gw**",
+            single("Open approval", "https://example.com/approve/991"),
+        );
+        if let MessageBody::ActionCard { action_card } = &mut message.body {
+            action_card.btn_orientation = Some(BtnOrientation::Vertical);
+        }
+        let prepared = ok(message);
+        assert_eq!(
+            json(&prepared.message),
+            r#"{"msgtype":"actionCard","actionCard":{"title":"Deploy approval","text":"Deploy **api-gw**","singleTitle":"Open approval","singleURL":"https://example.com/approve/991","btnOrientation":"0"}}"#
+        );
+
+        let prepared = ok(feed(&[
+            (
+                "Weekly report",
+                "https://example.com/r/w32",
+                "https://example.com/img/w32.png",
+            ),
+            (
+                "SLO summary",
+                "https://example.com/slo",
+                "@lADPDgQ9qT5rZ9bN",
+            ),
+        ]));
+        assert_eq!(
+            json(&prepared.message),
+            r#"{"msgtype":"feedCard","feedCard":{"links":[{"title":"Weekly report","messageURL":"https://example.com/r/w32","picURL":"https://example.com/img/w32.png"},{"title":"SLO summary","messageURL":"https://example.com/slo","picURL":"@lADPDgQ9qT5rZ9bN"}]}}"#
+        );
+    }
+
+    #[test]
+    fn encoded_len_is_the_serialized_length() {
+        let message = with_at(text("中文 \"q\" \n 😀"), &["1"], &[], true);
+        assert_eq!(
+            encoded_len(&message),
+            serde_json::to_vec(&message)
+                .map(|v| v.len())
+                .unwrap_or_default()
+        );
+    }
 }

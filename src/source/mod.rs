@@ -10,7 +10,9 @@
 //! - a parse failure is a [`Rejection::Malformed`] with a reason, never a panic.
 
 pub mod alertmanager;
+mod alerts;
 pub mod auth;
+pub mod examples;
 pub mod github;
 pub mod gitlab;
 pub mod grafana;
@@ -19,8 +21,12 @@ pub mod json;
 use std::collections::BTreeMap;
 
 use http::HeaderMap;
-use secrecy::SecretString;
+use http::header::CONTENT_TYPE;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 pub use auth::Auth;
 
@@ -137,28 +143,447 @@ pub struct Event {
 
 impl Source {
     /// Checks that the request comes from who it claims, over the raw bytes, before parsing.
+    ///
+    /// Bearer/basic authentication (when configured, any kind) is checked first, then the kind's
+    /// own `secret`: GitHub's `X-Hub-Signature-256`, GitLab's `X-Gitlab-Token`, Grafana's HMAC
+    /// header. A source with nothing configured accepts every request. Every comparison is
+    /// constant-time and no rejection message contains a presented or configured secret.
     pub fn verify(&self, inbound: &Inbound<'_>) -> Result<(), Rejection> {
-        let _ = inbound;
-        Ok(())
+        self.auth.verify(inbound.headers)?;
+        let Some(secret) = &self.secret else {
+            return Ok(());
+        };
+        let secret = secret.expose_secret().as_bytes();
+        match self.kind {
+            SourceKind::Github => github::verify(secret, inbound),
+            SourceKind::Gitlab => gitlab::verify(secret, inbound),
+            SourceKind::Grafana => grafana::verify(
+                secret,
+                self.signature_header.as_deref(),
+                self.timestamp_header.as_deref(),
+                inbound,
+            ),
+            // The config loader refuses a `secret` on these kinds; should one get here anyway,
+            // refuse everything rather than silently accept unsigned requests.
+            SourceKind::Alertmanager | SourceKind::Json => Err(Rejection::Unauthorized(format!(
+                "{} sources cannot check a `secret`; configure bearer or basic authentication",
+                self.kind
+            ))),
+        }
     }
 
     /// Parses a verified request into an event.
+    ///
+    /// The body must be a JSON object (`application/json`, `*/*+json` or no content type; GitHub
+    /// also sends `application/x-www-form-urlencoded` with the JSON in the `payload` field). Each
+    /// kind then checks the shape it needs and names the event; see the kind's module.
     pub fn parse(&self, inbound: &Inbound<'_>) -> Result<Event, Rejection> {
-        let _ = inbound;
-        Err(Rejection::Malformed("not implemented".into()))
+        let payload = read_object(self.kind, inbound)?;
+        let query = self.visible_query(inbound.query);
+        let parsed = match self.kind {
+            SourceKind::Alertmanager => alertmanager::parse(&payload)?,
+            SourceKind::Grafana => grafana::parse(&payload)?,
+            SourceKind::Github => github::parse(&payload, inbound.headers)?,
+            SourceKind::Gitlab => gitlab::parse(&payload, inbound.headers)?,
+            SourceKind::Json => json::parse(&query),
+        };
+        Ok(Event {
+            source: self.name.clone(),
+            kind: self.kind,
+            name: parsed.name,
+            ignored: parsed.ignored,
+            payload: Value::Object(payload),
+            headers: self.visible_headers(inbound.headers),
+            query,
+            dedup_key: parsed.dedup_key,
+        })
+    }
+
+    /// The request headers templates may see: names lower-cased, values lossy UTF-8 (repeated
+    /// headers joined with `, `), without authentication headers, signatures, cookies, or any
+    /// header whose value contains one of this source's secrets.
+    fn visible_headers(&self, headers: &HeaderMap) -> BTreeMap<String, String> {
+        let secrets = self.secret_values();
+        let signature_header = self
+            .signature_header
+            .as_deref()
+            .map(str::to_ascii_lowercase);
+        let mut visible: BTreeMap<String, String> = BTreeMap::new();
+        let mut hidden: Vec<&str> = Vec::new();
+        for (name, value) in headers {
+            let name = name.as_str();
+            if SENSITIVE_HEADERS.contains(&name) || signature_header.as_deref() == Some(name) {
+                continue;
+            }
+            if secrets.iter().any(|s| contains(value.as_bytes(), s)) {
+                hidden.push(name);
+                continue;
+            }
+            let value = String::from_utf8_lossy(value.as_bytes());
+            visible
+                .entry(name.to_owned())
+                .and_modify(|v| {
+                    v.push_str(", ");
+                    v.push_str(&value);
+                })
+                .or_insert_with(|| value.into_owned());
+        }
+        // A repeated header with one secret-bearing value is dropped entirely.
+        for name in hidden {
+            visible.remove(name);
+        }
+        visible
+    }
+
+    /// The query parameters (first occurrence wins), without any whose value contains one of
+    /// this source's secrets.
+    fn visible_query(&self, query: &str) -> BTreeMap<String, String> {
+        let secrets = self.secret_values();
+        let mut params = BTreeMap::new();
+        let mut hidden = Vec::new();
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            if secrets.iter().any(|s| contains(value.as_bytes(), s)) {
+                hidden.push(key.into_owned());
+                continue;
+            }
+            params
+                .entry(key.into_owned())
+                .or_insert_with(|| value.into_owned());
+        }
+        for key in hidden {
+            params.remove(&key);
+        }
+        params
+    }
+
+    /// Every non-empty secret configured on this source, for redaction.
+    fn secret_values(&self) -> Vec<&[u8]> {
+        let basic = self.auth.basic.as_ref().map(|b| &b.password);
+        [self.secret.as_ref(), self.auth.bearer.as_ref(), basic]
+            .into_iter()
+            .flatten()
+            .map(|s| s.expose_secret().as_bytes())
+            .filter(|s| !s.is_empty())
+            .collect()
     }
 }
 
 impl Event {
     /// What templates see. For alert kinds, `alerts`, `firing` and `resolved` keep at most
     /// `alert_limit` alerts (all when `None`); the second value is how many were left out.
+    ///
+    /// The context is a JSON object holding every top-level field of the payload, then these
+    /// reserved names, which win over payload fields of the same name (those stay reachable under
+    /// `payload`): `event` (the event name), `source` (the source name), `headers`, `query` and
+    /// `payload` (the body, unmodified).
+    ///
+    /// For alert kinds, missing or null group fields get defaults (`status` is the event name,
+    /// `groupLabels`/`commonLabels`/`commonAnnotations` `{}`, `receiver`/`groupKey`/
+    /// `externalURL` `""`, `truncatedAlerts` `0`), each alert gets a `status` (`firing` or
+    /// `resolved`, derived from `endsAt` when missing) and `labels`/`annotations` (`{}` when
+    /// missing), and four more reserved names are added: `alerts`, `firing`, `resolved` and
+    /// `omitted_alerts`. When shortening, firing alerts are kept before resolved ones, each list
+    /// keeps its original order, and `alerts` is exactly the alerts shown in `firing` or
+    /// `resolved`, so that `firing | length + resolved | length == alerts | length <= limit`.
     pub fn context(&self, alert_limit: Option<usize>) -> (serde_json::Value, usize) {
-        let _ = alert_limit;
-        (self.payload.clone(), 0)
+        let mut context = match &self.payload {
+            Value::Object(map) => map.clone(),
+            _ => Map::new(),
+        };
+        let mut omitted = 0;
+        if self.kind.has_alerts() {
+            alerts::fill_group_defaults(&mut context, self.kind, &self.name);
+            let shown = alerts::select(&self.payload, alert_limit);
+            omitted = shown.omitted;
+            context.insert("alerts".into(), Value::Array(shown.alerts));
+            context.insert("firing".into(), Value::Array(shown.firing));
+            context.insert("resolved".into(), Value::Array(shown.resolved));
+            context.insert("omitted_alerts".into(), Value::from(omitted));
+        }
+        context.insert("event".into(), Value::String(self.name.clone()));
+        context.insert("source".into(), Value::String(self.source.clone()));
+        context.insert("headers".into(), string_map(&self.headers));
+        context.insert("query".into(), string_map(&self.query));
+        context.insert("payload".into(), self.payload.clone());
+        (Value::Object(context), omitted)
     }
 
     /// How many alerts the event carries, for alert kinds.
     pub fn alert_count(&self) -> Option<usize> {
-        None
+        self.kind
+            .has_alerts()
+            .then(|| alerts::list(&self.payload).map_or(0, <[Value]>::len))
+    }
+}
+
+/// Header names (lower case) never copied into [`Event::headers`].
+const SENSITIVE_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-gitlab-token",
+    "x-hub-signature",
+    "x-hub-signature-256",
+    grafana::DEFAULT_SIGNATURE_HEADER_LOWER,
+    grafana::LEGACY_SIGNATURE_HEADER_LOWER,
+    // GitLab's Standard-Webhooks signature (signing token).
+    "webhook-signature",
+];
+
+/// What a kind module learned from a body, beyond the body itself.
+struct Parsed {
+    name: String,
+    ignored: Option<String>,
+    dedup_key: Option<String>,
+}
+
+/// How a body is encoded.
+enum BodyFormat {
+    Json,
+    /// `application/x-www-form-urlencoded` with the JSON in the `payload` field (GitHub).
+    Form,
+}
+
+/// Longest piece of a received value quoted back in a rejection.
+const QUOTE_LIMIT: usize = 80;
+
+/// Decides how to read the body from its `Content-Type`.
+fn body_format(kind: SourceKind, headers: &HeaderMap) -> Result<BodyFormat, Rejection> {
+    let accepted = if kind == SourceKind::Github {
+        "application/json or application/x-www-form-urlencoded"
+    } else {
+        "application/json"
+    };
+    let Some(value) = headers.get(CONTENT_TYPE) else {
+        return Ok(BodyFormat::Json);
+    };
+    let Ok(value) = value.to_str() else {
+        return Err(Rejection::UnsupportedMediaType(format!(
+            "a Content-Type that is not plain text; this source accepts {accepted}"
+        )));
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if essence.is_empty() || essence == "application/json" {
+        return Ok(BodyFormat::Json);
+    }
+    if let Some((kind_part, subtype)) = essence.split_once('/')
+        && !kind_part.is_empty()
+        && subtype.ends_with("+json")
+    {
+        return Ok(BodyFormat::Json);
+    }
+    if kind == SourceKind::Github && essence == "application/x-www-form-urlencoded" {
+        return Ok(BodyFormat::Form);
+    }
+    Err(Rejection::UnsupportedMediaType(format!(
+        "`{}`; this source accepts {accepted}",
+        quote(value.trim())
+    )))
+}
+
+/// Reads the body as a JSON object, according to its content type.
+fn read_object(kind: SourceKind, inbound: &Inbound<'_>) -> Result<Map<String, Value>, Rejection> {
+    match body_format(kind, inbound.headers)? {
+        BodyFormat::Json => json_object(inbound.body, "body"),
+        BodyFormat::Form => {
+            let mut payload = None;
+            for (key, value) in form_urlencoded::parse(inbound.body) {
+                if key == "payload" {
+                    if payload.is_some() {
+                        return Err(Rejection::Malformed(
+                            "form body has more than one `payload` field".into(),
+                        ));
+                    }
+                    payload = Some(value);
+                }
+            }
+            let Some(payload) = payload else {
+                return Err(Rejection::Malformed(
+                    "form body has no `payload` field (GitHub sends the JSON there)".into(),
+                ));
+            };
+            json_object(payload.as_bytes(), "`payload` form field")
+        }
+    }
+}
+
+/// Parses `bytes` as a JSON object; `what` names them in the rejection.
+fn json_object(bytes: &[u8], what: &str) -> Result<Map<String, Value>, Rejection> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(Rejection::Malformed(format!(
+            "{what} is empty; expected a JSON object"
+        )));
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(Rejection::Malformed(format!(
+            "{what} must be a JSON object, got {}",
+            describe(&other)
+        ))),
+        Err(err) => Err(Rejection::Malformed(format!(
+            "{what} is not valid JSON: {err}"
+        ))),
+    }
+}
+
+/// A short description of a JSON value for rejection messages ("the string \"3\"", "an array").
+fn describe(value: &Value) -> String {
+    match value {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("the boolean {b}"),
+        Value::Number(n) => format!("the number {}", quote(&n.to_string())),
+        Value::String(s) => format!("the string \"{}\"", quote(s)),
+        Value::Array(_) => "an array".into(),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+/// `s`, cut to [`QUOTE_LIMIT`] characters (with `...`) and with control characters escaped.
+fn quote(s: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i == QUOTE_LIMIT {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The value of a header that must appear at most once, as text. `Ok(None)` when absent.
+fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Rejection> {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(Rejection::Unauthorized(format!(
+            "more than one {name} header"
+        )));
+    }
+    value
+        .to_str()
+        .map(|v| Some(v.trim()))
+        .map_err(|_| Rejection::Unauthorized(format!("malformed {name} header: not plain text")))
+}
+
+/// A header's value as text, for event names and delivery ids (`None` when absent, empty or not
+/// text).
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// Constant-time equality that does not reveal the length of either side: both sides are hashed
+/// first, then the digests are compared with [`ConstantTimeEq`].
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    let a = Sha256::digest(a);
+    let b = Sha256::digest(b);
+    a.as_slice().ct_eq(b.as_slice()).into()
+}
+
+/// Whether `needle` occurs in `haystack`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn string_map(map: &BTreeMap<String, String>) -> Value {
+    Value::Object(
+        map.iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn content_type(value: &str) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        map.insert(
+            CONTENT_TYPE,
+            http::HeaderValue::from_str(value).expect("header"),
+        );
+        map
+    }
+
+    #[test]
+    fn body_formats() {
+        let json =
+            |kind, ct: &str| matches!(body_format(kind, &content_type(ct)), Ok(BodyFormat::Json));
+        assert!(json(SourceKind::Json, "application/json"));
+        assert!(json(SourceKind::Json, " APPLICATION/JSON ; charset=utf-8"));
+        assert!(json(SourceKind::Json, "application/problem+json"));
+        assert!(json(SourceKind::Json, ""));
+        assert!(!json(SourceKind::Json, "+json"));
+        assert!(!json(SourceKind::Json, "text/json5"));
+        assert!(matches!(
+            body_format(
+                SourceKind::Github,
+                &content_type("application/x-www-form-urlencoded")
+            ),
+            Ok(BodyFormat::Form)
+        ));
+        match body_format(
+            SourceKind::Gitlab,
+            &content_type("application/x-www-form-urlencoded"),
+        ) {
+            Err(Rejection::UnsupportedMediaType(reason)) => {
+                assert_eq!(
+                    reason,
+                    "`application/x-www-form-urlencoded`; this source accepts application/json"
+                );
+            }
+            other => panic!("{:?}", other.is_ok()),
+        }
+        let mut odd = HeaderMap::new();
+        odd.insert(
+            CONTENT_TYPE,
+            http::HeaderValue::from_bytes(b"text/\xfftype").expect("obs-text is a valid value"),
+        );
+        assert!(matches!(
+            body_format(SourceKind::Json, &odd),
+            Err(Rejection::UnsupportedMediaType(_))
+        ));
+    }
+
+    #[test]
+    fn quotes_are_short_and_printable() {
+        assert_eq!(quote("a\nb"), "a\\nb");
+        let long = "x".repeat(200);
+        assert_eq!(quote(&long).len(), QUOTE_LIMIT + 3);
+        assert_eq!(describe(&Value::from(0)), "the number 0");
+        assert_eq!(describe(&Value::from("3")), "the string \"3\"");
+    }
+
+    #[test]
+    fn ct_eq_compares_contents() {
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"abcd"));
+        assert!(ct_eq(b"", b""));
+    }
+
+    #[test]
+    fn contains_finds_substrings() {
+        assert!(contains(b"Bearer token", b"token"));
+        assert!(!contains(b"tok", b"token"));
+        assert!(!contains(b"anything", b""));
     }
 }

@@ -1,0 +1,263 @@
+//! `dingrelay render`: the exact DingTalk request bodies a payload would produce.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::Config;
+use crate::dingtalk::Endpoint;
+use crate::source::{Inbound, Source, SourceKind};
+
+/// What to render.
+#[derive(Debug, Clone)]
+pub struct RenderRequest {
+    pub config: PathBuf,
+    pub payload: PathBuf,
+    /// The source name; guessed from the payload and headers when there is one candidate.
+    pub source: Option<String>,
+    /// The event name, as the sender's event header would carry it (`X-GitHub-Event`,
+    /// `X-Gitlab-Event`) or, for json sources, the `event` query parameter.
+    pub event: Option<String>,
+    /// Extra request headers, `Name: value`.
+    pub headers: Vec<String>,
+    /// Pretty-print the bodies instead of printing them exactly as sent.
+    pub pretty: bool,
+}
+
+/// Why render could not run. Printed as `error: ...`.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot read the payload {path}: {error}")]
+    Payload { path: String, error: std::io::Error },
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// Runs `render`, writing to `out`. Returns the process exit code: 0 when the payload produced
+/// valid messages or matched no rule, 1 when a rule failed to render or validate.
+pub fn run(request: &RenderRequest, out: &mut dyn Write) -> Result<u8, RenderError> {
+    let config = Config::load(&request.config)?;
+    let body = std::fs::read(&request.payload).map_err(|error| RenderError::Payload {
+        path: request.payload.display().to_string(),
+        error,
+    })?;
+    render(&config, request, &body, jiff::Timestamp::now(), out)
+}
+
+/// Renders `body` with a loaded config (the testable core of [`run`]).
+pub fn render(
+    config: &Config,
+    request: &RenderRequest,
+    body: &[u8],
+    now: jiff::Timestamp,
+    out: &mut dyn Write,
+) -> Result<u8, RenderError> {
+    let mut headers = parse_headers(&request.headers)?;
+    let source = choose_source(config, request.source.as_deref(), &headers, body)?;
+    let mut query = String::new();
+    if let Some(event) = &request.event {
+        let header = match source.kind {
+            SourceKind::Github => Some("x-github-event"),
+            SourceKind::Gitlab => Some("x-gitlab-event"),
+            SourceKind::Json => {
+                query = form_urlencoded::Serializer::new(String::new())
+                    .append_pair("event", event)
+                    .finish();
+                None
+            }
+            SourceKind::Alertmanager | SourceKind::Grafana => {
+                return Err(RenderError::Usage(format!(
+                    "--event does not apply to {} sources: their event (firing or resolved) comes from the payload's `status`",
+                    source.kind
+                )));
+            }
+        };
+        if let Some(header) = header {
+            let value = HeaderValue::from_str(event).map_err(|_| {
+                RenderError::Usage(format!("--event `{event}` is not a valid header value"))
+            })?;
+            headers.insert(HeaderName::from_static(header), value);
+        }
+    }
+    if !headers.contains_key(http::header::CONTENT_TYPE) {
+        let form = source.kind == SourceKind::Github && body.starts_with(b"payload=");
+        let content_type = if form {
+            "application/x-www-form-urlencoded"
+        } else {
+            "application/json"
+        };
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static(content_type),
+        );
+    }
+
+    let inbound = Inbound {
+        headers: &headers,
+        query: &query,
+        body,
+    };
+    let event = match source.parse(&inbound) {
+        Ok(event) => event,
+        Err(rejection) => {
+            // What the daemon would answer with a 4xx: not a render failure of a rule.
+            let _ = writeln!(
+                out,
+                "error: source `{}` refuses this payload: {rejection}",
+                source.name
+            );
+            return Ok(1);
+        }
+    };
+    let _ = writeln!(
+        out,
+        "# source `{}` ({}), event `{}`; authentication is not checked by render",
+        source.name, source.kind, event.name
+    );
+    if let Some(reason) = &event.ignored {
+        let _ = writeln!(
+            out,
+            "ignored: {reason}; no rule is evaluated (the daemon answers 202)"
+        );
+        return Ok(0);
+    }
+
+    let routing = config.rules.route(&event, now);
+    for delivery in &routing.deliveries {
+        let target = match &delivery.robot.endpoint {
+            Endpoint::DryRun { .. } => "dry run".to_owned(),
+            Endpoint::Webhook { url, .. } => url.redacted(),
+        };
+        let mut notes = Vec::new();
+        if delivery.omitted_alerts > 0 {
+            notes.push(format!(
+                "{} alerts left out to fit 20,000 bytes",
+                delivery.omitted_alerts
+            ));
+        }
+        if delivery.cut_bytes > 0 {
+            notes.push(format!(
+                "{} bytes cut to fit 20,000 bytes",
+                delivery.cut_bytes
+            ));
+        }
+        let notes = if notes.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", notes.join("; "))
+        };
+        let _ = writeln!(
+            out,
+            "# rule `{}` -> robot `{}` ({target}){notes}",
+            delivery.rule, delivery.robot.name
+        );
+        let json = if request.pretty {
+            serde_json::to_string_pretty(&delivery.message)
+        } else {
+            serde_json::to_string(&delivery.message)
+        };
+        let _ = writeln!(out, "{}", json.unwrap_or_default());
+    }
+    for error in &routing.errors {
+        let _ = writeln!(out, "error: {error}");
+    }
+    if routing.deliveries.is_empty() && routing.errors.is_empty() {
+        let _ = writeln!(out, "no rule matched this event:");
+        if routing.skipped.is_empty() {
+            let _ = writeln!(out, "  no rule is configured for source `{}`", source.name);
+        }
+        for skipped in &routing.skipped {
+            let _ = writeln!(out, "  {skipped}");
+        }
+    }
+    Ok(if routing.errors.is_empty() { 0 } else { 1 })
+}
+
+fn parse_headers(raw: &[String]) -> Result<HeaderMap, RenderError> {
+    let mut headers = HeaderMap::new();
+    for line in raw {
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| RenderError::Usage(format!("--header `{line}` is not `Name: value`")))?;
+        let name = HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| RenderError::Usage(format!("--header `{line}`: invalid header name")))?;
+        let value = HeaderValue::from_str(value.trim())
+            .map_err(|_| RenderError::Usage(format!("--header `{line}`: invalid header value")))?;
+        headers.append(name, value);
+    }
+    Ok(headers)
+}
+
+/// The source named, or the one source that can have sent this payload.
+fn choose_source<'c>(
+    config: &'c Config,
+    name: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<&'c Source, RenderError> {
+    let names = || {
+        config
+            .sources
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if let Some(name) = name {
+        return config.sources.get(name).ok_or_else(|| {
+            RenderError::Usage(format!("unknown source `{name}` (sources: {})", names()))
+        });
+    }
+    if config.sources.len() == 1 {
+        return Ok(&config.sources[0]);
+    }
+    let kind = guess_kind(headers, body);
+    let candidates: Vec<&Source> = config.sources.values().filter(|s| s.kind == kind).collect();
+    match candidates.as_slice() {
+        [one] => Ok(one),
+        [] => Err(RenderError::Usage(format!(
+            "this looks like a {kind} payload but no source has kind {kind}; choose one with --source (sources: {})",
+            names()
+        ))),
+        _ => Err(RenderError::Usage(format!(
+            "several {kind} sources could take this payload; choose one with --source ({})",
+            candidates
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+/// Recognises the sender of a payload by its headers and shape.
+pub fn guess_kind(headers: &HeaderMap, body: &[u8]) -> SourceKind {
+    if headers.contains_key("x-github-event") || body.starts_with(b"payload=") {
+        return SourceKind::Github;
+    }
+    if headers.contains_key("x-gitlab-event") {
+        return SourceKind::Gitlab;
+    }
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(body)
+    else {
+        return SourceKind::Json;
+    };
+    if map.contains_key("alerts") && map.contains_key("orgId") {
+        SourceKind::Grafana
+    } else if map.contains_key("alerts")
+        && (map.contains_key("groupKey") || map.contains_key("receiver"))
+    {
+        SourceKind::Alertmanager
+    } else if map.contains_key("object_kind") {
+        SourceKind::Gitlab
+    } else if map.contains_key("repository")
+        && (map.contains_key("sender") || map.contains_key("hook"))
+    {
+        SourceKind::Github
+    } else {
+        SourceKind::Json
+    }
+}

@@ -1,0 +1,360 @@
+//! Rendering configuration errors the way rustc does: a `file:line:column: message` header, then
+//! the offending line with a caret under the column.
+//!
+//! ```text
+//! rules.yaml:12:9: unknown robot `opps` (known robots: ops, dev)
+//!    |
+//! 12 |     to: [opps]
+//!    |         ^
+//! ```
+//!
+//! Columns are counted in chars (see [`Location`]); the caret is placed by display width, so it
+//! lines up under text with wide (CJK) characters, and tabs are shown as four spaces.
+
+use std::fmt;
+
+use super::locate::{Location, Locations, Path};
+
+/// One problem found in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// Where the problem is, when known.
+    pub location: Option<Location>,
+    /// What is wrong, for people: `unknown robot `opps` (known robots: ops, dev)`.
+    pub message: String,
+}
+
+impl Diagnostic {
+    /// A diagnostic without a location: about the file as a whole.
+    pub fn new(message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            location: None,
+            message: message.into(),
+        }
+    }
+
+    /// A diagnostic at `location`.
+    pub fn at(location: Location, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            location: Some(location),
+            message: message.into(),
+        }
+    }
+
+    /// A diagnostic about the node at `path`: at its value, or at its closest located ancestor
+    /// (see [`Locations::nearest`]).
+    pub fn at_value(locations: &Locations, path: &Path, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::at(locations.nearest(path), message)
+    }
+
+    /// A diagnostic about the key of the mapping entry at `path` (a duplicate or unknown key):
+    /// at the key, or where [`Diagnostic::at_value`] would put it when the key is not known.
+    pub fn at_key(locations: &Locations, path: &Path, message: impl Into<String>) -> Diagnostic {
+        let location = locations
+            .key(path)
+            .unwrap_or_else(|| locations.nearest(path));
+        Diagnostic::at(location, message)
+    }
+}
+
+/// `12:9: message`, or just the message without a location.
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.location {
+            Some(location) => write!(f, "{location}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for Diagnostic {}
+
+/// Renders `diagnostics` about `source` (the contents of `file_name`), separated by blank lines.
+///
+/// Each one is a `file:line:column: message` header followed, when the line exists in `source`,
+/// by that line and a caret under the column; a diagnostic without a location is only
+/// `file: message`. A column past the end of the line puts the caret just after the line.
+/// Control characters in the shown line are replaced by `�`, so a hostile file cannot send
+/// escape sequences to the terminal.
+pub fn render(file_name: &str, source: &str, diagnostics: &[Diagnostic]) -> String {
+    let mut out = String::new();
+    for (i, diagnostic) in diagnostics.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        render_one(&mut out, file_name, source, diagnostic);
+    }
+    out
+}
+
+fn render_one(out: &mut String, file_name: &str, source: &str, diagnostic: &Diagnostic) {
+    let Some(location) = diagnostic.location else {
+        out.push_str(&format!("{file_name}: {}\n", diagnostic.message));
+        return;
+    };
+    out.push_str(&format!(
+        "{file_name}:{}:{}: {}\n",
+        location.line, location.column, diagnostic.message
+    ));
+    let Some(line) = location
+        .line
+        .checked_sub(1)
+        .and_then(|index| source.split('\n').nth(index))
+    else {
+        return;
+    };
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    let line = if location.line == 1 {
+        line.strip_prefix('\u{feff}').unwrap_or(line)
+    } else {
+        line
+    };
+
+    let line = redact(line);
+    let line = line.as_str();
+
+    let number = location.line.to_string();
+    let gutter = " ".repeat(number.len());
+    let mut shown = String::with_capacity(line.len());
+    let mut caret_indent = 0;
+    for (i, c) in line.chars().enumerate() {
+        let (text, width) = display(c);
+        match text {
+            Some(text) => shown.push_str(text),
+            None => shown.push(c),
+        }
+        if i + 1 < location.column {
+            caret_indent += width;
+        }
+    }
+    out.push_str(&format!("{gutter} |\n"));
+    if shown.is_empty() {
+        out.push_str(&format!("{number} |\n"));
+    } else {
+        out.push_str(&format!("{number} | {shown}\n"));
+    }
+    out.push_str(&format!("{gutter} | {}^\n", " ".repeat(caret_indent)));
+}
+
+/// Keys whose values are secrets: a config line shown in an error masks them, since `check`
+/// output can end up in a journal.
+const SECRET_KEYS: &[&str] = &["secret", "bearer", "password", "token"];
+
+/// The line with secret values replaced by `***`: the value of an `access_token=` query
+/// parameter, and inline values of secret keys (`${VAR}` references and `log` are kept).
+fn redact(line: &str) -> String {
+    let mut line = line.to_owned();
+    let mut from = 0;
+    while let Some(found) = line[from..].find("access_token=") {
+        let start = from + found + "access_token=".len();
+        let end = line[start..]
+            .find(|c: char| matches!(c, '&' | '"' | '\'' | ' ' | '\t' | '#' | ',' | '}'))
+            .map_or(line.len(), |i| start + i);
+        if end > start {
+            line.replace_range(start..end, "***");
+        }
+        from = start + 3.min(line.len() - start);
+    }
+    for key in SECRET_KEYS {
+        let mut from = 0;
+        while let Some(found) = line[from..].find(&format!("{key}:")) {
+            let key_start = from + found;
+            let value_start = key_start + key.len() + 1;
+            from = value_start;
+            let before = line[..key_start].chars().next_back();
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                continue;
+            }
+            let rest = &line[value_start..];
+            let value_offset = rest.len() - rest.trim_start().len();
+            let start = value_start + value_offset;
+            let value = &line[start..];
+            let end = match value.chars().next() {
+                Some(q @ ('"' | '\'')) => value[1..].find(q).map_or(line.len(), |i| start + i + 2),
+                _ => value
+                    .find([',', '}', '#'])
+                    .map_or(line.len(), |i| start + i),
+            };
+            let end = start + line[start..end].trim_end().len();
+            let shown = line[start..end].trim_matches(['"', '\'']);
+            if shown.is_empty() || shown.starts_with("${") || shown == "log" {
+                continue;
+            }
+            line.replace_range(start..end, "***");
+            from = start + 3;
+        }
+    }
+    line
+}
+
+/// How a char of the source line is shown: a replacement text if not itself, and its width.
+fn display(c: char) -> (Option<&'static str>, usize) {
+    match c {
+        '\t' => (Some("    "), 4),
+        c if c.is_control() || is_bidi_control(c) => (Some("\u{fffd}"), 1),
+        c => (None, width(c)),
+    }
+}
+
+/// Bidirectional overrides and isolates, which could make the shown line lie.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// The terminal width of a char: 2 for East Asian wide and fullwidth characters (CJK, Hangul,
+/// kana, fullwidth forms, most emoji), 0 for combining marks and zero-width characters, else 1.
+fn width(c: char) -> usize {
+    match u32::from(c) {
+        0x0300..=0x036f | 0x200b..=0x200f | 0xfe00..=0xfe0f | 0xfe20..=0xfe2f => 0,
+        0x1100..=0x115f
+        | 0x2e80..=0x303e
+        | 0x3041..=0x33ff
+        | 0x3400..=0x4dbf
+        | 0x4e00..=0x9fff
+        | 0xa000..=0xa4cf
+        | 0xac00..=0xd7a3
+        | 0xf900..=0xfaff
+        | 0xfe30..=0xfe4f
+        | 0xff00..=0xff60
+        | 0xffe0..=0xffe6
+        | 0x1f300..=0x1f64f
+        | 0x1f900..=0x1f9ff
+        | 0x20000..=0x3fffd => 2,
+        _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(line: usize, column: usize, message: &str) -> Diagnostic {
+        Diagnostic::at(Location { line, column }, message)
+    }
+
+    #[test]
+    fn renders_like_rustc() {
+        let mut source: String = (1..=11).map(|i| format!("# line {i}\n")).collect();
+        source.push_str("    to: [opps]\n");
+        let out = render(
+            "rules.yaml",
+            &source,
+            &[at(12, 9, "unknown robot `opps` (known robots: ops, dev)")],
+        );
+        assert_eq!(
+            out,
+            "\
+rules.yaml:12:9: unknown robot `opps` (known robots: ops, dev)
+   |
+12 |     to: [opps]
+   |         ^
+"
+        );
+    }
+
+    #[test]
+    fn without_location() {
+        assert_eq!(
+            render("rules.yaml", "a: 1\n", &[Diagnostic::new("no rules")]),
+            "rules.yaml: no rules\n"
+        );
+    }
+
+    #[test]
+    fn caret_lines_up_under_wide_characters() {
+        let source = "robots:\n  name: \"钉钉告警\" x: [opps]\n";
+        // `x` is char 16 of its line (1-based), after 4 CJK characters of width 2.
+        let out = render("rules.yaml", source, &[at(2, 16, "bad")]);
+        let expected = format!(
+            "rules.yaml:2:16: bad\n  |\n2 |   name: \"钉钉告警\" x: [opps]\n  | {}^\n",
+            // 15 chars before the column, 4 of them two columns wide.
+            " ".repeat(19)
+        );
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn several_diagnostics_tabs_crlf_and_bom() {
+        let source = "\u{feff}a: 1\r\n\tb: 2\r\n";
+        let out = render(
+            "f.yaml",
+            source,
+            &[at(1, 4, "one"), at(2, 2, "two"), Diagnostic::new("three")],
+        );
+        assert_eq!(
+            out,
+            "\
+f.yaml:1:4: one
+  |
+1 | a: 1
+  |    ^
+
+f.yaml:2:2: two
+  |
+2 |     b: 2
+  |     ^
+
+f.yaml: three
+"
+        );
+    }
+
+    #[test]
+    fn odd_locations_do_not_panic() {
+        let source = "a: 1\n";
+        let out = render("f.yaml", source, &[at(1, 40, "past the end")]);
+        assert!(out.ends_with("1 | a: 1\n  |     ^\n"), "{out}");
+        let out = render("f.yaml", source, &[at(2, 1, "at the end")]);
+        assert_eq!(out, "f.yaml:2:1: at the end\n  |\n2 |\n  | ^\n");
+        assert_eq!(
+            render("f.yaml", source, &[at(9, 1, "gone")]),
+            "f.yaml:9:1: gone\n"
+        );
+        assert_eq!(
+            render("f.yaml", source, &[at(0, 0, "zero")]),
+            "f.yaml:0:0: zero\n"
+        );
+        let out = render("f.yaml", "x: \u{1b}[31m\u{202e}", &[at(1, 1, "escape")]);
+        assert!(out.contains("1 | x: \u{fffd}[31m\u{fffd}\n"), "{out}");
+        assert_eq!(render("f.yaml", "", &[]), "");
+    }
+
+    #[test]
+    fn constructors_use_locations() {
+        let locations = Locations::index("rules:\n  - to: [opps]\n");
+        let to = Path::root().key("rules").index(0).key("to");
+        let d = Diagnostic::at_value(&locations, &to.index(0), "unknown robot");
+        assert_eq!(
+            d.location,
+            Some(Location {
+                line: 2,
+                column: 10
+            })
+        );
+        let d = Diagnostic::at_key(&locations, &to, "bad key");
+        assert_eq!(d.location, Some(Location { line: 2, column: 5 }));
+        let d = Diagnostic::at_key(&locations, &to.key("missing"), "missing");
+        assert_eq!(d.location, Some(Location { line: 2, column: 9 }));
+        assert_eq!(d.to_string(), "2:9: missing");
+        assert_eq!(Diagnostic::new("plain").to_string(), "plain");
+    }
+
+    #[test]
+    fn secrets_in_the_shown_line_are_masked() {
+        let source = "    webhook: https://oapi.dingtalk.com/robot/send?access_token=abc123&x=1\n  a: { bearer: \"t0k\", kind: json }\n    secret: ${S:-}\n    secret: SECxyz # note\n";
+        let diagnostics: Vec<Diagnostic> = (1..=4)
+            .map(|line| Diagnostic::at(Location { line, column: 5 }, "problem"))
+            .collect();
+        let rendered = render("rules.yaml", source, &diagnostics);
+        for secret in ["abc123", "t0k", "SECxyz"] {
+            assert!(!rendered.contains(secret), "{secret} shown:\n{rendered}");
+        }
+        assert!(rendered.contains("access_token=***&x=1"), "{rendered}");
+        assert!(rendered.contains("bearer: ***, kind: json"), "{rendered}");
+        assert!(
+            rendered.contains("secret: ${S:-}"),
+            "references are kept: {rendered}"
+        );
+        assert!(rendered.contains("secret: *** # note"), "{rendered}");
+    }
+}

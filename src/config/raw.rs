@@ -1,0 +1,236 @@
+//! The raw shape of `rules.yaml`, exactly as written: strings are not yet expanded, references not
+//! yet resolved, templates not yet compiled. Unknown keys are errors.
+//!
+//! Keys use snake_case throughout; DingTalk's own casing (`messageUrl` vs `messageURL`, ...) is
+//! applied when messages are built, so users never have to remember it.
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+use crate::source::SourceKind;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Address the daemon listens on.
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// Where the outbox lives.
+    #[serde(default)]
+    pub state_dir: Option<String>,
+    /// IANA time zone for times shown in messages.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub robots: IndexMap<String, RawRobot>,
+    #[serde(default)]
+    pub sources: IndexMap<String, RawSource>,
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRobot {
+    /// `https://oapi.dingtalk.com/robot/send?access_token=...`, or `log` (or unset) for a dry run.
+    #[serde(default)]
+    pub webhook: Option<String>,
+    #[serde(default)]
+    pub webhook_file: Option<String>,
+    /// The 加签 secret (`SEC...`).
+    #[serde(default)]
+    pub secret: Option<String>,
+    #[serde(default)]
+    pub secret_file: Option<String>,
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    /// A host (`host` or `host:port`) the webhook may point at instead of oapi.dingtalk.com, over
+    /// http or https: for tests, proxies and mocks.
+    #[serde(default)]
+    pub allow_host: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    pub kind: SourceKind,
+    /// HTTP path; defaults to `/hooks/<name>`.
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub auth: Option<RawAuth>,
+    /// GitHub HMAC key, GitLab token or Grafana HMAC key.
+    #[serde(default)]
+    pub secret: Option<String>,
+    #[serde(default)]
+    pub secret_file: Option<String>,
+    #[serde(default)]
+    pub signature_header: Option<String>,
+    #[serde(default)]
+    pub timestamp_header: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    #[serde(default)]
+    pub bearer: Option<String>,
+    #[serde(default)]
+    pub bearer_file: Option<String>,
+    #[serde(default)]
+    pub basic: Option<RawBasic>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBasic {
+    pub username: String,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub name: String,
+    pub source: String,
+    /// A minijinja expression; the rule fires when it is true. Absent: always.
+    #[serde(default)]
+    pub when: Option<String>,
+    pub to: OneOrMany,
+    /// When this rule matches, later rules are not evaluated.
+    #[serde(default)]
+    pub stop: bool,
+    #[serde(default)]
+    pub text: Option<RawText>,
+    #[serde(default)]
+    pub link: Option<RawLink>,
+    #[serde(default)]
+    pub markdown: Option<RawMarkdown>,
+    #[serde(default)]
+    pub action_card: Option<RawActionCard>,
+    #[serde(default)]
+    pub feed_card: Option<RawFeedCard>,
+    #[serde(default)]
+    pub at: Option<RawAt>,
+}
+
+/// `to: ops` or `to: [ops, dev]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn as_slice(&self) -> &[String] {
+        match self {
+            OneOrMany::One(one) => std::slice::from_ref(one),
+            OneOrMany::Many(many) => many,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawText {
+    pub content: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLink {
+    pub title: String,
+    pub text: String,
+    pub message_url: String,
+    #[serde(default)]
+    pub pic_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMarkdown {
+    pub title: String,
+    pub text: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawActionCard {
+    pub title: String,
+    pub text: String,
+    /// One button for the whole card: `single_title` and `single_url` together...
+    #[serde(default)]
+    pub single_title: Option<String>,
+    #[serde(default)]
+    pub single_url: Option<String>,
+    /// ...or independent buttons.
+    #[serde(default)]
+    pub buttons: Vec<RawButton>,
+    #[serde(default)]
+    pub button_orientation: Option<Orientation>,
+    #[serde(default)]
+    pub hide_avatar: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Orientation {
+    Vertical,
+    Horizontal,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawButton {
+    pub title: String,
+    pub url: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFeedCard {
+    /// Fixed links, rendered as they are.
+    #[serde(default)]
+    pub links: Vec<RawFeedLink>,
+    /// An expression giving a list (`commits`, `alerts`): one link per item, rendered from `link`
+    /// with the item as `item`.
+    #[serde(default)]
+    pub each: Option<String>,
+    #[serde(default)]
+    pub link: Option<RawFeedLink>,
+    /// At most this many links from `each` (default 10).
+    #[serde(default)]
+    pub max_links: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFeedLink {
+    pub title: String,
+    pub message_url: String,
+    pub pic_url: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAt {
+    /// Templates; each renders to one mobile or a comma-separated list; empty results are dropped.
+    #[serde(default)]
+    pub mobiles: Vec<String>,
+    #[serde(default)]
+    pub user_ids: Vec<String>,
+    /// `true`, `false`, or a template rendering to `true`/`false`.
+    #[serde(default)]
+    pub all: Option<BoolOrTemplate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum BoolOrTemplate {
+    Bool(bool),
+    Template(String),
+}

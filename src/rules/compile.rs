@@ -1,0 +1,707 @@
+//! Turning `rules:` from `rules.yaml` into compiled [`Rule`]s, once, at load.
+//!
+//! Every template and condition is compiled into the rule set's one minijinja environment under a
+//! name that says where it came from (`rules[2].markdown.text`). Syntax errors are reported at the
+//! YAML node, with the line inside the template. Unknown filters cannot be found before a template
+//! runs: `dingrelay check` renders every rule against example payloads for that.
+
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+
+use super::{RuleSet, filters};
+use crate::config::Checker;
+use crate::config::diagnostic::Diagnostic;
+use crate::config::locate::{Location, Path};
+use crate::config::raw::{self, BoolOrTemplate, Orientation, RawRule};
+use crate::dingtalk::Robot;
+use crate::dingtalk::message::BtnOrientation;
+
+/// Bounds the work one template may do, so a huge payload or a runaway loop cannot stall intake.
+const TEMPLATE_FUEL: u64 = 20_000_000;
+
+/// A compiled template: its name in the environment and where it came from.
+#[derive(Debug, Clone)]
+pub struct Field {
+    /// The template's name in the environment, e.g. `rules[0].markdown.text`.
+    pub id: String,
+    /// The rule-relative field, e.g. `markdown.text`, used in error messages.
+    pub field: String,
+    /// Where the value is in the config file.
+    pub location: Option<Location>,
+    /// The value is a block scalar (`text: |`): template line N is N-1 lines below `location`.
+    pub block: bool,
+}
+
+impl Field {
+    /// Where a line of the template is in the config file, as near as is known.
+    pub fn location_of_line(&self, template_line: Option<usize>) -> Option<Location> {
+        let location = self.location?;
+        match template_line {
+            Some(line) if self.block && line > 1 => Some(Location {
+                line: location.line + line - 1,
+                column: location.column,
+            }),
+            _ => Some(location),
+        }
+    }
+}
+
+/// A `when` condition.
+#[derive(Debug, Clone)]
+pub struct When {
+    /// The expression as written, shown when it is false.
+    pub text: String,
+    /// A template wrapping the expression, rendering `true` or `false`.
+    pub template: Field,
+}
+
+/// A compiled rule.
+#[derive(Debug)]
+pub struct Rule {
+    pub name: String,
+    pub source: String,
+    pub when: Option<When>,
+    pub robots: Vec<Arc<Robot>>,
+    pub stop: bool,
+    pub message: MessageTemplate,
+    pub at: AtTemplate,
+    /// Where the rule starts in the config file.
+    pub location: Option<Location>,
+}
+
+impl Rule {
+    /// Every template of the rule, for inspection by `check`.
+    pub fn fields(&self) -> Vec<&Field> {
+        let mut fields: Vec<&Field> = self.when.iter().map(|w| &w.template).collect();
+        match &self.message {
+            MessageTemplate::Text { content } => fields.push(content),
+            MessageTemplate::Link {
+                title,
+                text,
+                message_url,
+                pic_url,
+            } => fields.extend([title, text, message_url].into_iter().chain(pic_url)),
+            MessageTemplate::Markdown { title, text } => fields.extend([title, text]),
+            MessageTemplate::ActionCard {
+                title,
+                text,
+                action,
+                ..
+            } => {
+                fields.extend([title, text]);
+                match action {
+                    CardActionTemplate::Single { title, url } => fields.extend([title, url]),
+                    CardActionTemplate::Buttons(buttons) => {
+                        fields.extend(buttons.iter().flat_map(|(t, u)| [t, u]))
+                    }
+                }
+            }
+            MessageTemplate::FeedCard { links, each } => {
+                for link in links.iter().chain(each.as_ref().map(|e| &e.link)) {
+                    fields.extend([&link.title, &link.message_url, &link.pic_url]);
+                }
+                if let Some(each) = each {
+                    fields.push(&each.list);
+                }
+            }
+        }
+        fields.extend(self.at.mobiles.iter().chain(&self.at.user_ids));
+        if let AllTemplate::Template(all) = &self.at.all {
+            fields.push(all);
+        }
+        fields
+    }
+}
+
+/// The message a rule renders, by type.
+#[derive(Debug)]
+pub enum MessageTemplate {
+    Text {
+        content: Field,
+    },
+    Link {
+        title: Field,
+        text: Field,
+        message_url: Field,
+        pic_url: Option<Field>,
+    },
+    Markdown {
+        title: Field,
+        text: Field,
+    },
+    ActionCard {
+        title: Field,
+        text: Field,
+        action: CardActionTemplate,
+        orientation: Option<BtnOrientation>,
+        hide_avatar: Option<bool>,
+    },
+    FeedCard {
+        links: Vec<FeedLinkTemplate>,
+        each: Option<EachTemplate>,
+    },
+}
+
+#[derive(Debug)]
+pub enum CardActionTemplate {
+    Single { title: Field, url: Field },
+    Buttons(Vec<(Field, Field)>),
+}
+
+#[derive(Debug)]
+pub struct FeedLinkTemplate {
+    pub title: Field,
+    pub message_url: Field,
+    pub pic_url: Field,
+}
+
+/// feedCard links generated from a list.
+#[derive(Debug)]
+pub struct EachTemplate {
+    /// Renders the list as JSON (`{{ (expr) | tojson }}`).
+    pub list: Field,
+    /// Rendered once per item, with the item as `item`.
+    pub link: FeedLinkTemplate,
+    pub max_links: usize,
+}
+
+#[derive(Debug, Default)]
+pub struct AtTemplate {
+    pub mobiles: Vec<Field>,
+    pub user_ids: Vec<Field>,
+    pub all: AllTemplate,
+}
+
+#[derive(Debug, Default)]
+pub enum AllTemplate {
+    #[default]
+    No,
+    Yes,
+    Template(Field),
+}
+
+/// The template environment every rule set uses: undefined values render empty (a missing label
+/// must not lose an alert), no HTML escaping (DingTalk is not HTML), bounded work, and no debug
+/// dumps of payload values in errors.
+pub fn environment(tz: jiff::tz::TimeZone) -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Chainable);
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_fuel(Some(TEMPLATE_FUEL));
+    env.set_debug(false);
+    filters::register(&mut env, tz);
+    env
+}
+
+impl RuleSet {
+    /// Compiles the rules. `robot_names` are all robots declared (valid or not, so an invalid
+    /// robot is not also reported as unknown); `robots` the valid ones.
+    pub(crate) fn compile(
+        raw_rules: &[RawRule],
+        robot_names: &[String],
+        robots: &IndexMap<String, Arc<Robot>>,
+        sources: &IndexMap<String, raw::RawSource>,
+        tz: jiff::tz::TimeZone,
+        at: &Path,
+        checker: &mut Checker<'_>,
+    ) -> Option<RuleSet> {
+        let errors_before = checker.diagnostics.len();
+        let mut env = environment(tz);
+        let mut rules = Vec::new();
+        let mut names: IndexMap<&str, usize> = IndexMap::new();
+        for (i, raw) in raw_rules.iter().enumerate() {
+            let rule_at = at.index(i);
+            if let Some(first) = names.insert(raw.name.as_str(), i) {
+                checker.error(
+                    &rule_at.key("name"),
+                    format!(
+                        "rules[{i}]: rule name `{}` is already used by rules[{first}]",
+                        raw.name
+                    ),
+                );
+            }
+            let mut compiler = RuleCompiler {
+                env: &mut env,
+                checker,
+                rule_at: rule_at.clone(),
+                index: i,
+                name: &raw.name,
+            };
+            if let Some(rule) = compiler.rule(raw, robot_names, robots, sources) {
+                rules.push(rule);
+            }
+        }
+        if raw_rules.is_empty() {
+            checker.error(at, "no rules: add at least one under `rules:`");
+        }
+        (checker.diagnostics.len() == errors_before).then_some(RuleSet { env, rules })
+    }
+}
+
+struct RuleCompiler<'a, 'c> {
+    env: &'a mut Environment<'static>,
+    checker: &'a mut Checker<'c>,
+    rule_at: Path,
+    index: usize,
+    name: &'a str,
+}
+
+impl RuleCompiler<'_, '_> {
+    fn error(&mut self, path: &Path, message: impl std::fmt::Display) {
+        let message = format!("rule `{}`: {message}", self.name);
+        self.checker.error(path, message);
+    }
+
+    fn rule(
+        &mut self,
+        raw: &RawRule,
+        robot_names: &[String],
+        robots: &IndexMap<String, Arc<Robot>>,
+        sources: &IndexMap<String, raw::RawSource>,
+    ) -> Option<Rule> {
+        let errors_before = self.checker.diagnostics.len();
+        let at = self.rule_at.clone();
+
+        if raw.name.trim().is_empty() {
+            self.error(&at.key("name"), "the name is empty");
+        }
+        if !sources.contains_key(&raw.source) {
+            let known: Vec<&str> = sources.keys().map(String::as_str).collect();
+            self.error(
+                &at.key("source"),
+                format!(
+                    "unknown source `{}` (sources: {})",
+                    raw.source,
+                    known.join(", ")
+                ),
+            );
+        }
+
+        let mut rule_robots = Vec::new();
+        let targets = raw.to.as_slice();
+        if targets.is_empty() {
+            self.error(&at.key("to"), "`to` names no robot");
+        }
+        for (i, target) in targets.iter().enumerate() {
+            let path = match &raw.to {
+                raw::OneOrMany::One(_) => at.key("to"),
+                raw::OneOrMany::Many(_) => at.key("to").index(i),
+            };
+            match robots.get(target) {
+                Some(robot) => rule_robots.push(robot.clone()),
+                None if robot_names.contains(target) => {} // reported where the robot is
+                None => self.error(
+                    &path,
+                    format!(
+                        "unknown robot `{target}` (robots: {})",
+                        robot_names.join(", ")
+                    ),
+                ),
+            }
+        }
+
+        let when = raw.when.as_deref().and_then(|expr| self.when(expr));
+        let message = self.message(raw);
+        let at_template = raw.at.as_ref().map(|a| self.at(a)).unwrap_or_default();
+
+        if self.checker.diagnostics.len() > errors_before {
+            return None;
+        }
+        Some(Rule {
+            name: raw.name.clone(),
+            source: raw.source.clone(),
+            when,
+            robots: rule_robots,
+            stop: raw.stop,
+            message: message?,
+            at: at_template,
+            location: self.checker.locations.value(&at),
+        })
+    }
+
+    /// Compiles one template field at `path` (relative to the rule, e.g. `markdown.text`).
+    fn template(&mut self, rel: &[&str], source: &str, field: &str) -> Option<Field> {
+        let path = rel
+            .iter()
+            .fold(self.rule_at.clone(), |p, seg| match seg.parse::<usize>() {
+                Ok(i) => p.index(i),
+                Err(_) => p.key(*seg),
+            });
+        self.template_at(&path, source, field, None)
+    }
+
+    fn template_at(
+        &mut self,
+        path: &Path,
+        source: &str,
+        field: &str,
+        wrap: Option<(&str, &str)>,
+    ) -> Option<Field> {
+        let expanded = self.checker.expand(path, source)?;
+        let id = format!("rules[{}].{field}", self.index);
+        let location = self.checker.locations.value(path);
+        let block = match (self.checker.locations.key(path), location) {
+            (Some(key), Some(value)) => value.line > key.line,
+            _ => false,
+        };
+        let text = match wrap {
+            Some((before, after)) => format!("{before}{expanded}{after}"),
+            None => expanded,
+        };
+        let field = Field {
+            id: id.clone(),
+            field: field.to_owned(),
+            location,
+            block,
+        };
+        match self.env.add_template_owned(id, text) {
+            Ok(()) => Some(field),
+            Err(error) => {
+                let message = format!(
+                    "rule `{}`: {}",
+                    self.name,
+                    template_error(&field.field, &error)
+                );
+                self.checker.diagnostics.push(Diagnostic {
+                    location: field
+                        .location_of_line(error.line())
+                        .or_else(|| Some(self.checker.locations.nearest(path))),
+                    message,
+                });
+                None
+            }
+        }
+    }
+
+    /// Compiles an expression (`when`, `each`) into a template that renders it.
+    fn expression(
+        &mut self,
+        path: &Path,
+        expr: &str,
+        field: &str,
+        wrap: (&str, &str),
+    ) -> Option<Field> {
+        let expanded = self.checker.expand(path, expr)?;
+        // Compile the bare expression first: its errors point into what the user wrote.
+        if let Err(error) = self.env.compile_expression(&expanded) {
+            let message = template_error(field, &error);
+            self.error(path, message);
+            return None;
+        }
+        let id = format!("rules[{}].{field}", self.index);
+        match self
+            .env
+            .add_template_owned(id.clone(), format!("{}{expanded}{}", wrap.0, wrap.1))
+        {
+            Ok(()) => Some(Field {
+                id,
+                field: field.to_owned(),
+                location: self.checker.locations.value(path),
+                block: false,
+            }),
+            Err(error) => {
+                let message = template_error(field, &error);
+                self.error(path, message);
+                None
+            }
+        }
+    }
+
+    fn when(&mut self, expr: &str) -> Option<When> {
+        let path = self.rule_at.key("when");
+        let template = self.expression(
+            &path,
+            expr,
+            "when",
+            ("{% if (", ") %}true{% else %}false{% endif %}"),
+        )?;
+        Some(When {
+            text: expr.to_owned(),
+            template,
+        })
+    }
+
+    fn message(&mut self, raw: &RawRule) -> Option<MessageTemplate> {
+        let given: Vec<&str> = [
+            raw.text.as_ref().map(|_| "text"),
+            raw.link.as_ref().map(|_| "link"),
+            raw.markdown.as_ref().map(|_| "markdown"),
+            raw.action_card.as_ref().map(|_| "action_card"),
+            raw.feed_card.as_ref().map(|_| "feed_card"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if given.len() != 1 {
+            let at = self.rule_at.clone();
+            let problem = if given.is_empty() {
+                "has no message: give one of `text`, `link`, `markdown`, `action_card`, `feed_card`"
+                    .to_owned()
+            } else {
+                format!(
+                    "has {} messages ({}): a rule sends one message type",
+                    given.len(),
+                    given.join(", ")
+                )
+            };
+            self.error(&at.key("name"), problem);
+            return None;
+        }
+
+        if let Some(text) = &raw.text {
+            return Some(MessageTemplate::Text {
+                content: self.template(&["text", "content"], &text.content, "text.content")?,
+            });
+        }
+        if let Some(link) = &raw.link {
+            let title = self.template(&["link", "title"], &link.title, "link.title");
+            let text = self.template(&["link", "text"], &link.text, "link.text");
+            let message_url = self.template(
+                &["link", "message_url"],
+                &link.message_url,
+                "link.message_url",
+            );
+            let pic_url = match &link.pic_url {
+                Some(pic) => Some(self.template(&["link", "pic_url"], pic, "link.pic_url")?),
+                None => None,
+            };
+            return Some(MessageTemplate::Link {
+                title: title?,
+                text: text?,
+                message_url: message_url?,
+                pic_url,
+            });
+        }
+        if let Some(markdown) = &raw.markdown {
+            let title = self.template(&["markdown", "title"], &markdown.title, "markdown.title");
+            let text = self.template(&["markdown", "text"], &markdown.text, "markdown.text");
+            return Some(MessageTemplate::Markdown {
+                title: title?,
+                text: text?,
+            });
+        }
+        if let Some(card) = &raw.action_card {
+            return self.action_card(card);
+        }
+        if let Some(feed) = &raw.feed_card {
+            return self.feed_card(feed);
+        }
+        None
+    }
+
+    fn action_card(&mut self, card: &raw::RawActionCard) -> Option<MessageTemplate> {
+        let title = self.template(&["action_card", "title"], &card.title, "action_card.title");
+        let text = self.template(&["action_card", "text"], &card.text, "action_card.text");
+        let at = self.rule_at.key("action_card");
+        let action = match (
+            &card.single_title,
+            &card.single_url,
+            card.buttons.is_empty(),
+        ) {
+            (Some(t), Some(u), true) => {
+                let title = self.template(
+                    &["action_card", "single_title"],
+                    t,
+                    "action_card.single_title",
+                );
+                let url =
+                    self.template(&["action_card", "single_url"], u, "action_card.single_url");
+                Some(CardActionTemplate::Single {
+                    title: title?,
+                    url: url?,
+                })
+            }
+            (None, None, false) => {
+                let mut buttons = Vec::new();
+                let mut ok = true;
+                for (i, button) in card.buttons.iter().enumerate() {
+                    let i_s = i.to_string();
+                    let title = self.template(
+                        &["action_card", "buttons", &i_s, "title"],
+                        &button.title,
+                        &format!("action_card.buttons[{i}].title"),
+                    );
+                    let url = self.template(
+                        &["action_card", "buttons", &i_s, "url"],
+                        &button.url,
+                        &format!("action_card.buttons[{i}].url"),
+                    );
+                    match (title, url) {
+                        (Some(t), Some(u)) => buttons.push((t, u)),
+                        _ => ok = false,
+                    }
+                }
+                ok.then_some(CardActionTemplate::Buttons(buttons))
+            }
+            (None, None, true) => {
+                self.error(
+                    &at,
+                    "action_card needs `single_title` and `single_url`, or `buttons`",
+                );
+                None
+            }
+            (Some(_), Some(_), false) => {
+                self.error(
+                    &at.key("buttons"),
+                    "action_card has both a single button and `buttons`: DingTalk ignores `buttons` then, keep one form",
+                );
+                None
+            }
+            _ => {
+                self.error(
+                    &at,
+                    "action_card: `single_title` and `single_url` go together",
+                );
+                None
+            }
+        };
+        Some(MessageTemplate::ActionCard {
+            title: title?,
+            text: text?,
+            action: action?,
+            orientation: card.button_orientation.map(|o| match o {
+                Orientation::Vertical => BtnOrientation::Vertical,
+                Orientation::Horizontal => BtnOrientation::Horizontal,
+            }),
+            hide_avatar: card.hide_avatar,
+        })
+    }
+
+    fn feed_link(
+        &mut self,
+        prefix: &[&str],
+        field: &str,
+        link: &raw::RawFeedLink,
+    ) -> Option<FeedLinkTemplate> {
+        let rel =
+            |key: &'static str| -> Vec<&str> { prefix.iter().copied().chain([key]).collect() };
+        let title = self.template(&rel("title"), &link.title, &format!("{field}.title"));
+        let message_url = self.template(
+            &rel("message_url"),
+            &link.message_url,
+            &format!("{field}.message_url"),
+        );
+        let pic_url = self.template(&rel("pic_url"), &link.pic_url, &format!("{field}.pic_url"));
+        Some(FeedLinkTemplate {
+            title: title?,
+            message_url: message_url?,
+            pic_url: pic_url?,
+        })
+    }
+
+    fn feed_card(&mut self, feed: &raw::RawFeedCard) -> Option<MessageTemplate> {
+        let at = self.rule_at.key("feed_card");
+        let mut links = Vec::new();
+        let mut ok = true;
+        for (i, link) in feed.links.iter().enumerate() {
+            let i_s = i.to_string();
+            match self.feed_link(
+                &["feed_card", "links", &i_s],
+                &format!("feed_card.links[{i}]"),
+                link,
+            ) {
+                Some(link) => links.push(link),
+                None => ok = false,
+            }
+        }
+        let each = match (&feed.each, &feed.link) {
+            (Some(expr), Some(link)) => {
+                let list = self.expression(
+                    &at.key("each"),
+                    expr,
+                    "feed_card.each",
+                    ("{{ (", ") | tojson }}"),
+                );
+                let link = self.feed_link(&["feed_card", "link"], "feed_card.link", link);
+                match (list, link) {
+                    (Some(list), Some(link)) => Some(EachTemplate {
+                        list,
+                        link,
+                        max_links: feed.max_links.unwrap_or(10),
+                    }),
+                    _ => {
+                        ok = false;
+                        None
+                    }
+                }
+            }
+            (None, None) => None,
+            (Some(_), None) => {
+                self.error(
+                    &at.key("each"),
+                    "feed_card: `each` needs a `link` to render per item",
+                );
+                ok = false;
+                None
+            }
+            (None, Some(_)) => {
+                self.error(
+                    &at.key("link"),
+                    "feed_card: `link` needs `each`, the list to render it for",
+                );
+                ok = false;
+                None
+            }
+        };
+        if feed.links.is_empty() && feed.each.is_none() {
+            self.error(&at, "feed_card needs `links`, or `each` with `link`");
+            ok = false;
+        }
+        if feed.max_links == Some(0) {
+            self.error(
+                &at.key("max_links"),
+                "feed_card.max_links must be at least 1",
+            );
+            ok = false;
+        }
+        ok.then_some(MessageTemplate::FeedCard { links, each })
+    }
+
+    fn at(&mut self, at: &raw::RawAt) -> AtTemplate {
+        let mut template = AtTemplate::default();
+        for (i, mobile) in at.mobiles.iter().enumerate() {
+            let i_s = i.to_string();
+            if let Some(f) = self.template(
+                &["at", "mobiles", &i_s],
+                mobile,
+                &format!("at.mobiles[{i}]"),
+            ) {
+                template.mobiles.push(f);
+            }
+        }
+        for (i, user) in at.user_ids.iter().enumerate() {
+            let i_s = i.to_string();
+            if let Some(f) = self.template(
+                &["at", "user_ids", &i_s],
+                user,
+                &format!("at.user_ids[{i}]"),
+            ) {
+                template.user_ids.push(f);
+            }
+        }
+        template.all = match &at.all {
+            None | Some(BoolOrTemplate::Bool(false)) => AllTemplate::No,
+            Some(BoolOrTemplate::Bool(true)) => AllTemplate::Yes,
+            Some(BoolOrTemplate::Template(t)) => self
+                .template(&["at", "all"], t, "at.all")
+                .map(AllTemplate::Template)
+                .unwrap_or_default(),
+        };
+        template
+    }
+}
+
+/// A minijinja error as text for the user: what went wrong and on which line of the template,
+/// without the environment's internal template name.
+pub fn template_error(field: &str, error: &minijinja::Error) -> String {
+    let detail = error
+        .detail()
+        .map(|d| format!("{}: {d}", error.kind()))
+        .unwrap_or_else(|| error.kind().to_string());
+    match error.line() {
+        Some(line) if line > 1 => format!("{field}: template line {line}: {detail}"),
+        _ => format!("{field}: {detail}"),
+    }
+}

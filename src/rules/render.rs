@@ -1,0 +1,367 @@
+//! Evaluating a compiled rule against an event: its condition, its message, its mentions, and
+//! fitting the result into DingTalk's 20,000 bytes.
+//!
+//! Fitting: when an alert event renders too long, the rule is rendered again with fewer alerts
+//! (the largest number that fits, found by bisection) and the main text gets a visible
+//! "...and N more alerts" marker. Whatever is still too long is cut by bytes in
+//! [`crate::dingtalk::prepare`], with a byte-count marker. A message is never refused for length.
+
+use minijinja::Value;
+
+use super::compile::{
+    AllTemplate, CardActionTemplate, FeedLinkTemplate, Field, MessageTemplate, Rule, template_error,
+};
+use super::{Delivery, RuleError, RuleSet};
+use crate::dingtalk::message::{
+    ActionCard, Button, CardAction, FeedCard, FeedLink, Link, Markdown, Text,
+};
+use crate::dingtalk::validate::{MSG_UUID_RESERVE, encoded_len};
+use crate::dingtalk::{At, MAX_BODY_BYTES, Message, MessageBody, prepare};
+use crate::source::Event;
+
+impl RuleSet {
+    /// Whether the rule's `when` holds for the event (always, without a `when`).
+    pub(super) fn matches(
+        &self,
+        rule: &Rule,
+        event: &Event,
+        now: jiff::Timestamp,
+    ) -> Result<bool, RuleError> {
+        let Some(when) = &rule.when else {
+            return Ok(true);
+        };
+        let ctx = context(event, None, now).0;
+        Ok(self.render_field(rule, &when.template, &ctx)? == "true")
+    }
+
+    /// Renders the rule's message for the event and prepares it for each of the rule's robots,
+    /// whether or not its `when` holds.
+    pub fn render(
+        &self,
+        rule: &Rule,
+        event: &Event,
+        now: jiff::Timestamp,
+    ) -> Result<Vec<Delivery>, Vec<RuleError>> {
+        let (message, omitted_alerts) =
+            self.render_fitting(rule, event, now).map_err(|e| vec![e])?;
+        let mut deliveries = Vec::new();
+        let mut errors = Vec::new();
+        for robot in &rule.robots {
+            match prepare(message.clone(), robot) {
+                Ok(prepared) => deliveries.push(Delivery {
+                    rule: rule.name.clone(),
+                    robot: robot.clone(),
+                    message: prepared.message,
+                    cut_bytes: prepared.cut_bytes,
+                    omitted_alerts,
+                }),
+                Err(invalid) => errors.push(RuleError {
+                    rule: rule.name.clone(),
+                    robot: Some(robot.name.clone()),
+                    field: invalid.field,
+                    reason: invalid.reason,
+                    location: rule.location,
+                }),
+            }
+        }
+        if errors.is_empty() {
+            Ok(deliveries)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Renders the message, with fewer alerts if all of them would not fit.
+    fn render_fitting(
+        &self,
+        rule: &Rule,
+        event: &Event,
+        now: jiff::Timestamp,
+    ) -> Result<(Message, usize), RuleError> {
+        let (ctx, _) = context(event, None, now);
+        let full = self.render_message(rule, &ctx)?;
+        let total = event.alert_count().unwrap_or(0);
+        if fits(&full) || total <= 1 {
+            return Ok((full, 0));
+        }
+        // The largest number of alerts that fits, by bisection over 0..total.
+        let (mut lo, mut hi) = (0usize, total - 1);
+        let mut best: Option<(Message, usize)> = None;
+        while lo <= hi {
+            let mid = lo + (hi - lo) / 2;
+            let (ctx, omitted) = context(event, Some(mid), now);
+            let mut message = self.render_message(rule, &ctx)?;
+            append_to_main_text(&mut message, &more_alerts_marker(omitted));
+            if fits(&message) {
+                best = Some((message, omitted));
+                lo = mid + 1;
+            } else if mid == 0 {
+                break;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        match best {
+            Some(best) => Ok(best),
+            None => {
+                // Even without alerts it does not fit: keep the marker, prepare cuts by bytes.
+                let (ctx, omitted) = context(event, Some(0), now);
+                let mut message = self.render_message(rule, &ctx)?;
+                append_to_main_text(&mut message, &more_alerts_marker(omitted));
+                Ok((message, omitted))
+            }
+        }
+    }
+
+    fn render_field(&self, rule: &Rule, field: &Field, ctx: &Value) -> Result<String, RuleError> {
+        let template = self
+            .env
+            .get_template(&field.id)
+            .map_err(|e| error(rule, field, &e))?;
+        template.render(ctx).map_err(|e| error(rule, field, &e))
+    }
+
+    fn render_message(&self, rule: &Rule, ctx: &Value) -> Result<Message, RuleError> {
+        let r = |field: &Field| self.render_field(rule, field, ctx);
+        let body = match &rule.message {
+            MessageTemplate::Text { content } => MessageBody::Text {
+                text: Text {
+                    content: r(content)?,
+                },
+            },
+            MessageTemplate::Link {
+                title,
+                text,
+                message_url,
+                pic_url,
+            } => MessageBody::Link {
+                link: Link {
+                    title: r(title)?,
+                    text: r(text)?,
+                    message_url: r(message_url)?.trim().to_owned(),
+                    pic_url: match pic_url {
+                        Some(p) => Some(r(p)?.trim().to_owned()).filter(|p| !p.is_empty()),
+                        None => None,
+                    },
+                },
+            },
+            MessageTemplate::Markdown { title, text } => MessageBody::Markdown {
+                markdown: Markdown {
+                    title: r(title)?,
+                    text: r(text)?,
+                },
+            },
+            MessageTemplate::ActionCard {
+                title,
+                text,
+                action,
+                orientation,
+                hide_avatar,
+            } => MessageBody::ActionCard {
+                action_card: ActionCard {
+                    title: r(title)?,
+                    text: r(text)?,
+                    action: match action {
+                        CardActionTemplate::Single { title, url } => CardAction::Single {
+                            single_title: r(title)?,
+                            single_url: r(url)?.trim().to_owned(),
+                        },
+                        CardActionTemplate::Buttons(buttons) => CardAction::Buttons {
+                            btns: buttons
+                                .iter()
+                                .map(|(t, u)| {
+                                    Ok(Button {
+                                        title: r(t)?,
+                                        action_url: r(u)?.trim().to_owned(),
+                                    })
+                                })
+                                .collect::<Result<_, RuleError>>()?,
+                        },
+                    },
+                    btn_orientation: *orientation,
+                    hide_avatar: *hide_avatar,
+                },
+            },
+            MessageTemplate::FeedCard { links, each } => {
+                let mut rendered = links
+                    .iter()
+                    .map(|link| self.render_feed_link(rule, link, ctx))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if let Some(each) = each {
+                    let json = r(&each.list)?;
+                    let items: serde_json::Value =
+                        serde_json::from_str(&json).map_err(|e| RuleError {
+                            rule: rule.name.clone(),
+                            robot: None,
+                            field: each.list.field.clone(),
+                            reason: format!("did not give a list ({e})"),
+                            location: each.list.location,
+                        })?;
+                    let items = match items {
+                        serde_json::Value::Array(items) => items,
+                        serde_json::Value::Null => Vec::new(),
+                        other => {
+                            return Err(RuleError {
+                                rule: rule.name.clone(),
+                                robot: None,
+                                field: each.list.field.clone(),
+                                reason: format!("must give a list, gave {}", kind_of(&other)),
+                                location: each.list.location,
+                            });
+                        }
+                    };
+                    for item in items.iter().take(each.max_links) {
+                        let item_ctx = minijinja::context! {
+                            item => Value::from(minijinja::value::Serde(item)),
+                            ..ctx.clone()
+                        };
+                        rendered.push(self.render_feed_link(rule, &each.link, &item_ctx)?);
+                    }
+                }
+                MessageBody::FeedCard {
+                    feed_card: FeedCard { links: rendered },
+                }
+            }
+        };
+        let at = self.render_at(rule, ctx)?;
+        Ok(Message {
+            body,
+            at: (!at.is_empty()).then_some(at),
+            msg_uuid: None,
+        })
+    }
+
+    fn render_feed_link(
+        &self,
+        rule: &Rule,
+        link: &FeedLinkTemplate,
+        ctx: &Value,
+    ) -> Result<FeedLink, RuleError> {
+        Ok(FeedLink {
+            title: self.render_field(rule, &link.title, ctx)?,
+            message_url: self
+                .render_field(rule, &link.message_url, ctx)?
+                .trim()
+                .to_owned(),
+            pic_url: self
+                .render_field(rule, &link.pic_url, ctx)?
+                .trim()
+                .to_owned(),
+        })
+    }
+
+    /// Mentions: each template gives one id or a list separated by commas, semicolons or
+    /// spaces; empty results (a label that is not set) are dropped.
+    fn render_at(&self, rule: &Rule, ctx: &Value) -> Result<At, RuleError> {
+        let mut at = At::default();
+        for (fields, out) in [
+            (&rule.at.mobiles, &mut at.at_mobiles),
+            (&rule.at.user_ids, &mut at.at_user_ids),
+        ] {
+            for field in fields {
+                let rendered = self.render_field(rule, field, ctx)?;
+                for id in rendered.split(|c: char| c == ',' || c == ';' || c.is_whitespace()) {
+                    if !id.is_empty() && !out.iter().any(|seen| seen == id) {
+                        out.push(id.to_owned());
+                    }
+                }
+            }
+        }
+        at.is_at_all = match &rule.at.all {
+            AllTemplate::No => false,
+            AllTemplate::Yes => true,
+            AllTemplate::Template(field) => {
+                match self
+                    .render_field(rule, field, ctx)?
+                    .trim()
+                    .to_ascii_lowercase()
+                    .as_str()
+                {
+                    "true" | "yes" | "1" => true,
+                    "false" | "no" | "0" | "" => false,
+                    other => {
+                        return Err(RuleError {
+                            rule: rule.name.clone(),
+                            robot: None,
+                            field: field.field.clone(),
+                            reason: format!("must render `true` or `false`, rendered `{other}`"),
+                            location: field.location,
+                        });
+                    }
+                }
+            }
+        };
+        Ok(at)
+    }
+}
+
+/// The template context of an event, with `now`, keeping at most `alert_limit` alerts.
+pub(super) fn context(
+    event: &Event,
+    alert_limit: Option<usize>,
+    now: jiff::Timestamp,
+) -> (Value, usize) {
+    let (mut json, omitted) = event.context(alert_limit);
+    if let serde_json::Value::Object(map) = &mut json {
+        map.insert("now".to_owned(), serde_json::Value::String(now.to_string()));
+    }
+    (Value::from(minijinja::value::Serde(&json)), omitted)
+}
+
+fn error(rule: &Rule, field: &Field, error: &minijinja::Error) -> RuleError {
+    RuleError {
+        rule: rule.name.clone(),
+        robot: None,
+        field: field.field.clone(),
+        reason: template_error(&field.field, error)
+            .trim_start_matches(&format!("{}: ", field.field))
+            .to_owned(),
+        location: field.location_of_line(error.line()),
+    }
+}
+
+/// Whether a rendered message fits with room for the outbox's `msgUuid` and the mentions that
+/// `prepare` may append.
+fn fits(message: &Message) -> bool {
+    let mentions: usize = message
+        .at
+        .as_ref()
+        .map(|at| {
+            at.at_mobiles
+                .iter()
+                .chain(&at.at_user_ids)
+                .map(|id| id.len() + 2)
+                .sum::<usize>()
+                + 4
+        })
+        .unwrap_or(0);
+    encoded_len(message) + MSG_UUID_RESERVE + mentions <= MAX_BODY_BYTES
+}
+
+fn more_alerts_marker(omitted: usize) -> String {
+    let noun = if omitted == 1 { "alert" } else { "alerts" };
+    format!("\n\n...and {omitted} more {noun}")
+}
+
+/// Appends to the text that carries the message (`text.content`, `markdown.text`, `link.text`,
+/// `actionCard.text`); a feedCard has none and is left as it is.
+fn append_to_main_text(message: &mut Message, suffix: &str) {
+    match &mut message.body {
+        MessageBody::Text { text } => text.content.push_str(suffix),
+        MessageBody::Markdown { markdown } => markdown.text.push_str(suffix),
+        MessageBody::Link { link } => link.text.push_str(suffix),
+        MessageBody::ActionCard { action_card } => action_card.text.push_str(suffix),
+        MessageBody::FeedCard { .. } => {}
+    }
+}
+
+fn kind_of(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "a map",
+    }
+}

@@ -1,0 +1,177 @@
+//! Config errors name the file, line and column, show the offending line with a caret, and are
+//! all reported at once.
+
+use std::path::Path;
+
+use dingrelay::config::Config;
+
+const GOOD: &str = r#"
+robots:
+  ops:
+    webhook: log
+sources:
+  am: { kind: alertmanager }
+rules:
+  - name: all
+    source: am
+    to: [ops]
+    text:
+      content: "{{ status }} {{ commonLabels.alertname }}"
+"#;
+
+fn load(text: &str) -> Result<Config, String> {
+    load_with(text, &|_| None)
+}
+
+fn load_with(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, String> {
+    Config::parse("rules.yaml", text, Path::new("."), env).map_err(|e| e.to_string())
+}
+
+/// The `rules.yaml:LINE:COL:` prefix of the first error line containing `needle`.
+fn position_of(error: &str, needle: &str) -> (usize, usize) {
+    let line = error
+        .lines()
+        .find(|l| l.starts_with("rules.yaml:") && l.contains(needle))
+        .unwrap_or_else(|| panic!("no error mentions `{needle}`:\n{error}"));
+    let mut parts = line.splitn(4, ':');
+    parts.next();
+    let l = parts.next().unwrap().parse().unwrap();
+    let c = parts.next().unwrap().parse().unwrap();
+    (l, c)
+}
+
+#[test]
+fn a_good_config_loads() {
+    let config = load(GOOD).unwrap();
+    assert_eq!(config.rules.rules().len(), 1);
+}
+
+#[test]
+fn unknown_key_is_located() {
+    let text = GOOD.replace("    webhook: log", "    webhook: log\n    keyword: [x]");
+    let error = load(&text).unwrap_err();
+    assert!(error.contains("unknown field `keyword`"), "{error}");
+    assert_eq!(position_of(&error, "keyword"), (5, 5), "{error}");
+    // The offending line is shown, with a caret under the column.
+    assert!(error.contains("    keyword: [x]"), "{error}");
+    assert!(error.contains("|     ^"), "{error}");
+}
+
+#[test]
+fn wrong_type_is_located() {
+    let text = GOOD.replace("    to: [ops]", "    to: [ops]\n    stop: maybe");
+    let error = load(&text).unwrap_err();
+    assert!(error.contains("stop"), "{error}");
+    let (line, _) = position_of(&error, "invalid type");
+    assert_eq!(line, 11, "{error}");
+}
+
+#[test]
+fn unknown_robot_and_source_are_all_reported_at_once() {
+    let text = GOOD
+        .replace("to: [ops]", "to: [ops, opps]")
+        .replace("source: am", "source: amm");
+    let error = load(&text).unwrap_err();
+    assert_eq!(
+        position_of(&error, "unknown robot `opps`"),
+        (10, 15),
+        "{error}"
+    );
+    assert_eq!(
+        position_of(&error, "unknown source `amm`"),
+        (9, 13),
+        "{error}"
+    );
+    assert!(
+        error.contains("robots: ops"),
+        "the known robots are listed: {error}"
+    );
+}
+
+#[test]
+fn unset_variable_is_named_and_located() {
+    let text = GOOD.replace("webhook: log", "webhook: ${DINGTALK_OPS_WEBHOOK}");
+    let error = load(&text).unwrap_err();
+    assert!(error.contains("DINGTALK_OPS_WEBHOOK"), "{error}");
+    assert_eq!(
+        position_of(&error, "DINGTALK_OPS_WEBHOOK"),
+        (4, 14),
+        "{error}"
+    );
+
+    // With the variable set, the same file loads, and the token is not in any output.
+    let env = |name: &str| {
+        (name == "DINGTALK_OPS_WEBHOOK")
+            .then(|| "https://oapi.dingtalk.com/robot/send?access_token=tok3n-s3cret".to_owned())
+    };
+    let config = load_with(&text, &env).unwrap();
+    assert!(!format!("{config:?}").contains("tok3n-s3cret"));
+}
+
+#[test]
+fn template_syntax_error_is_located() {
+    let text = GOOD.replace("{{ status }}", "{{ status }");
+    let error = load(&text).unwrap_err();
+    assert!(error.contains("text.content"), "{error}");
+    assert!(error.contains("syntax error"), "{error}");
+    assert_eq!(position_of(&error, "text.content").0, 12, "{error}");
+}
+
+#[test]
+fn when_syntax_error_is_located() {
+    let text = GOOD.replace("    to: [ops]", "    when: status ==\n    to: [ops]");
+    let error = load(&text).unwrap_err();
+    assert_eq!(position_of(&error, "when").0, 10, "{error}");
+}
+
+#[test]
+fn duplicate_rule_names_and_keys_are_errors() {
+    let rule = "  - name: all\n    source: am\n    to: [ops]\n    text: { content: x }\n";
+    let error = load(&format!("{GOOD}{rule}")).unwrap_err();
+    assert!(error.contains("`all` is already used"), "{error}");
+    assert_eq!(position_of(&error, "already used").0, 13, "{error}");
+
+    let error = load(&GOOD.replace("  am: {", "  am: { kind: json }\n  am: {")).unwrap_err();
+    assert!(error.contains("duplicate"), "{error}");
+}
+
+#[test]
+fn webhooks_must_be_dingtalk_unless_allowed() {
+    let text = GOOD.replace(
+        "webhook: log",
+        "webhook: http://127.0.0.1:9/robot/send?access_token=x",
+    );
+    let error = load(&text).unwrap_err();
+    assert!(
+        error.contains("must be an https URL on oapi.dingtalk.com"),
+        "{error}"
+    );
+    assert!(
+        !error.contains("access_token=x"),
+        "the token is not echoed: {error}"
+    );
+
+    let allowed = text.replace("    webhook:", "    allow_host: 127.0.0.1:9\n    webhook:");
+    load(&allowed).unwrap();
+}
+
+#[test]
+fn secrets_from_files() {
+    let dir = std::env::temp_dir().join(format!("dingrelay-secret-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("secret"), "SECabc\n").unwrap();
+    let text = GOOD.replace("webhook: log", "webhook: log\n    secret_file: secret");
+    let config = Config::parse("rules.yaml", &text, &dir, &|_| None).unwrap();
+    use secrecy::ExposeSecret;
+    let secret = config.robots["ops"].endpoint.secret().unwrap();
+    assert_eq!(secret.expose_secret(), "SECabc");
+
+    let missing = GOOD.replace("webhook: log", "webhook: log\n    secret_file: nope");
+    let error = Config::parse("rules.yaml", &missing, &dir, &|_| None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("secret_file") && error.contains("cannot read"),
+        "{error}"
+    );
+}
