@@ -148,7 +148,7 @@ fn redact(line: &str) -> String {
     while let Some(found) = line[from..].find("access_token=") {
         let start = from + found + "access_token=".len();
         let end = line[start..]
-            .find(|c: char| matches!(c, '&' | '"' | '\'' | ' ' | '\t' | '#' | ',' | '}'))
+            .find(['&', '"', '\'', ' ', '\t', '#', ',', '}'])
             .map_or(line.len(), |i| start + i);
         if end > start {
             line.replace_range(start..end, "***");
