@@ -16,8 +16,11 @@
 //! - [`commands`]: the `check` and `render` commands.
 
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod delivery;
 pub mod dingtalk;
+pub mod outbox;
 pub mod rules;
 pub mod source;

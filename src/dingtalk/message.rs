@@ -22,6 +22,46 @@ pub struct Message {
     pub msg_uuid: Option<String>,
 }
 
+impl Message {
+    /// One line saying what the message is: its title, or the first non-empty line of its text.
+    /// Used to list messages (`outbox list`) and to merge them into a storm digest.
+    pub fn summary(&self) -> String {
+        let first_line = |text: &str| {
+            text.lines()
+                .map(|l| l.trim().trim_start_matches('#').trim())
+                .find(|l| !l.is_empty())
+                .unwrap_or("")
+                .to_owned()
+        };
+        match &self.body {
+            MessageBody::Text { text } => first_line(&text.content),
+            MessageBody::Link { link } => first_line(&link.title),
+            MessageBody::Markdown { markdown } => first_line(&markdown.title),
+            MessageBody::ActionCard { action_card } => first_line(&action_card.title),
+            MessageBody::FeedCard { feed_card } => feed_card
+                .links
+                .first()
+                .map(|l| first_line(&l.title))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The message's main link, when it has one.
+    pub fn link(&self) -> Option<&str> {
+        match &self.body {
+            MessageBody::Text { .. } | MessageBody::Markdown { .. } => None,
+            MessageBody::Link { link } => Some(&link.message_url),
+            MessageBody::ActionCard { action_card } => match &action_card.action {
+                CardAction::Single { single_url, .. } => Some(single_url),
+                CardAction::Buttons { btns } => btns.first().map(|b| b.action_url.as_str()),
+            },
+            MessageBody::FeedCard { feed_card } => {
+                feed_card.links.first().map(|l| l.message_url.as_str())
+            }
+        }
+    }
+}
+
 /// The message body, serialized as `{"msgtype": "<type>", "<type>": {...}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "msgtype")]

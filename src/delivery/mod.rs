@@ -1,0 +1,8 @@
+//! Delivery: one worker per robot takes due messages from the outbox, keeps within DingTalk's
+//! rate, signs, sends, classifies the answer, and retries or dead-letters.
+
+pub mod backoff;
+pub mod classify;
+pub mod digest;
+pub mod limiter;
+pub mod transport;
