@@ -12,10 +12,12 @@ use crate::commands;
 
 const EXAMPLES: &str = "\
 Examples:
+  dingrelay serve                          run the daemon on ./rules.yaml
   dingrelay check                          validate ./rules.yaml and try every rule
   dingrelay check /etc/dingrelay/rules.yaml
   dingrelay render --payload alert.json    show what an Alertmanager payload would send
   dingrelay render --payload push.json --source github --event push
+  dingrelay outbox list                    pending and dead messages, while the daemon runs
 
 The config path can also come from DINGRELAY_CONFIG.";
 
@@ -43,6 +45,39 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the daemon: receive webhooks, queue their messages durably, deliver them.
+    #[command(after_help = "\
+Examples:
+  dingrelay serve
+  dingrelay serve --config /etc/dingrelay/rules.yaml
+  DINGRELAY_LOG=debug dingrelay serve --log-format json
+
+Logs the URL of every source at start. SIGTERM or SIGINT stops intake, lets sends in flight
+finish and exits 0; pending messages stay in the outbox for the next start.")]
+    Serve {
+        /// The config file.
+        #[arg(long, env = "DINGRELAY_CONFIG", default_value = "rules.yaml")]
+        config: PathBuf,
+    },
+    /// Inspect and operate the outbox: pending and dead messages, retries, purges.
+    #[command(after_help = "\
+Examples:
+  dingrelay outbox list
+  dingrelay outbox show 42
+  dingrelay outbox retry --dead
+  dingrelay outbox purge --delivered --older-than 7d
+
+Works while the daemon runs. The outbox is found through the config's `state_dir`, or --state-dir.")]
+    Outbox {
+        /// The config file, for its `state_dir`.
+        #[arg(long, env = "DINGRELAY_CONFIG", default_value = "rules.yaml")]
+        config: PathBuf,
+        /// The state directory, instead of reading the config.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        #[command(subcommand)]
+        command: commands::outbox::OutboxCommand,
+    },
     /// Validate rules.yaml and render every rule against built-in example payloads.
     #[command(after_help = "\
 Examples:
@@ -92,6 +127,29 @@ says which rule conditions were false. Authentication is not checked.")]
 /// Runs a parsed command line. Returns the process exit code.
 pub fn run(cli: Cli, out: &mut dyn Write) -> u8 {
     match cli.command {
+        Command::Serve { config } => commands::serve::run(&config, out),
+        Command::Outbox {
+            config,
+            state_dir,
+            command,
+        } => {
+            let state_dir = match state_dir {
+                Some(dir) => dir,
+                None => match crate::config::Config::load(&config) {
+                    Ok(config) => config.state_dir,
+                    Err(error) => {
+                        let _ = writeln!(out, "{error}");
+                        let _ = writeln!(
+                            out,
+                            "error: cannot find the outbox: fix {} or give --state-dir",
+                            config.display()
+                        );
+                        return 2;
+                    }
+                },
+            };
+            commands::outbox::run(&state_dir, &command, out)
+        }
         Command::Check { config } => commands::check::run(&config, out),
         Command::Render {
             payload,

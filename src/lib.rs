@@ -13,7 +13,10 @@
 //!   into an [`source::Event`].
 //! - [`rules`]: matches an event against the rules and renders DingTalk messages through templates.
 //! - [`dingtalk`]: the typed robot message, its validation against DingTalk's real rules, and signing.
-//! - [`commands`]: the `check` and `render` commands.
+//! - [`outbox`]: the durable queue between intake and delivery (SQLite).
+//! - [`delivery`]: one worker per robot: rate limit, sign, send, classify, retry or dead-letter.
+//! - [`intake`]: the HTTP routes; [`serve`] wires everything into the daemon.
+//! - [`commands`]: `check`, `render`, `serve` and `outbox`.
 
 pub mod cli;
 pub mod clock;
@@ -21,6 +24,8 @@ pub mod commands;
 pub mod config;
 pub mod delivery;
 pub mod dingtalk;
+pub mod intake;
 pub mod outbox;
 pub mod rules;
+pub mod serve;
 pub mod source;

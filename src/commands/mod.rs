@@ -1,4 +1,6 @@
-//! The commands that do not run the daemon: `check` and `render`.
+//! The commands: `check`, `render`, `serve` and `outbox`.
 
 pub mod check;
+pub mod outbox;
 pub mod render;
+pub mod serve;

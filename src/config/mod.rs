@@ -51,8 +51,60 @@ pub struct Config {
     pub robots: IndexMap<String, std::sync::Arc<Robot>>,
     pub sources: IndexMap<String, Source>,
     pub rules: RuleSet,
+    pub intake: IntakeSettings,
+    pub delivery: DeliverySettings,
+    /// Per robot, by name: how its worker delivers.
+    pub robot_delivery: IndexMap<String, RobotDelivery>,
     /// Things that work but deserve the operator's attention (an unauthenticated source, ...).
     pub warnings: Vec<String>,
+}
+
+/// How webhooks are taken in.
+#[derive(Debug, Clone)]
+pub struct IntakeSettings {
+    /// Larger bodies are answered 413. Default 26 MiB: GitHub's cap is 25 MB.
+    pub body_limit: usize,
+    /// A request that takes longer (reading the body included) is answered 503/408.
+    pub request_timeout: std::time::Duration,
+    /// A message whose dedup key was accepted within this window is not queued again.
+    pub dedup_window: std::time::Duration,
+}
+
+/// How messages leave, for every robot.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    pub connect_timeout: std::time::Duration,
+    /// Total time one request to DingTalk may take.
+    pub send_timeout: std::time::Duration,
+    /// How long shutdown waits for sends in flight before exiting anyway.
+    pub shutdown_timeout: std::time::Duration,
+    /// Delivered rows are pruned after this long.
+    pub keep_delivered: std::time::Duration,
+}
+
+/// How one robot's worker delivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RobotDelivery {
+    /// DingTalk's limit for the robot per minute; the limiter keeps one below it.
+    pub rate_per_minute: u32,
+    /// The pause after DingTalk answers "too fast".
+    pub throttle_penalty: std::time::Duration,
+    /// Transient failures are retried until a message is this old, then dead-lettered.
+    pub max_age: std::time::Duration,
+    /// Merge the backlog into digests when it would take longer than this to drain; `None`
+    /// sends every message on its own.
+    pub digest_after: Option<std::time::Duration>,
+}
+
+impl Default for RobotDelivery {
+    fn default() -> Self {
+        RobotDelivery {
+            rate_per_minute: 20,
+            throttle_penalty: std::time::Duration::from_secs(600),
+            max_age: std::time::Duration::from_secs(24 * 3600),
+            digest_after: Some(std::time::Duration::from_secs(60)),
+        }
+    }
 }
 
 /// A config that could not be loaded: every problem found, rendered as
@@ -252,6 +304,31 @@ impl Checker<'_> {
         }
     }
 
+    /// A duration like `10m`, `24h` or `1h 30m` (default when absent); records the error.
+    pub fn duration(
+        &mut self,
+        path: &Path,
+        value: Option<&str>,
+        default: std::time::Duration,
+    ) -> Option<std::time::Duration> {
+        let Some(value) = value else {
+            return Some(default);
+        };
+        let value = self.expand(path, value)?;
+        match value.trim().parse::<jiff::SignedDuration>() {
+            Ok(d) if !d.is_negative() && !d.is_zero() => d.try_into().ok(),
+            _ => {
+                self.error(
+                    path,
+                    format!(
+                        "{path}: `{value}` is not a positive duration like 30s, 10m, 24h or 1h 30m"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     /// A path from the config, relative to the config file's directory.
     pub fn resolve(&self, path: &str) -> PathBuf {
         let path = FsPath::new(path);
@@ -301,10 +378,57 @@ fn build(raw: RawConfig, checker: &mut Checker<'_>) -> Option<Config> {
         }
     });
 
+    let secs = std::time::Duration::from_secs;
+    let body_limit = match &raw.body_limit {
+        None => Some(26 * 1024 * 1024),
+        Some(size) => body_size(size).or_else(|| {
+            checker.error(
+                &root.key("body_limit"),
+                "body_limit: expected a size like 26MiB, 512KiB or a number of bytes (at least 1KiB)",
+            );
+            None
+        }),
+    };
+    let request_timeout = checker.duration(
+        &root.key("request_timeout"),
+        raw.request_timeout.as_deref(),
+        secs(10),
+    );
+    let dedup_window = checker.duration(
+        &root.key("dedup_window"),
+        raw.dedup_window.as_deref(),
+        secs(600),
+    );
+    let connect_timeout = checker.duration(
+        &root.key("connect_timeout"),
+        raw.connect_timeout.as_deref(),
+        secs(5),
+    );
+    let send_timeout = checker.duration(
+        &root.key("send_timeout"),
+        raw.send_timeout.as_deref(),
+        secs(15),
+    );
+    let shutdown_timeout = checker.duration(
+        &root.key("shutdown_timeout"),
+        raw.shutdown_timeout.as_deref(),
+        secs(20),
+    );
+    let keep_delivered = checker.duration(
+        &root.key("keep_delivered"),
+        raw.keep_delivered.as_deref(),
+        secs(7 * 24 * 3600),
+    );
+
     let mut robots = IndexMap::new();
+    let mut robot_delivery = IndexMap::new();
     for (name, robot) in &raw.robots {
-        if let Some(robot) = build_robot(name, robot, &root.key("robots").key(name), checker) {
+        let at = root.key("robots").key(name);
+        if let Some(robot) = build_robot(name, robot, &at, checker) {
             robots.insert(name.clone(), std::sync::Arc::new(robot));
+        }
+        if let Some(delivery) = build_robot_delivery(name, robot, &at, checker) {
+            robot_delivery.insert(name.clone(), delivery);
         }
     }
     if raw.robots.is_empty() {
@@ -353,8 +477,87 @@ fn build(raw: RawConfig, checker: &mut Checker<'_>) -> Option<Config> {
         robots,
         sources,
         rules: rules?,
+        intake: IntakeSettings {
+            body_limit: body_limit?,
+            request_timeout: request_timeout?,
+            dedup_window: dedup_window?,
+        },
+        delivery: DeliverySettings {
+            connect_timeout: connect_timeout?,
+            send_timeout: send_timeout?,
+            shutdown_timeout: shutdown_timeout?,
+            keep_delivered: keep_delivered?,
+        },
+        robot_delivery,
         warnings: Vec::new(),
     })
+}
+
+/// `26MiB`, `512 KiB`, `1MB`, `2048`: a size in bytes, at least 1 KiB.
+fn body_size(size: &raw::BodySize) -> Option<usize> {
+    let bytes = match size {
+        raw::BodySize::Bytes(n) => *n,
+        raw::BodySize::Text(text) => {
+            let text = text.trim();
+            let split = text
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(text.len());
+            let (number, unit) = text.split_at(split);
+            let number: u64 = number.parse().ok()?;
+            let unit = match unit.trim().to_ascii_lowercase().as_str() {
+                "" | "b" => 1,
+                "k" | "kb" => 1000,
+                "kib" => 1024,
+                "m" | "mb" => 1000 * 1000,
+                "mib" => 1024 * 1024,
+                _ => return None,
+            };
+            number.checked_mul(unit)?
+        }
+    };
+    (bytes >= 1024)
+        .then(|| usize::try_from(bytes).ok())
+        .flatten()
+}
+
+fn build_robot_delivery(
+    name: &str,
+    raw: &raw::RawRobot,
+    at: &Path,
+    checker: &mut Checker<'_>,
+) -> Option<RobotDelivery> {
+    let defaults = RobotDelivery::default();
+    let rate_per_minute = raw.rate_per_minute.unwrap_or(defaults.rate_per_minute);
+    if rate_per_minute < 2 {
+        checker.error(
+            &at.key("rate_per_minute"),
+            format!(
+                "robots.{name}.rate_per_minute: must be at least 2 (dingrelay stays one below it)"
+            ),
+        );
+    }
+    let throttle_penalty = checker.duration(
+        &at.key("throttle_penalty"),
+        raw.throttle_penalty.as_deref(),
+        defaults.throttle_penalty,
+    );
+    let max_age = checker.duration(&at.key("max_age"), raw.max_age.as_deref(), defaults.max_age);
+    let digest_after = checker.duration(
+        &at.key("digest_after"),
+        raw.digest_after.as_deref(),
+        std::time::Duration::from_secs(60),
+    );
+    Some(RobotDelivery {
+        rate_per_minute,
+        throttle_penalty: throttle_penalty?,
+        max_age: max_age?,
+        digest_after: if raw.digest.unwrap_or(true) {
+            Some(digest_after?)
+        } else {
+            None
+        },
+    })
+    .filter(|_| rate_per_minute >= 2)
 }
 
 fn build_robot(
@@ -557,6 +760,15 @@ fn build_source(
             &at.key(if raw.secret.is_some() { "secret" } else { "secret_file" }),
             format!(
                 "sources.{name}: {} senders do not sign requests; use `auth: {{ bearer: ... }}` or `auth: {{ basic: ... }}`",
+                raw.kind
+            ),
+        );
+    }
+    if raw.dedup.is_some() && raw.kind != SourceKind::Json {
+        checker.error_at_key(
+            &at.key("dedup"),
+            format!(
+                "sources.{name}.dedup: only json sources take a dedup template; {} events carry their own key",
                 raw.kind
             ),
         );

@@ -21,6 +21,27 @@ pub struct RawConfig {
     /// IANA time zone for times shown in messages.
     #[serde(default)]
     pub timezone: Option<String>,
+    /// How long a redelivered event (same delivery id / alert group state) is recognised.
+    #[serde(default)]
+    pub dedup_window: Option<String>,
+    /// The largest request body accepted (`25MiB`, `512KiB`, or bytes).
+    #[serde(default)]
+    pub body_limit: Option<BodySize>,
+    /// How long one webhook request may take, body included.
+    #[serde(default)]
+    pub request_timeout: Option<String>,
+    /// Connect timeout of requests to DingTalk.
+    #[serde(default)]
+    pub connect_timeout: Option<String>,
+    /// Total timeout of one request to DingTalk.
+    #[serde(default)]
+    pub send_timeout: Option<String>,
+    /// How long shutdown waits for sends in flight.
+    #[serde(default)]
+    pub shutdown_timeout: Option<String>,
+    /// How long delivered messages stay in the outbox (for `outbox list` and deduplication).
+    #[serde(default)]
+    pub keep_delivered: Option<String>,
     #[serde(default)]
     pub robots: IndexMap<String, RawRobot>,
     #[serde(default)]
@@ -48,6 +69,29 @@ pub struct RawRobot {
     /// http or https: for tests, proxies and mocks.
     #[serde(default)]
     pub allow_host: Option<String>,
+    /// Messages per minute DingTalk allows this robot (20); dingrelay stays one below.
+    #[serde(default)]
+    pub rate_per_minute: Option<u32>,
+    /// How long the robot pauses after DingTalk answers "too fast" (its block lasts 10 minutes).
+    #[serde(default)]
+    pub throttle_penalty: Option<String>,
+    /// How long a message is retried on transient errors before it is dead-lettered.
+    #[serde(default)]
+    pub max_age: Option<String>,
+    /// Merge a backlog into digests (default true).
+    #[serde(default)]
+    pub digest: Option<bool>,
+    /// Merge when the backlog would take longer than this to drain at the robot's rate.
+    #[serde(default)]
+    pub digest_after: Option<String>,
+}
+
+/// A size: a number of bytes, or a string with a unit.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum BodySize {
+    Bytes(u64),
+    Text(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,6 +112,9 @@ pub struct RawSource {
     pub signature_header: Option<String>,
     #[serde(default)]
     pub timestamp_header: Option<String>,
+    /// json sources: a template giving a key that identifies an event across redeliveries.
+    #[serde(default)]
+    pub dedup: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

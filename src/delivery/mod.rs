@@ -6,3 +6,4 @@ pub mod classify;
 pub mod digest;
 pub mod limiter;
 pub mod transport;
+pub mod worker;

@@ -236,7 +236,35 @@ impl RuleSet {
         if raw_rules.is_empty() {
             checker.error(at, "no rules: add at least one under `rules:`");
         }
-        (checker.diagnostics.len() == errors_before).then_some(RuleSet { env, rules })
+        let mut dedup = std::collections::HashMap::new();
+        for (name, source) in sources {
+            let Some(template) = &source.dedup else {
+                continue;
+            };
+            let path = Path::root().key("sources").key(name.as_str()).key("dedup");
+            let Some(text) = checker.expand(&path, template) else {
+                continue;
+            };
+            let id = format!("sources.{name}.dedup");
+            match env.add_template_owned(id.clone(), text) {
+                Ok(()) => {
+                    dedup.insert(
+                        name.clone(),
+                        Field {
+                            id,
+                            field: "dedup".to_owned(),
+                            location: checker.locations.value(&path),
+                            block: false,
+                        },
+                    );
+                }
+                Err(error) => {
+                    let message = format!("sources.{name}: {}", template_error("dedup", &error));
+                    checker.error(&path, message);
+                }
+            }
+        }
+        (checker.diagnostics.len() == errors_before).then_some(RuleSet { env, rules, dedup })
     }
 }
 

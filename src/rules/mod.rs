@@ -29,6 +29,8 @@ pub use compile::Rule;
 pub struct RuleSet {
     env: Environment<'static>,
     rules: Vec<Rule>,
+    /// json sources' `dedup` templates, by source name.
+    dedup: std::collections::HashMap<String, compile::Field>,
 }
 
 impl std::fmt::Debug for RuleSet {
@@ -156,6 +158,21 @@ impl RuleSet {
             }
         }
         routing
+    }
+
+    /// The event's dedup key: the sender's own (delivery id, alert group state), or for json
+    /// sources what their `dedup` template renders (none when it renders empty).
+    pub fn dedup_key(
+        &self,
+        event: &crate::source::Event,
+        now: jiff::Timestamp,
+    ) -> Result<Option<String>, RuleError> {
+        let Some(field) = self.dedup.get(&event.source) else {
+            return Ok(event.dedup_key.clone());
+        };
+        let key = self.render_source_field(&event.source, field, event, now)?;
+        let key = key.trim();
+        Ok((!key.is_empty()).then(|| format!("{}:{key}", event.source)))
     }
 
     /// Evaluates one rule: `None` when its `when` is false, else its deliveries.

@@ -113,6 +113,26 @@ impl RuleSet {
         }
     }
 
+    /// Renders a source-level template (a json source's `dedup`).
+    pub(super) fn render_source_field(
+        &self,
+        source: &str,
+        field: &Field,
+        event: &Event,
+        now: jiff::Timestamp,
+    ) -> Result<String, RuleError> {
+        let ctx = context(event, None, now).0;
+        let fail = |e: &minijinja::Error| RuleError {
+            rule: format!("(source {source})"),
+            robot: None,
+            field: field.field.clone(),
+            reason: template_error(&field.field, e),
+            location: field.location_of_line(e.line()),
+        };
+        let template = self.env.get_template(&field.id).map_err(|e| fail(&e))?;
+        template.render(&ctx).map_err(|e| fail(&e))
+    }
+
     fn render_field(&self, rule: &Rule, field: &Field, ctx: &Value) -> Result<String, RuleError> {
         let template = self
             .env

@@ -1,0 +1,84 @@
+//! `dingrelay serve`: loads the config, binds the listener, and runs the daemon until SIGTERM or
+//! SIGINT.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::delivery::transport::HttpTransport;
+use crate::serve::{self, Services};
+
+/// Runs the daemon. Returns the exit code: 0 after a clean shutdown, 1 when it cannot start.
+pub fn run(config_path: &Path, out: &mut dyn Write) -> u8 {
+    let config = match Config::load(config_path) {
+        Ok(config) => config,
+        Err(error) => {
+            let _ = writeln!(out, "{error}");
+            let _ = writeln!(
+                out,
+                "dingrelay cannot start: fix {} (dingrelay check shows every problem)",
+                config_path.display()
+            );
+            return 1;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            let _ = writeln!(out, "error: cannot start the async runtime: {error}");
+            return 1;
+        }
+    };
+    runtime.block_on(async {
+        let listener = match tokio::net::TcpListener::bind(config.listen).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::error!(listen = %config.listen, "Cannot listen: {error}. Is another process using the address? Change `listen` in the config.");
+                return 1;
+            }
+        };
+        let transport = match HttpTransport::new(config.delivery.connect_timeout, config.delivery.send_timeout) {
+            Ok(transport) => transport,
+            Err(error) => {
+                tracing::error!("Cannot build the HTTP client: {error}.");
+                return 1;
+            }
+        };
+        let services = Services {
+            transport: Arc::new(transport),
+            clock: Clock::system(),
+            dry_run: Arc::new(Mutex::new(Box::new(std::io::stdout()))),
+        };
+        match serve::run(config, listener, shutdown_signal(), services).await {
+            Ok(()) => 0,
+            Err(error) => {
+                tracing::error!("The daemon stopped on an error: {error}.");
+                1
+            }
+        }
+    })
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!("Cannot listen for SIGTERM: {error}.");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = terminate => tracing::info!("Received SIGTERM."),
+        _ = tokio::signal::ctrl_c() => tracing::info!("Received SIGINT."),
+    }
+}

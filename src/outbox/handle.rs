@@ -1,0 +1,336 @@
+//! [`Outbox`]: the async handle to the thread that owns the daemon's connection.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::schema;
+use super::store::{Batch, Store};
+use super::{Enqueued, NewMessage, OutboxError, StoredMessage};
+
+/// How many commands may wait for the thread before callers wait to send.
+const CHANNEL_CAPACITY: usize = 1024;
+
+/// At most this many enqueue calls share one transaction, so a flood still gets answers.
+const MAX_GROUP: usize = 512;
+
+type Reply<T> = oneshot::Sender<Result<T, OutboxError>>;
+
+/// One enqueue call waiting for the next group commit.
+struct EnqueueCall {
+    batch: Vec<NewMessage>,
+    now_ms: i64,
+    dedup_window_ms: i64,
+    reply: Reply<Vec<Enqueued>>,
+}
+
+enum Command {
+    Enqueue(EnqueueCall),
+    /// Any other operation: runs on the store and answers through its own reply.
+    Run(Box<dyn FnOnce(&mut Store) + Send>),
+    Close(oneshot::Sender<()>),
+}
+
+/// What every handle shares.
+#[derive(Debug)]
+struct Shared {
+    path: PathBuf,
+    /// Enqueue transactions committed so far.
+    commits: AtomicU64,
+}
+
+/// The daemon's handle to the outbox: cheap to clone, shared by intake and workers.
+///
+/// Every method sends a command to one dedicated thread that owns the SQLite connection and
+/// awaits its answer. Errors are [`OutboxError::Unavailable`]; nothing here panics.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    commands: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Command::Enqueue(_) => "Enqueue",
+            Command::Run(_) => "Run",
+            Command::Close(_) => "Close",
+        })
+    }
+}
+
+fn stopped() -> OutboxError {
+    OutboxError::Unavailable("the outbox thread has stopped".to_owned())
+}
+
+impl Outbox {
+    /// Opens (creating the directory and file) `<state_dir>/outbox.sqlite3`: WAL,
+    /// synchronous=FULL, busy_timeout 5 s, schema versioned with PRAGMA user_version.
+    pub fn open(state_dir: &Path) -> Result<Outbox, OutboxError> {
+        let path = state_dir.join(schema::FILE_NAME);
+        let fail = |reason: String| {
+            OutboxError::Unavailable(format!("outbox at {}: {reason}", path.display()))
+        };
+        std::fs::create_dir_all(state_dir).map_err(|e| {
+            fail(format!(
+                "cannot create the state directory {}: {e}",
+                state_dir.display()
+            ))
+        })?;
+        let conn = schema::open_daemon(&path).map_err(fail)?;
+        let (commands, receiver) = mpsc::channel(CHANNEL_CAPACITY);
+        let shared = Arc::new(Shared {
+            path: path.clone(),
+            commits: AtomicU64::new(0),
+        });
+        let thread_shared = shared.clone();
+        std::thread::Builder::new()
+            .name("outbox".to_owned())
+            .spawn(move || run(Store::new(conn), receiver, &thread_shared))
+            .map_err(|e| fail(format!("cannot start the outbox thread: {e}")))?;
+        tracing::debug!(path = %path.display(), "Opened the outbox.");
+        Ok(Outbox { commands, shared })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// How many enqueue transactions have been committed since [`Outbox::open`]. With group
+    /// commit this grows more slowly than the number of `enqueue` calls (tests, metrics).
+    pub fn commits(&self) -> u64 {
+        self.shared.commits.load(Ordering::Relaxed)
+    }
+
+    /// All or none: the whole batch is committed, or nothing of it. Concurrent calls share one
+    /// transaction and one fsync (group commit): the thread drains every enqueue waiting in the
+    /// channel, writes each batch inside its own SAVEPOINT (a failing batch fails alone), commits
+    /// once, then answers each caller. A message whose (robot, dedup_key) matches a row accepted
+    /// within `dedup_window_ms` (any state), or earlier in the same batch, is
+    /// [`Enqueued::Duplicate`] with the id of that row, not stored.
+    pub async fn enqueue(
+        &self,
+        batch: Vec<NewMessage>,
+        now_ms: i64,
+        dedup_window_ms: i64,
+    ) -> Result<Vec<Enqueued>, OutboxError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = oneshot::channel();
+        let call = EnqueueCall {
+            batch,
+            now_ms,
+            dedup_window_ms,
+            reply,
+        };
+        self.commands
+            .send(Command::Enqueue(call))
+            .await
+            .map_err(|_| stopped())?;
+        wait(answer).await?
+    }
+
+    /// Pending messages of the robot with next_attempt_at <= now_ms, oldest first (by id), at
+    /// most `limit`, each with `msgUuid` set from its row.
+    pub async fn due(
+        &self,
+        robot: &str,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, OutboxError> {
+        let robot = robot.to_owned();
+        self.call(move |store| store.due(&robot, now_ms, limit))
+            .await
+    }
+
+    /// The earliest next_attempt_at of the robot's pending messages.
+    pub async fn next_due_at(&self, robot: &str) -> Result<Option<i64>, OutboxError> {
+        let robot = robot.to_owned();
+        self.call(move |store| store.next_due_at(&robot)).await
+    }
+
+    /// How many messages of the robot are pending (due or not).
+    pub async fn pending_count(&self, robot: &str) -> Result<usize, OutboxError> {
+        let robot = robot.to_owned();
+        self.call(move |store| store.pending_count(&robot)).await
+    }
+
+    /// Records that a request was sent to DingTalk for the robot (every attempt counts against
+    /// DingTalk's rate limit, delivered or not), so after a restart the rate limiter can count
+    /// what went out in the last minute.
+    pub async fn record_attempt(&self, robot: &str, at_ms: i64) -> Result<(), OutboxError> {
+        let robot = robot.to_owned();
+        self.call(move |store| store.record_attempt(&robot, at_ms))
+            .await
+    }
+
+    /// How many attempts were recorded for the robot at or after `since_ms`.
+    pub async fn attempts_since(&self, robot: &str, since_ms: i64) -> Result<usize, OutboxError> {
+        let robot = robot.to_owned();
+        self.call(move |store| store.attempts_since(&robot, since_ms))
+            .await
+    }
+
+    /// Marks the rows delivered at `at_ms` (DingTalk answered errcode 0), in one transaction.
+    pub async fn mark_delivered(&self, ids: &[i64], at_ms: i64) -> Result<(), OutboxError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ids = ids.to_vec();
+        self.call(move |store| store.mark_delivered(&ids, at_ms))
+            .await
+    }
+
+    /// attempts += 1, next_attempt_at = next_attempt_ms, last_error = error; stays pending.
+    /// Rows no longer pending are left alone.
+    pub async fn mark_retry(
+        &self,
+        ids: &[i64],
+        next_attempt_ms: i64,
+        error: &str,
+    ) -> Result<(), OutboxError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ids = ids.to_vec();
+        let error = error.to_owned();
+        self.call(move |store| store.mark_retry(&ids, next_attempt_ms, &error))
+            .await
+    }
+
+    /// Moves pending rows to the dead letters with the error (attempts += 1).
+    pub async fn mark_dead(&self, ids: &[i64], at_ms: i64, error: &str) -> Result<(), OutboxError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ids = ids.to_vec();
+        let error = error.to_owned();
+        self.call(move |store| store.mark_dead(&ids, at_ms, &error))
+            .await
+    }
+
+    /// Deletes delivered rows delivered before `delivered_before_ms` and attempt records older
+    /// than `attempts_before_ms`; returns rows deleted. (Dead rows are kept until purged by the
+    /// operator; pending rows are never pruned.)
+    pub async fn prune(
+        &self,
+        delivered_before_ms: i64,
+        attempts_before_ms: i64,
+    ) -> Result<usize, OutboxError> {
+        self.call(move |store| store.prune(delivered_before_ms, attempts_before_ms))
+            .await
+    }
+
+    /// Stops the thread after the commands already queued, and waits until it has closed the
+    /// database. Calls through other clones of the handle then fail with `Unavailable`.
+    pub async fn close(self) {
+        let (reply, done) = oneshot::channel();
+        if self.commands.send(Command::Close(reply)).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+
+    /// Runs `f` on the thread and returns its answer.
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<T, OutboxError> + Send + 'static,
+    ) -> Result<T, OutboxError> {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Run(Box::new(move |store: &mut Store| {
+            let _ = reply.send(f(store));
+        }));
+        self.commands.send(command).await.map_err(|_| stopped())?;
+        wait(answer).await?
+    }
+}
+
+/// Waits for the thread's answer on tokio's blocking pool. Tokio's paused test clock does not
+/// auto-advance while a blocking task runs, so under `tokio::time::pause` time stands still
+/// while SQLite works, as it does for every other await; a plain `.await` on the channel would
+/// let the clock jump to the next timer during every commit.
+async fn wait<T: Send + 'static>(answer: oneshot::Receiver<T>) -> Result<T, OutboxError> {
+    match tokio::task::spawn_blocking(move || answer.blocking_recv()).await {
+        Ok(Ok(answer)) => Ok(answer),
+        _ => Err(stopped()),
+    }
+}
+
+/// The thread: runs commands in order until closed or every handle is gone.
+fn run(mut store: Store, mut commands: mpsc::Receiver<Command>, shared: &Shared) {
+    let mut held: Option<Command> = None;
+    loop {
+        let command = match held.take() {
+            Some(command) => command,
+            None => match commands.blocking_recv() {
+                Some(command) => command,
+                None => break,
+            },
+        };
+        match command {
+            Command::Enqueue(first) => {
+                let mut group = vec![first];
+                while group.len() < MAX_GROUP {
+                    match commands.try_recv() {
+                        Ok(Command::Enqueue(call)) => group.push(call),
+                        Ok(other) => {
+                            held = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                commit_group(&mut store, group, shared);
+            }
+            Command::Run(f) => f(&mut store),
+            Command::Close(done) => {
+                commands.close();
+                drop(store);
+                tracing::debug!(path = %shared.path.display(), "Closed the outbox.");
+                let _ = done.send(());
+                return;
+            }
+        }
+    }
+    tracing::debug!(path = %shared.path.display(), "Every outbox handle is gone; closed the outbox.");
+}
+
+/// One group commit: stores every waiting batch in one transaction, then answers each caller.
+fn commit_group(store: &mut Store, group: Vec<EnqueueCall>, shared: &Shared) {
+    let batches: Vec<Batch<'_>> = group
+        .iter()
+        .map(|call| Batch {
+            messages: &call.batch,
+            now_ms: call.now_ms,
+            dedup_window_ms: call.dedup_window_ms,
+        })
+        .collect();
+    let outcome = store.enqueue_group(&batches);
+    drop(batches);
+    match outcome {
+        Ok(results) => {
+            shared.commits.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                batches = group.len(),
+                "Committed a group of enqueued batches."
+            );
+            for (call, result) in group.into_iter().zip(results) {
+                let _ = call.reply.send(result);
+            }
+        }
+        Err(error) => {
+            let messages: usize = group.iter().map(|call| call.batch.len()).sum();
+            tracing::error!(
+                batches = group.len(),
+                messages,
+                "Could not commit accepted messages; their senders were answered 503: {error}."
+            );
+            for call in group {
+                let _ = call.reply.send(Err(error.clone()));
+            }
+        }
+    }
+}

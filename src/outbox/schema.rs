@@ -1,0 +1,192 @@
+//! The database file: its name, connection settings and schema.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+/// The outbox file inside the state directory.
+pub const FILE_NAME: &str = "outbox.sqlite3";
+
+/// The schema version this build writes and reads (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// How long a connection waits for another one's write lock before failing.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Version 1. `STRICT` tables: a value of the wrong type is an error, not silently stored.
+const SCHEMA_V1: &str = "
+CREATE TABLE messages (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    uuid            TEXT    NOT NULL UNIQUE,
+    robot           TEXT    NOT NULL CHECK (robot <> ''),
+    rule            TEXT    NOT NULL,
+    source          TEXT    NOT NULL,
+    dedup_key       TEXT,
+    body            TEXT    NOT NULL,
+    summary         TEXT    NOT NULL,
+    link            TEXT,
+    state           TEXT    NOT NULL DEFAULT 'pending'
+                            CHECK (state IN ('pending', 'delivered', 'dead')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    accepted_at     INTEGER NOT NULL,
+    age_from        INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    delivered_at    INTEGER,
+    dead_at         INTEGER,
+    last_error      TEXT
+) STRICT;
+CREATE INDEX messages_due ON messages (robot, state, next_attempt_at, id);
+CREATE INDEX messages_dedup ON messages (robot, dedup_key);
+CREATE TABLE attempts (
+    robot TEXT    NOT NULL,
+    at_ms INTEGER NOT NULL
+) STRICT;
+CREATE INDEX attempts_robot_at ON attempts (robot, at_ms);
+";
+
+/// Per-connection settings every connection to the file uses.
+pub(crate) fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(())
+}
+
+/// Opens (creating the file if needed) the daemon's connection: WAL, `synchronous=FULL`, the
+/// busy timeout, and the schema brought up to [`SCHEMA_VERSION`].
+pub(crate) fn open_daemon(path: &Path) -> Result<Connection, String> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut conn =
+        Connection::open_with_flags(path, flags).map_err(|e| format!("cannot open: {e}"))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| format!("cannot set the busy timeout: {e}"))?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(|e| format!("cannot switch to the WAL journal: {e}"))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(format!(
+            "the file system refused the WAL journal (journal mode is `{mode}`)"
+        ));
+    }
+    configure(&conn).map_err(|e| format!("cannot configure the connection: {e}"))?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// Creates the schema of an empty database; refuses a database written by a newer dingrelay.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), String> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| format!("cannot start the schema transaction: {e}"))?;
+    let version = user_version(&tx).map_err(|e| format!("cannot read the schema version: {e}"))?;
+    match version {
+        0 => {
+            tx.execute_batch(SCHEMA_V1)
+                .map_err(|e| format!("cannot create the schema: {e}"))?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .map_err(|e| format!("cannot set the schema version: {e}"))?;
+            tx.commit()
+                .map_err(|e| format!("cannot commit the schema: {e}"))?;
+            tracing::info!(version = SCHEMA_VERSION, "Created the outbox schema.");
+            Ok(())
+        }
+        SCHEMA_VERSION => Ok(()),
+        other => Err(version_error(other)),
+    }
+}
+
+/// Checks that an existing database has the schema this build reads.
+pub(crate) fn check_version(conn: &Connection) -> Result<(), String> {
+    match user_version(conn).map_err(|e| format!("cannot read the schema version: {e}"))? {
+        SCHEMA_VERSION => Ok(()),
+        0 => Err("it is not a dingrelay outbox (no schema)".to_owned()),
+        other => Err(version_error(other)),
+    }
+}
+
+fn version_error(version: i64) -> String {
+    if version > SCHEMA_VERSION {
+        format!(
+            "its schema version {version} is newer than this dingrelay reads ({SCHEMA_VERSION}): \
+             run the newer dingrelay"
+        )
+    } else {
+        format!("unknown schema version {version} (this dingrelay reads {SCHEMA_VERSION})")
+    }
+}
+
+fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_file(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "dingrelay-schema-{}-{name}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join(FILE_NAME)
+    }
+
+    #[test]
+    fn a_new_file_gets_wal_full_sync_and_the_current_version() {
+        let path = temp_file("new");
+        let conn = open_daemon(&path).unwrap();
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let sync: i64 = conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 2, "synchronous=FULL");
+        assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
+        drop(conn);
+        // Opening again keeps the schema and its rows.
+        let conn = open_daemon(&path).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
+        drop(conn);
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let path = temp_file("newer");
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(conn);
+        let error = open_daemon(&path).unwrap_err();
+        assert!(error.contains("newer than this dingrelay reads"), "{error}");
+        let conn = Connection::open(&path).unwrap();
+        let error = check_version(&conn).unwrap_err();
+        assert!(error.contains("newer"), "{error}");
+        drop(conn);
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn the_schema_refuses_an_empty_robot_and_an_unknown_state() {
+        let path = temp_file("checks");
+        let conn = open_daemon(&path).unwrap();
+        let insert = |robot: &str, state: &str| {
+            conn.execute(
+                "INSERT INTO messages (uuid, robot, rule, source, body, summary, state, \
+                 accepted_at, age_from, next_attempt_at) VALUES (?1, ?2, 'r', 's', '{}', '', ?3, 0, 0, 0)",
+                (format!("{robot}-{state}"), robot, state),
+            )
+        };
+        assert!(insert("", "pending").is_err());
+        assert!(insert("ops", "lost").is_err());
+        assert!(insert("ops", "pending").is_ok());
+        drop(conn);
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+}

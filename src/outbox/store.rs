@@ -1,0 +1,511 @@
+//! The daemon's operations on its connection, synchronous: run by the outbox thread only.
+
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+
+use super::{Enqueued, NewMessage, OutboxError, StoredMessage};
+use crate::dingtalk::Message;
+
+/// What a database error becomes for callers: a reason, without bodies or secrets.
+fn unavailable(context: &str) -> impl FnOnce(rusqlite::Error) -> OutboxError + '_ {
+    move |error| OutboxError::Unavailable(format!("{context}: {error}"))
+}
+
+/// One caller's batch within a group commit.
+pub(crate) struct Batch<'a> {
+    pub messages: &'a [NewMessage],
+    pub now_ms: i64,
+    pub dedup_window_ms: i64,
+}
+
+/// The daemon's connection.
+pub(crate) struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    pub(crate) fn new(conn: Connection) -> Store {
+        Store { conn }
+    }
+
+    /// Stores every batch in one transaction, each inside its own savepoint, and commits once.
+    ///
+    /// Returns one result per batch (a batch that failed to insert is rolled back alone), or an
+    /// error for the whole group when the transaction itself failed: then nothing was stored.
+    pub(crate) fn enqueue_group(
+        &mut self,
+        batches: &[Batch<'_>],
+    ) -> Result<Vec<Result<Vec<Enqueued>, OutboxError>>, OutboxError> {
+        let mut tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(unavailable("cannot start a transaction"))?;
+        let mut results = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let mut savepoint = tx
+                .savepoint()
+                .map_err(unavailable("cannot start a savepoint"))?;
+            match insert_batch(&savepoint, batch) {
+                Ok(enqueued) => {
+                    savepoint
+                        .commit()
+                        .map_err(unavailable("cannot release a savepoint"))?;
+                    results.push(Ok(enqueued));
+                }
+                Err(error) => {
+                    // Some errors (a full disk, I/O) make SQLite roll back the whole
+                    // transaction: then the batches before this one are gone too.
+                    if savepoint.is_autocommit() {
+                        return Err(OutboxError::Unavailable(format!(
+                            "the transaction was rolled back: {error}"
+                        )));
+                    }
+                    savepoint
+                        .rollback()
+                        .map_err(unavailable("cannot roll back a failed batch"))?;
+                    tracing::warn!(
+                        messages = batch.messages.len(),
+                        "A batch could not be stored and was rolled back alone: {error}."
+                    );
+                    results.push(Err(OutboxError::Unavailable(format!(
+                        "the batch could not be stored: {error}"
+                    ))));
+                }
+            }
+        }
+        tx.commit()
+            .map_err(unavailable("cannot commit the transaction"))?;
+        Ok(results)
+    }
+
+    /// Pending messages of the robot due at `now_ms`, oldest first, at most `limit`.
+    ///
+    /// A row whose stored body cannot be read is moved to the dead letters (with the reason)
+    /// instead of blocking the robot's queue.
+    pub(crate) fn due(
+        &mut self,
+        robot: &str,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, OutboxError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut out: Vec<StoredMessage> = Vec::new();
+        // Each round moves the unreadable rows it met out of the way; a few rounds are plenty.
+        for _round in 0..16 {
+            let wanted = limit.saturating_sub(out.len() as i64);
+            if wanted <= 0 {
+                break;
+            }
+            let after = out.last().map_or(i64::MIN, |m| m.id);
+            let mut broken: Vec<(i64, String)> = Vec::new();
+            let mut fetched = 0i64;
+            {
+                let mut statement = self
+                    .conn
+                    .prepare_cached(
+                        "SELECT id, uuid, robot, rule, source, body, attempts, accepted_at, \
+                         age_from, next_attempt_at, last_error FROM messages \
+                         WHERE robot = ?1 AND state = 'pending' AND next_attempt_at <= ?2 \
+                         AND id > ?3 ORDER BY id LIMIT ?4",
+                    )
+                    .map_err(unavailable("cannot read due messages"))?;
+                let mut rows = statement
+                    .query(params![robot, now_ms, after, wanted])
+                    .map_err(unavailable("cannot read due messages"))?;
+                while let Some(row) = rows
+                    .next()
+                    .map_err(unavailable("cannot read due messages"))?
+                {
+                    fetched += 1;
+                    match stored_message(row).map_err(unavailable("cannot read a due message"))? {
+                        Ok(message) => out.push(message),
+                        Err((id, reason)) => broken.push((id, reason)),
+                    }
+                }
+            }
+            if broken.is_empty() {
+                break;
+            }
+            for (id, reason) in &broken {
+                tracing::error!(
+                    id,
+                    robot,
+                    "A stored message cannot be read; moved to the dead letters: {reason}."
+                );
+            }
+            let ids: Vec<i64> = broken.iter().map(|(id, _)| *id).collect();
+            self.mark_dead(
+                &ids,
+                now_ms,
+                "the stored body cannot be read as a DingTalk message",
+            )?;
+            if fetched < wanted {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn next_due_at(&mut self, robot: &str) -> Result<Option<i64>, OutboxError> {
+        self.conn
+            .prepare_cached(
+                "SELECT MIN(next_attempt_at) FROM messages WHERE robot = ?1 AND state = 'pending'",
+            )
+            .and_then(|mut s| s.query_row([robot], |row| row.get::<_, Option<i64>>(0)))
+            .map_err(unavailable("cannot read the next due time"))
+    }
+
+    pub(crate) fn pending_count(&mut self, robot: &str) -> Result<usize, OutboxError> {
+        self.conn
+            .prepare_cached("SELECT COUNT(*) FROM messages WHERE robot = ?1 AND state = 'pending'")
+            .and_then(|mut s| s.query_row([robot], |row| row.get::<_, i64>(0)))
+            .map(to_usize)
+            .map_err(unavailable("cannot count pending messages"))
+    }
+
+    pub(crate) fn record_attempt(&mut self, robot: &str, at_ms: i64) -> Result<(), OutboxError> {
+        self.conn
+            .prepare_cached("INSERT INTO attempts (robot, at_ms) VALUES (?1, ?2)")
+            .and_then(|mut s| s.execute(params![robot, at_ms]))
+            .map(drop)
+            .map_err(unavailable("cannot record an attempt"))
+    }
+
+    pub(crate) fn attempts_since(
+        &mut self,
+        robot: &str,
+        since_ms: i64,
+    ) -> Result<usize, OutboxError> {
+        self.conn
+            .prepare_cached("SELECT COUNT(*) FROM attempts WHERE robot = ?1 AND at_ms >= ?2")
+            .and_then(|mut s| s.query_row(params![robot, since_ms], |row| row.get::<_, i64>(0)))
+            .map(to_usize)
+            .map_err(unavailable("cannot count recent attempts"))
+    }
+
+    /// Marks rows delivered, whatever their state (DingTalk has them).
+    pub(crate) fn mark_delivered(&mut self, ids: &[i64], at_ms: i64) -> Result<(), OutboxError> {
+        self.update_each(
+            ids,
+            "cannot mark messages delivered",
+            "UPDATE messages SET state = 'delivered', delivered_at = ?2, dead_at = NULL \
+             WHERE id = ?1 AND state <> 'delivered'",
+            |statement, id| statement.execute(params![id, at_ms]),
+        )
+    }
+
+    /// Counts an attempt and schedules the next one; only pending rows change.
+    pub(crate) fn mark_retry(
+        &mut self,
+        ids: &[i64],
+        next_attempt_ms: i64,
+        error: &str,
+    ) -> Result<(), OutboxError> {
+        self.update_each(
+            ids,
+            "cannot schedule a retry",
+            "UPDATE messages SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 \
+             WHERE id = ?1 AND state = 'pending'",
+            |statement, id| statement.execute(params![id, next_attempt_ms, error]),
+        )
+    }
+
+    /// Counts an attempt and moves pending rows to the dead letters.
+    pub(crate) fn mark_dead(
+        &mut self,
+        ids: &[i64],
+        at_ms: i64,
+        error: &str,
+    ) -> Result<(), OutboxError> {
+        self.update_each(
+            ids,
+            "cannot move messages to the dead letters",
+            "UPDATE messages SET state = 'dead', attempts = attempts + 1, dead_at = ?2, \
+             last_error = ?3 WHERE id = ?1 AND state = 'pending'",
+            |statement, id| statement.execute(params![id, at_ms, error]),
+        )
+    }
+
+    /// Runs one update per id in one transaction.
+    fn update_each(
+        &mut self,
+        ids: &[i64],
+        context: &'static str,
+        sql: &str,
+        run: impl Fn(&mut rusqlite::CachedStatement<'_>, i64) -> rusqlite::Result<usize>,
+    ) -> Result<(), OutboxError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(unavailable(context))?;
+        {
+            let mut statement = tx.prepare_cached(sql).map_err(unavailable(context))?;
+            for &id in ids {
+                run(&mut statement, id).map_err(unavailable(context))?;
+            }
+        }
+        tx.commit().map_err(unavailable(context))
+    }
+
+    /// Deletes delivered rows delivered before `delivered_before_ms` and attempt records older
+    /// than `attempts_before_ms`. Returns how many rows went.
+    pub(crate) fn prune(
+        &mut self,
+        delivered_before_ms: i64,
+        attempts_before_ms: i64,
+    ) -> Result<usize, OutboxError> {
+        let context = "cannot prune";
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(unavailable(context))?;
+        let messages = tx
+            .execute(
+                "DELETE FROM messages WHERE state = 'delivered' AND delivered_at < ?1",
+                [delivered_before_ms],
+            )
+            .map_err(unavailable(context))?;
+        let attempts = tx
+            .execute(
+                "DELETE FROM attempts WHERE at_ms < ?1",
+                [attempts_before_ms],
+            )
+            .map_err(unavailable(context))?;
+        tx.commit().map_err(unavailable(context))?;
+        Ok(messages + attempts)
+    }
+}
+
+/// Inserts one batch (inside the caller's savepoint).
+fn insert_batch(conn: &Connection, batch: &Batch<'_>) -> Result<Vec<Enqueued>, String> {
+    let mut find = conn
+        .prepare_cached(
+            "SELECT id FROM messages WHERE robot = ?1 AND dedup_key = ?2 AND accepted_at > ?3 \
+             ORDER BY id LIMIT 1",
+        )
+        .map_err(|e| e.to_string())?;
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO messages (uuid, robot, rule, source, dedup_key, body, summary, link, \
+             state, attempts, accepted_at, age_from, next_attempt_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', 0, ?9, ?9, ?9)",
+        )
+        .map_err(|e| e.to_string())?;
+    let window_start = batch.now_ms.saturating_sub(batch.dedup_window_ms);
+    let total = batch.messages.len();
+    let mut out = Vec::with_capacity(total);
+    for (index, new) in batch.messages.iter().enumerate() {
+        let which = || format!("message {} of {total}", index + 1);
+        if let (Some(key), true) = (&new.dedup_key, batch.dedup_window_ms > 0) {
+            let earlier: Option<i64> = find
+                .query_row(params![new.robot, key, window_start], |row| row.get(0))
+                .optional()
+                .map_err(|e| format!("{}: {e}", which()))?;
+            if let Some(id) = earlier {
+                out.push(Enqueued::Duplicate { id });
+                continue;
+            }
+        }
+        let mut message = new.message.clone();
+        message.msg_uuid = None;
+        let body = serde_json::to_string(&message).map_err(|e| format!("{}: {e}", which()))?;
+        let uuid = format!("{:032x}", rand::random::<u128>());
+        insert
+            .execute(params![
+                uuid,
+                new.robot,
+                new.rule,
+                new.source,
+                new.dedup_key,
+                body,
+                message.summary(),
+                message.link(),
+                batch.now_ms,
+            ])
+            .map_err(|e| format!("{}: {e}", which()))?;
+        out.push(Enqueued::Accepted {
+            id: conn.last_insert_rowid(),
+        });
+    }
+    Ok(out)
+}
+
+/// A due row as a [`StoredMessage`], or its id and why its body cannot be read.
+fn stored_message(row: &Row<'_>) -> rusqlite::Result<Result<StoredMessage, (i64, String)>> {
+    let id: i64 = row.get("id")?;
+    let uuid: String = row.get("uuid")?;
+    let body: String = row.get("body")?;
+    let mut message: Message = match serde_json::from_str(&body) {
+        Ok(message) => message,
+        Err(error) => return Ok(Err((id, error.to_string()))),
+    };
+    message.msg_uuid = Some(uuid);
+    let attempts: i64 = row.get("attempts")?;
+    Ok(Ok(StoredMessage {
+        id,
+        robot: row.get("robot")?,
+        rule: row.get("rule")?,
+        source: row.get("source")?,
+        message,
+        attempts: u32::try_from(attempts.max(0)).unwrap_or(u32::MAX),
+        accepted_at: row.get("accepted_at")?,
+        age_from: row.get("age_from")?,
+        next_attempt_at: row.get("next_attempt_at")?,
+        last_error: row.get("last_error")?,
+    }))
+}
+
+fn to_usize(n: i64) -> usize {
+    usize::try_from(n).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dingtalk::MessageBody;
+    use crate::dingtalk::message::Text;
+    use crate::outbox::schema;
+
+    fn text(content: &str) -> Message {
+        Message {
+            body: MessageBody::Text {
+                text: Text {
+                    content: content.to_owned(),
+                },
+            },
+            at: None,
+            msg_uuid: None,
+        }
+    }
+
+    fn new(robot: &str, content: &str) -> NewMessage {
+        NewMessage {
+            robot: robot.to_owned(),
+            rule: "rule".to_owned(),
+            source: "src".to_owned(),
+            dedup_key: None,
+            message: text(content),
+        }
+    }
+
+    struct Temp(std::path::PathBuf);
+
+    impl Drop for Temp {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn store(name: &str) -> (Store, Temp) {
+        let dir = std::env::temp_dir().join(format!(
+            "dingrelay-store-{}-{name}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conn = schema::open_daemon(&dir.join(schema::FILE_NAME)).unwrap();
+        (Store::new(conn), Temp(dir))
+    }
+
+    #[test]
+    fn a_failing_batch_in_a_group_is_rolled_back_alone() {
+        let (mut store, _temp) = store("group");
+        let good = vec![new("ops", "one"), new("ops", "two")];
+        // The third message breaks the schema's CHECK (empty robot) after two were inserted.
+        let bad = vec![new("ops", "three"), new("ops", "four"), new("", "five")];
+        let also_good = vec![new("dev", "six")];
+        let results = store
+            .enqueue_group(&[
+                Batch {
+                    messages: &good,
+                    now_ms: 1_000,
+                    dedup_window_ms: 0,
+                },
+                Batch {
+                    messages: &bad,
+                    now_ms: 1_000,
+                    dedup_window_ms: 0,
+                },
+                Batch {
+                    messages: &also_good,
+                    now_ms: 1_000,
+                    dedup_window_ms: 0,
+                },
+            ])
+            .unwrap();
+        assert_eq!(results.len(), 3);
+        assert_eq!(results[0].as_ref().unwrap().len(), 2);
+        let error = results[1].as_ref().unwrap_err().to_string();
+        assert!(error.contains("message 3 of 3"), "{error}");
+        assert!(error.contains("CHECK constraint failed"), "{error}");
+        assert_eq!(results[2].as_ref().unwrap().len(), 1);
+        let ops = store.due("ops", 1_000, 100).unwrap();
+        let contents: Vec<String> = ops.iter().map(|m| m.message.summary()).collect();
+        assert_eq!(contents, ["one", "two"]);
+        assert_eq!(store.pending_count("dev").unwrap(), 1);
+    }
+
+    #[test]
+    fn an_unreadable_body_goes_to_the_dead_letters_and_does_not_block_the_queue() {
+        let (mut store, _temp) = store("broken");
+        let batch = vec![new("ops", "one"), new("ops", "two"), new("ops", "three")];
+        let results = store
+            .enqueue_group(&[Batch {
+                messages: &batch,
+                now_ms: 5,
+                dedup_window_ms: 0,
+            }])
+            .unwrap();
+        let Ok(ids) = &results[0] else {
+            panic!("stored")
+        };
+        let Enqueued::Accepted { id: first } = ids[0] else {
+            panic!("accepted")
+        };
+        store
+            .conn
+            .execute(
+                "UPDATE messages SET body = 'not json' WHERE id = ?1",
+                [first],
+            )
+            .unwrap();
+        let due = store.due("ops", 5, 2).unwrap();
+        let contents: Vec<String> = due.iter().map(|m| m.message.summary()).collect();
+        assert_eq!(
+            contents,
+            ["two", "three"],
+            "the broken row does not count against the limit"
+        );
+        let (state, error): (String, String) = store
+            .conn
+            .query_row(
+                "SELECT state, last_error FROM messages WHERE id = ?1",
+                [first],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(state, "dead");
+        assert!(error.contains("cannot be read"), "{error}");
+    }
+
+    #[test]
+    fn a_negative_attempt_count_or_huge_limit_does_not_panic() {
+        let (mut store, _temp) = store("odd");
+        let batch = vec![new("ops", "one")];
+        store
+            .enqueue_group(&[Batch {
+                messages: &batch,
+                now_ms: 5,
+                dedup_window_ms: 0,
+            }])
+            .unwrap();
+        store
+            .conn
+            .execute("UPDATE messages SET attempts = -3", [])
+            .unwrap();
+        let due = store.due("ops", 5, usize::MAX).unwrap();
+        assert_eq!(due[0].attempts, 0);
+    }
+}

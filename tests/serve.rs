@@ -1,0 +1,624 @@
+//! The daemon end to end, against an in-process stand-in for DingTalk that behaves like
+//! shared/tools/mock-dingtalk (tests/support/mock_dingtalk.rs): signatures, keywords, required
+//! fields, 20 per minute with the 10-minute block, faults.
+//!
+//! Tests that count time run under tokio's paused clock with the stand-in as the transport (no
+//! socket), so ten minutes of DingTalk behaviour take no real time. One test goes through real
+//! sockets and the real HTTP client.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use dingrelay::clock::Clock;
+use dingrelay::config::Config;
+use dingrelay::delivery::transport::{HttpTransport, Transport};
+use dingrelay::outbox::{Admin, State};
+use dingrelay::serve::{Daemon, Services};
+use http::{Request, StatusCode};
+use serde_json::{Value, json};
+use support::mock_dingtalk::{Fault, MockDingTalk, webhook_url};
+use tower::ServiceExt;
+
+const TOKEN: &str = "robot-token-1";
+const SECRET: &str = "SECmock0123456789";
+const BEARER: &str = "am-bearer-s3cret";
+/// 2026-11-24T08:00:00Z: the wall clock the paused tests start at.
+const START_MS: i64 = 1_795_507_200_000;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "dingrelay-serve-{}-{name}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A config with one signed robot (keyword 告警) at `webhook`, an Alertmanager source with a
+/// bearer token, and a json source.
+fn config_text(
+    state_dir: &Path,
+    webhook: &str,
+    allow_host: &str,
+    robot_extra: &str,
+    top_extra: &str,
+) -> String {
+    format!(
+        r#"
+state_dir: {state_dir}
+{top_extra}
+robots:
+  ops:
+    webhook: "{webhook}"
+    allow_host: "{allow_host}"
+    secret: {SECRET}
+    keywords: [告警]
+{robot_extra}
+sources:
+  am: {{ kind: alertmanager, auth: {{ bearer: {BEARER} }} }}
+  ci: {{ kind: json }}
+rules:
+  - name: alerts
+    source: am
+    to: ops
+    markdown:
+      title: "告警 {{{{ commonLabels.alertname }}}}"
+      text: "{{% for a in alerts %}}- {{{{ a.labels.instance }}}}: {{{{ a.annotations.summary }}}}\n{{% endfor %}}"
+  - name: ci
+    source: ci
+    to: ops
+    markdown:
+      title: "{{{{ title }}}}"
+      text: "告警 {{{{ text }}}}"
+"#,
+        state_dir = state_dir.display()
+    )
+}
+
+fn load(text: &str) -> Config {
+    Config::parse("rules.yaml", text, Path::new("."), &|_| None)
+        .unwrap_or_else(|e| panic!("config loads:\n{e}"))
+}
+
+fn alert_payload(instance: &str) -> Value {
+    json!({
+        "version": "4", "status": "firing", "receiver": "ops",
+        "groupKey": format!("{{}}:{{instance=\"{instance}\"}}"),
+        "groupLabels": {}, "commonLabels": {"alertname": "DiskFull", "instance": instance},
+        "commonAnnotations": {}, "externalURL": "http://am",
+        "alerts": [{
+            "status": "firing",
+            "labels": {"alertname": "DiskFull", "instance": instance},
+            "annotations": {"summary": format!("disk full on {instance}")},
+            "startsAt": "2026-11-24T07:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+            "fingerprint": instance,
+        }],
+    })
+}
+
+/// The stand-in, run in-process on the same (paused) clock as the daemon.
+struct Paused {
+    daemon: Daemon,
+    router: axum::Router,
+    mock: MockDingTalk,
+    state_dir: PathBuf,
+}
+
+async fn start_paused(mock: MockDingTalk, robot_extra: &str, top_extra: &str) -> Paused {
+    let clock = Clock::starting_at(START_MS);
+    let mock = mock.clock(move || clock.now_ms());
+    let state_dir = temp_dir("paused");
+    let webhook = webhook_url("http://mock.test", TOKEN);
+    let config = load(&config_text(
+        &state_dir,
+        &webhook,
+        "mock.test",
+        robot_extra,
+        top_extra,
+    ));
+    let services = Services {
+        transport: Arc::new(mock.clone()) as Arc<dyn Transport>,
+        clock,
+        dry_run: Arc::new(Mutex::new(Box::new(std::io::sink()))),
+    };
+    let daemon = Daemon::start(config, services)
+        .await
+        .expect("daemon starts");
+    let router = daemon.router();
+    Paused {
+        daemon,
+        router,
+        mock,
+        state_dir,
+    }
+}
+
+async fn post(
+    router: &axum::Router,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Body>,
+) -> (StatusCode, Value) {
+    let mut request = Request::post(path);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = router
+        .clone()
+        .oneshot(request.body(body.into()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, json)
+}
+
+const AUTH: (&str, &str) = ("authorization", "Bearer am-bearer-s3cret");
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+async fn post_alert(router: &axum::Router, instance: &str) -> (StatusCode, Value) {
+    post(
+        router,
+        "/hooks/am",
+        &[AUTH, JSON],
+        alert_payload(instance).to_string(),
+    )
+    .await
+}
+
+/// Every text of the recorded messages, for "does this alert appear somewhere".
+fn delivered_text(mock: &MockDingTalk) -> String {
+    mock.messages()
+        .iter()
+        .map(|m| m.body.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_storm_of_200_alerts_stays_within_the_rate_and_everything_arrives() {
+    let harness = start_paused(
+        MockDingTalk::new().robot(TOKEN, Some(SECRET), &["告警"]),
+        "",
+        "",
+    )
+    .await;
+    let start = tokio::time::Instant::now();
+    for i in 0..200 {
+        let (status, body) = post_alert(&harness.router, &format!("db-{i:03}")).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        assert_eq!(body["queued"], 1, "{body}");
+    }
+    // Three minutes of DingTalk time.
+    tokio::time::sleep_until(start + Duration::from_secs(180)).await;
+
+    let stats = harness.mock.stats();
+    assert!(stats.max_in_window <= 20, "{stats:?}");
+    assert_eq!(stats.throttled, 0, "{stats:?}");
+    assert_eq!(
+        stats.by_errcode.keys().copied().collect::<Vec<_>>(),
+        vec![0],
+        "{stats:?}"
+    );
+    let text = delivered_text(&harness.mock);
+    let missing: Vec<String> = (0..200)
+        .map(|i| format!("db-{i:03}"))
+        .filter(|instance| !text.contains(&format!("disk full on {instance}")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not delivered within 3 minutes: {missing:?}"
+    );
+    // Merged into digests, not 200 separate messages.
+    assert!(stats.accepted < 20, "{stats:?}");
+    let admin = Admin::open(&harness.state_dir).unwrap();
+    assert!(admin.list(Some(State::Pending), None).unwrap().is_empty());
+    harness
+        .daemon
+        .stop(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_outage_of_500s_html_and_timeouts_loses_nothing_and_keeps_order() {
+    let mock = MockDingTalk::new().robot(TOKEN, Some(SECRET), &["告警"]);
+    let harness = start_paused(mock, "    digest: false", "send_timeout: 5s").await;
+    // DingTalk down: 500s, then HTML pages, then no answer at all, then the IP throttle's JSON.
+    harness.mock.set_fault(Fault::Http500, None);
+    for i in 0..5 {
+        let (status, _) = post_alert(&harness.router, &format!("web-{i}")).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    for (fault, until) in [
+        (Fault::Html, 3),
+        (Fault::Hang, 5),
+        (Fault::NoErrcodeJson, 7),
+        (Fault::None, 8),
+    ] {
+        // Bounded, in DingTalk time: the worker keeps retrying with backoff.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
+        while harness.mock.stats().faults < until && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        assert!(
+            harness.mock.messages().is_empty(),
+            "nothing got through during the outage"
+        );
+        harness.mock.set_fault(fault, None);
+    }
+    // Back up: the backoff is capped at 5 minutes.
+    tokio::time::sleep(Duration::from_secs(400)).await;
+
+    let stats = harness.mock.stats();
+    assert!(stats.faults >= 8, "the faults were hit: {stats:?}");
+    let delivered: Vec<String> = harness
+        .mock
+        .messages()
+        .iter()
+        .map(|m| m.body["markdown"]["text"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: Vec<String> = (0..5)
+        .map(|i| format!("- web-{i}: disk full on web-{i}\n"))
+        .collect();
+    assert_eq!(delivered, expected, "every message once, in order");
+    let admin = Admin::open(&harness.state_dir).unwrap();
+    assert!(admin.list(Some(State::Pending), None).unwrap().is_empty());
+    assert!(admin.list(Some(State::Dead), None).unwrap().is_empty());
+    harness
+        .daemon
+        .stop(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_security_refusal_is_dead_lettered_at_once_and_listed() {
+    // The robot's real keyword is not the one the config declares: DingTalk answers 310000.
+    let mock = MockDingTalk::new().robot(TOKEN, Some(SECRET), &["deploy"]);
+    let harness = start_paused(mock, "", "").await;
+    let (status, _) = post_alert(&harness.router, "db-1").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    tokio::time::sleep(Duration::from_secs(600)).await;
+
+    let stats = harness.mock.stats();
+    assert_eq!(stats.requests, 1, "not retried: {stats:?}");
+    assert_eq!(stats.by_errcode.get(&310000), Some(&1), "{stats:?}");
+    let admin = Admin::open(&harness.state_dir).unwrap();
+    let dead = admin.list(Some(State::Dead), None).unwrap();
+    assert_eq!(dead.len(), 1);
+    let error = dead[0].last_error.clone().unwrap_or_default();
+    assert!(
+        error.contains("310000") && error.contains("keyword"),
+        "{error}"
+    );
+
+    // `outbox list` shows it with its error.
+    let mut out = Vec::new();
+    let code = dingrelay::commands::outbox::run(
+        &harness.state_dir,
+        &dingrelay::commands::outbox::OutboxCommand::List {
+            robot: None,
+            state: None,
+        },
+        &mut out,
+    );
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("dead") && out.contains("310000"), "{out}");
+    harness
+        .daemon
+        .stop(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn too_fast_pauses_the_robot_for_the_penalty_then_resumes() {
+    let mock = MockDingTalk::new().robot(TOKEN, Some(SECRET), &["告警"]);
+    let harness = start_paused(mock, "    digest: false", "").await;
+    harness.mock.set_fault(Fault::ErrCode(130101), Some(1));
+    for i in 0..3 {
+        post_alert(&harness.router, &format!("api-{i}")).await;
+    }
+    tokio::time::sleep(Duration::from_secs(590)).await;
+    assert_eq!(
+        harness.mock.stats().requests,
+        1,
+        "nothing is sent during the penalty"
+    );
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let stats = harness.mock.stats();
+    assert_eq!(stats.accepted, 3, "resumed after the penalty: {stats:?}");
+    assert_eq!(stats.by_errcode.get(&130101), Some(&1), "{stats:?}");
+    harness
+        .daemon
+        .stop(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_redelivered_alert_group_is_posted_once() {
+    let mock = MockDingTalk::new().robot(TOKEN, Some(SECRET), &["告警"]);
+    let harness = start_paused(mock, "", "").await;
+    let (_, first) = post_alert(&harness.router, "db-9").await;
+    let (status, second) = post_alert(&harness.router, "db-9").await;
+    assert_eq!(first["queued"], 1, "{first}");
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(
+        (second["queued"].clone(), second["duplicates"].clone()),
+        (json!(0), json!(1)),
+        "{second}"
+    );
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(harness.mock.stats().accepted, 1);
+    harness
+        .daemon
+        .stop(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_requests_get_a_status_with_a_reason_while_others_are_served() {
+    let mock = MockDingTalk::new().robot(TOKEN, Some(SECRET), &["告警"]);
+    let harness = start_paused(mock, "", "body_limit: 4KiB").await;
+    let router = &harness.router;
+    let good = alert_payload("db-1").to_string();
+
+    // (what, headers, body, expected status, a word of the reason)
+    type Case<'a> = (
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        String,
+        StatusCode,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "no auth",
+            vec![JSON],
+            good.clone(),
+            StatusCode::UNAUTHORIZED,
+            "Authorization",
+        ),
+        (
+            "wrong token",
+            vec![("authorization", "Bearer nope"), JSON],
+            good.clone(),
+            StatusCode::UNAUTHORIZED,
+            "bearer",
+        ),
+        (
+            "malformed",
+            vec![AUTH, JSON],
+            "{not json".into(),
+            StatusCode::BAD_REQUEST,
+            "JSON",
+        ),
+        (
+            "not v4",
+            vec![AUTH, JSON],
+            json!({"version": "3", "alerts": []}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "version",
+        ),
+        (
+            "wrong type",
+            vec![AUTH, ("content-type", "text/plain")],
+            good.clone(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "text/plain",
+        ),
+        (
+            "oversized",
+            vec![AUTH, JSON],
+            "x".repeat(5000),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "limit",
+        ),
+    ];
+    for (what, headers, body, status, reason) in cases {
+        let (got, answer) = post(router, "/hooks/am", &headers, body).await;
+        assert_eq!(got, status, "{what}: {answer}");
+        assert_eq!(answer["status"], "rejected", "{what}: {answer}");
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(error.contains(reason), "{what}: {answer}");
+        assert!(
+            !answer.to_string().contains(BEARER),
+            "{what}: the token is not echoed"
+        );
+    }
+
+    // A rule that cannot render a valid message: 422 naming it, nothing queued.
+    let (status, answer) = post(
+        router,
+        "/hooks/ci",
+        &[JSON],
+        json!({"text": "x"}).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(answer["errors"][0]["rule"], "ci", "{answer}");
+    assert_eq!(answer["errors"][0]["field"], "markdown.title", "{answer}");
+
+    // Meanwhile the daemon serves good requests.
+    let (status, answer) = post_alert(router, "db-2").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(harness.mock.stats().accepted, 1);
+    assert!(
+        harness
+            .mock
+            .messages()
+            .iter()
+            .all(|m| !m.body.to_string().contains("db-1"))
+    );
+
+    // The outbox gone: 503 so the sender retries.
+    harness.daemon.outbox().clone().close().await;
+    let (status, answer) = post_alert(router, "db-3").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert_eq!(answer["status"], "unavailable");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ignored_event_is_202_with_matched_zero() {
+    let mock = MockDingTalk::new().robot(TOKEN, Some(SECRET), &["告警"]);
+    let text = config_text(
+        &temp_dir("ignored"),
+        &webhook_url("http://mock.test", TOKEN),
+        "mock.test",
+        "",
+        "",
+    )
+    .replace(
+        "  - name: ci\n    source: ci\n",
+        "  - name: ci\n    source: ci\n    when: level == \"error\"\n",
+    );
+    let clock = Clock::starting_at(START_MS);
+    let services = Services {
+        transport: Arc::new(mock.clone()),
+        clock,
+        dry_run: Arc::new(Mutex::new(Box::new(std::io::sink()))),
+    };
+    let daemon = Daemon::start(load(&text), services).await.unwrap();
+    let (status, answer) = post(
+        &daemon.router(),
+        "/hooks/ci",
+        &[JSON],
+        json!({"level": "info"}).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(answer["matched"], 0, "{answer}");
+    assert!(
+        answer["rules"][0]
+            .as_str()
+            .unwrap()
+            .contains("level == \"error\""),
+        "{answer}"
+    );
+    daemon
+        .stop(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dry_run_robot_prints_the_exact_signed_request() {
+    let state_dir = temp_dir("dry");
+    let text = config_text(&state_dir, "log", "x", "", "");
+    let printed: Arc<Mutex<Vec<u8>>> = Arc::default();
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let services = Services {
+        transport: Arc::new(MockDingTalk::new()),
+        clock: Clock::starting_at(START_MS),
+        dry_run: Arc::new(Mutex::new(Box::new(Shared(printed.clone())))),
+    };
+    let daemon = Daemon::start(load(&text), services).await.unwrap();
+    let (status, _) = post_alert(&daemon.router(), "db-7").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let printed = String::from_utf8(printed.lock().unwrap().clone()).unwrap();
+    let expected_sign = dingrelay::dingtalk::sign::sign(SECRET, START_MS);
+    let encoded: String = url::form_urlencoded::byte_serialize(expected_sign.as_bytes()).collect();
+    assert!(printed.contains(&format!("POST https://oapi.dingtalk.com/robot/send?access_token=DRY-RUN&timestamp={START_MS}&sign={encoded}")), "{printed}");
+    assert!(printed.contains(r#""title":"告警 DiskFull""#), "{printed}");
+    assert!(printed.contains(r#""msgUuid":""#), "{printed}");
+    let admin = Admin::open(&state_dir).unwrap();
+    assert_eq!(admin.list(Some(State::Delivered), None).unwrap().len(), 1);
+    daemon
+        .stop(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
+}
+
+/// Real sockets, real HTTP client, real time: what a user's setup does.
+#[tokio::test]
+async fn a_posted_webhook_arrives_signed_with_the_right_body() {
+    let mock = MockDingTalk::new().robot(TOKEN, Some(SECRET), &["告警"]);
+    let (mock_addr, _server) = mock.clone().serve().await;
+    let state_dir = temp_dir("sockets");
+    let text = config_text(
+        &state_dir,
+        &webhook_url(mock_addr, TOKEN),
+        &mock_addr.to_string(),
+        "",
+        "",
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let services = Services {
+        transport: Arc::new(
+            HttpTransport::new(Duration::from_secs(2), Duration::from_secs(5)).unwrap(),
+        ),
+        clock: Clock::system(),
+        dry_run: Arc::new(Mutex::new(Box::new(std::io::sink()))),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let daemon = tokio::spawn(dingrelay::serve::run(
+        load(&text),
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+        services,
+    ));
+
+    let client = reqwest::Client::new();
+    let answer = client
+        .post(format!("http://{addr}/hooks/am"))
+        .bearer_auth(BEARER)
+        .header("content-type", "application/json")
+        .body(alert_payload("db-42").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 202);
+    let body: Value = serde_json::from_slice(&answer.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["status"], "accepted", "{body}");
+
+    // Bounded wait for the delivery (the limiter lets the first message go at once).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while mock.messages().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let messages = mock.messages();
+    assert_eq!(messages.len(), 1, "{:?}", mock.stats());
+    let sent = &messages[0].body;
+    assert_eq!(sent["msgtype"], "markdown");
+    assert_eq!(sent["markdown"]["title"], "告警 DiskFull");
+    assert_eq!(sent["markdown"]["text"], "- db-42: disk full on db-42\n");
+    assert_eq!(sent["msgUuid"].as_str().map(str::len), Some(32), "{sent}");
+    // The stand-in checked the signature and keyword: only errcode 0 was answered.
+    assert_eq!(
+        mock.stats().by_errcode.keys().copied().collect::<Vec<_>>(),
+        vec![0]
+    );
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), daemon)
+        .await
+        .expect("shuts down in time")
+        .unwrap()
+        .unwrap();
+}
