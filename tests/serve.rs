@@ -622,3 +622,41 @@ async fn a_posted_webhook_arrives_signed_with_the_right_body() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_json_source_dedup_template_drops_redeliveries() {
+    let mock = MockDingTalk::new().robot(TOKEN, Some(SECRET), &["告警"]);
+    let clock = Clock::starting_at(START_MS);
+    let mock = mock.clock(move || clock.now_ms());
+    let text = config_text(
+        &temp_dir("dedup"),
+        &webhook_url("http://mock.test", TOKEN),
+        "mock.test",
+        "",
+        "",
+    )
+    .replace(
+        "  ci: { kind: json }",
+        "  ci: { kind: json, dedup: \"{{ id }}\" }",
+    );
+    let services = Services {
+        transport: Arc::new(mock.clone()),
+        clock,
+        dry_run: Arc::new(Mutex::new(Box::new(std::io::sink()))),
+    };
+    let daemon = Daemon::start(load(&text), services).await.unwrap();
+    let router = daemon.router();
+    let deploy = json!({"id": "deploy-17", "title": "告警 deploy", "text": "done"}).to_string();
+    let (_, first) = post(&router, "/hooks/ci", &[JSON], deploy.clone()).await;
+    let (_, again) = post(&router, "/hooks/ci", &[JSON], deploy).await;
+    let other = json!({"id": "deploy-18", "title": "告警 deploy", "text": "done"}).to_string();
+    let (_, third) = post(&router, "/hooks/ci", &[JSON], other).await;
+    assert_eq!(first["queued"], 1, "{first}");
+    assert_eq!(again["duplicates"], 1, "{again}");
+    assert_eq!(third["queued"], 1, "{third}");
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(mock.stats().accepted, 2);
+    daemon
+        .stop(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
+}

@@ -420,6 +420,15 @@ fn build(raw: RawConfig, checker: &mut Checker<'_>) -> Option<Config> {
         secs(7 * 24 * 3600),
     );
 
+    if let (Some(keep), Some(window)) = (keep_delivered, dedup_window)
+        && keep < window
+    {
+        checker.error(
+            &root.key("keep_delivered"),
+            "keep_delivered must be at least dedup_window: pruned messages can no longer be recognised as duplicates",
+        );
+    }
+
     let mut robots = IndexMap::new();
     let mut robot_delivery = IndexMap::new();
     for (name, robot) in &raw.robots {
