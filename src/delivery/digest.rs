@@ -212,7 +212,7 @@ fn item(row: &StoredMessage) -> String {
     line
 }
 
-/// The first non-empty line of the message's main text, when it says more than `summary`.
+/// The first line of the message's main text that says more than `summary`.
 fn detail(message: &Message, summary: &str) -> Option<String> {
     let text = match &message.body {
         MessageBody::Text { text } => &text.content,
@@ -221,13 +221,22 @@ fn detail(message: &Message, summary: &str) -> Option<String> {
         MessageBody::ActionCard { action_card } => &action_card.text,
         MessageBody::FeedCard { .. } => return None,
     };
-    let line = text
-        .lines()
-        .map(|l| l.trim().trim_start_matches(['#', '>']).trim())
-        .find(|l| !l.is_empty())?;
-    let line = one_line(line);
-    let words = comparable(&line);
-    (!words.is_empty() && !comparable(summary).contains(&words)).then_some(line)
+    // The first line that says something the summary does not: templates often repeat the
+    // title as a heading, and in a storm the titles are alike while the lines below differ.
+    let summary = comparable(summary);
+    text.lines()
+        .map(|l| {
+            l.trim()
+                .trim_start_matches(['#', '>'])
+                .trim_start()
+                .trim_start_matches(['-', '*', '+'])
+                .trim()
+        })
+        .map(one_line)
+        .find(|line| {
+            let words = comparable(line);
+            !words.is_empty() && !summary.contains(&words)
+        })
 }
 
 /// Letters and digits only, lower-cased: what two lines are compared on.
@@ -600,8 +609,9 @@ mod tests {
             lines[0],
             "- a \\] b \\[x\\](https://evil.example.com) \\*bold\\* \\_u\\_ \\`c\\` &lt;b&gt;html&lt;/b&gt; \\\\"
         );
-        // A summary is one line (the title's first); the next line adds nothing new here.
-        assert_eq!(lines[1], "- title");
+        // A summary is one line (the title's first); the heading repeating it is skipped, the
+        // first line that says more is added.
+        assert_eq!(lines[1], "- title — more");
         assert_eq!(lines[4], "- tab and spaces — first line end");
         assert_eq!(
             lines[2],
@@ -637,10 +647,10 @@ mod tests {
         assert_eq!(
             items(&digest.message),
             vec![
-                "- Deploy done",
+                "- Deploy done — version 1.2.3",
                 "- Build failed — pipeline #42 on main failed",
-                "- line one",
-                "- 🔥 告警 DiskSpace: 2 firing",
+                "- line one — line two",
+                "- 🔥 告警 DiskSpace: 2 firing — body",
             ]
         );
     }
