@@ -1,9 +1,7 @@
-//! The real binary killed with SIGKILL while 100 messages are pending, then started again:
-//! every accepted message is delivered. Then SIGTERM: a clean exit 0.
+//! The real binary as a process: the README's first command on the shipped rules.yaml, and a
+//! SIGKILL with 100 messages pending followed by a restart that delivers every accepted message.
 //!
-//! Real processes, sockets and time, bounded: the first run paces its robot at 2 a minute so
-//! messages are still pending when it is killed; the second run uses the default rate, and
-//! merges the backlog into digests.
+//! Real processes, sockets and time, bounded: each wait has a deadline of seconds.
 
 mod support;
 
@@ -51,6 +49,90 @@ rules:
     );
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// Sends SIGTERM and waits (bounded) for the exit.
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            return exit;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_rules_run_out_of_the_box_and_print_dry_run_requests() {
+    // A copy of the shipped file, so its ./data lands in a temp dir; no variable set but the port.
+    let dir = std::env::temp_dir().join(format!("dingrelay-shipped-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("rules.yaml");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("rules.yaml"),
+        &config,
+    )
+    .unwrap();
+    let port = free_port();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dingrelay"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("DINGTALK_")
+            || name.starts_with("DINGRELAY_")
+            || name.ends_with("_TOKEN")
+            || name.ends_with("_SECRET")
+            || name == "STATE_DIRECTORY"
+        {
+            command.env_remove(name);
+        }
+    }
+    let mut daemon = command
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("DINGRELAY_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("log")).unwrap())
+        .spawn()
+        .unwrap();
+    wait_listening(port).await;
+    let answer = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/hooks/ci"))
+        .header("content-type", "application/json")
+        .body(r#"{"title": "告警 disk full", "text": "db-1 at 93%"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 202);
+    // The dry-run robot prints the request; give it a moment, then stop the daemon.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let exit = terminate(&mut daemon);
+    let mut printed = String::new();
+    std::io::Read::read_to_string(daemon.stdout.as_mut().unwrap(), &mut printed).unwrap();
+    let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+    assert_eq!(exit.code(), Some(0), "{log}");
+    assert!(
+        printed.contains("# dry run: robot `dev` would send"),
+        "{printed}\n{log}"
+    );
+    assert!(
+        printed.contains("POST https://oapi.dingtalk.com/robot/send?access_token=DRY-RUN"),
+        "{printed}"
+    );
+    assert!(printed.contains("db-1 at 93%"), "{printed}");
+    assert!(
+        log.contains(&format!("url=http://127.0.0.1:{port}/hooks/alertmanager")),
+        "{log}"
+    );
+    assert!(
+        dir.join("data/outbox.sqlite3").is_file(),
+        "state_dir is next to the config"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn spawn(config: &Path, log: &Path) -> Child {
@@ -153,19 +235,7 @@ async fn sigkill_with_100_pending_then_restart_delivers_every_accepted_message()
     assert_eq!(stats.throttled, 0, "{stats:?}");
 
     // SIGTERM: a clean exit, nothing pending.
-    let status = Command::new("kill")
-        .args(["-TERM", &second.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let exit = loop {
-        if let Some(exit) = second.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(Instant::now() < deadline, "no exit after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let exit = terminate(&mut second);
     let log = std::fs::read_to_string(dir.join("second.log")).unwrap_or_default();
     assert_eq!(exit.code(), Some(0), "{log}");
     assert!(log.contains("Ready to receive webhooks"), "{log}");
