@@ -29,3 +29,4 @@ pub mod outbox;
 pub mod rules;
 pub mod serve;
 pub mod source;
+pub mod text;

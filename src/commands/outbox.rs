@@ -480,19 +480,9 @@ fn local_time(ms: i64, tz: &TimeZone) -> String {
     }
 }
 
-/// The text on one line (control characters as spaces), cut to `max` characters with `…`.
+/// The text on one line, cut to `max` characters with `…`.
 fn one_line(text: &str, max: usize) -> String {
-    let flat: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let flat = flat.trim();
-    if flat.chars().count() <= max {
-        return flat.to_owned();
-    }
-    let mut cut: String = flat.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
+    crate::text::shorten(&crate::text::one_line(text), max)
 }
 
 #[cfg(test)]

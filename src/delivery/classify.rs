@@ -344,20 +344,9 @@ fn security_advice(errmsg: &str) -> &'static str {
     }
 }
 
-/// For the operator's eyes: secrets masked, control characters as spaces, at most `max` chars.
+/// For the operator's eyes: secrets masked, on one line, at most `max` chars.
 fn clean(text: &str, max: usize) -> String {
-    let redacted = redact_secrets(text);
-    let flat: String = redacted
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let flat = flat.trim();
-    if flat.chars().count() <= max {
-        return flat.to_owned();
-    }
-    let mut cut: String = flat.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
+    crate::text::shorten(&crate::text::one_line(&redact_secrets(text)), max)
 }
 
 #[cfg(test)]

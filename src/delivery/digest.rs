@@ -35,6 +35,7 @@ use crate::dingtalk::message::Markdown;
 use crate::dingtalk::validate::{MAX_MENTIONS, encoded_len};
 use crate::dingtalk::{At, MAX_BODY_BYTES, Message, MessageBody, Robot, prepare};
 use crate::outbox::StoredMessage;
+use crate::text::{one_line, shorten};
 
 /// A summary is shortened to this many characters.
 const SUMMARY_CHARS: usize = 200;
@@ -193,6 +194,13 @@ fn mentions(rows: &[StoredMessage]) -> (Option<At>, usize) {
     ((!at.is_empty()).then_some(at), left_out)
 }
 
+/// Text that renders literally inside a markdown list item, on one line.
+fn escape_inline(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    crate::text::escape_markdown_inline(&one_line(text), &mut out);
+    out
+}
+
 /// One row's list item.
 fn item(row: &StoredMessage) -> String {
     let message = &row.message;
@@ -266,52 +274,6 @@ fn link_target(link: &str) -> Option<String> {
         }
     }
     Some(out)
-}
-
-/// Line breaks, tabs and other control characters as single spaces; trimmed.
-fn one_line(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut space = false;
-    for c in text.chars() {
-        if c.is_control() || c.is_whitespace() {
-            space = !out.is_empty();
-        } else {
-            if space {
-                out.push(' ');
-                space = false;
-            }
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// At most `max` characters, the last one `…` when cut.
-fn shorten(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
-}
-
-/// Text that renders literally inside a markdown list item (never at a line start here).
-fn escape_inline(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + text.len() / 8);
-    for c in text.chars() {
-        match c {
-            '\\' | '`' | '*' | '_' | '[' | ']' => {
-                out.push('\\');
-                out.push(c);
-            }
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            c if c.is_control() => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -350,7 +350,7 @@ fn md_escape(text: &str) -> String {
         let body = line.trim_start_matches([' ', '\t']);
         out.push_str(&line[..line.len() - body.len()]);
         let rest = escape_line_start(body, &mut out);
-        escape_inline(rest, &mut out);
+        crate::text::escape_markdown_inline(rest, &mut out);
     }
     out
 }
@@ -388,20 +388,6 @@ fn escape_line_start<'a>(line: &'a str, out: &mut String) -> &'a str {
             }
         }
         _ => line,
-    }
-}
-
-fn escape_inline(text: &str, out: &mut String) {
-    for c in text.chars() {
-        match c {
-            '\\' | '`' | '*' | '_' | '[' | ']' => {
-                out.push('\\');
-                out.push(c);
-            }
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            _ => out.push(c),
-        }
     }
 }
 
