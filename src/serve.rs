@@ -1,8 +1,17 @@
-//! `dingrelay serve`: the daemon. Wires intake, outbox and one worker per robot together.
+//! `dingrelay serve`: the daemon. Wires intake, outbox and one worker per robot together, and
+//! reloads the config on SIGHUP (or `POST /-/reload`).
 //!
 //! Everything that varies is injected, so tests drive it: the listener (port 0 in tests), the
-//! shutdown signal (a future), the clock (tokio's, pausable), the transport to DingTalk (an
+//! shutdown and reload signals, the clock (tokio's, pausable), the transport to DingTalk (an
 //! in-process stand-in in tests) and where dry-run robots print.
+//!
+//! Reload: the new file is loaded and validated fully, including `check`'s sample renders; an
+//! invalid file is refused, its errors logged, and the running config stays. A valid one is
+//! swapped in atomically for intake (requests in flight finish on the config they started with),
+//! then every worker is restarted on it, each after its send in flight. A robot keeps its rate
+//! limiter and any throttle pause across reloads (unless its rate changes). Messages queued for a
+//! robot the new config no longer has stay in the outbox and are reported; they go out again if
+//! the robot comes back.
 //!
 //! Shutdown: when the signal fires, intake stops accepting connections and finishes the requests
 //! in flight, workers finish the send in flight, and the outbox is closed; all bounded by
@@ -10,18 +19,21 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::delivery::transport::Transport;
-use crate::delivery::worker::{DryRunOutput, Worker};
-use crate::intake::{self, Intake};
+use crate::delivery::worker::{DryRunOutput, RobotRuntime, Worker};
+use crate::intake::{self, Intake, Live, ReloadRequest};
+use crate::metrics::{Metrics, ReloadResult};
 use crate::outbox::{Outbox, OutboxError};
 
 /// What the daemon runs with besides its config.
@@ -29,6 +41,10 @@ pub struct Services {
     pub transport: Arc<dyn Transport>,
     pub clock: Clock,
     pub dry_run: DryRunOutput,
+    /// Where a reload reads the config from; `None` when the config did not come from a file
+    /// (tests), and reloading then re-validates nothing and refuses.
+    pub config_path: Option<PathBuf>,
+    pub metrics: Arc<Metrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,16 +57,27 @@ pub enum ServeError {
 
 /// How often delivered rows past `keep_delivered` are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How long a reload waits for a worker's send in flight before starting its successor anyway.
+const RELOAD_WORKER_GRACE: Duration = Duration::from_secs(30);
+
+/// A running worker.
+struct RunningWorker {
+    handle: JoinHandle<()>,
+    stop: watch::Sender<bool>,
+    runtime: Arc<RobotRuntime>,
+}
 
 /// A started daemon: outbox open, one worker per robot running, intake ready to be served.
 pub struct Daemon {
-    config: Arc<Config>,
+    live: Arc<ArcSwap<Live>>,
     outbox: Outbox,
     intake: Arc<Intake>,
-    workers: Vec<JoinHandle<()>>,
+    workers: HashMap<String, RunningWorker>,
     pruner: JoinHandle<()>,
-    /// Turns true to stop the workers.
-    stop: watch::Sender<bool>,
+    pruner_stop: watch::Sender<bool>,
+    services: Services,
+    /// `POST /-/reload` requests, answered by [`Daemon::run_until`].
+    reloads: mpsc::Receiver<ReloadRequest>,
 }
 
 impl Daemon {
@@ -59,52 +86,41 @@ impl Daemon {
     pub async fn start(config: Config, services: Services) -> Result<Daemon, ServeError> {
         let config = Arc::new(config);
         let outbox = Outbox::open(&config.state_dir)?;
-        let (stop, stop_rx) = watch::channel(false);
-        let mut wake = HashMap::new();
-        let mut workers = Vec::new();
-        for robot in config.robots.values() {
-            let notify = Arc::new(Notify::new());
-            wake.insert(robot.name.clone(), notify.clone());
-            let worker = Worker {
-                robot: robot.clone(),
-                settings: config
-                    .robot_delivery
-                    .get(&robot.name)
-                    .cloned()
-                    .unwrap_or_default(),
-                outbox: outbox.clone(),
-                transport: services.transport.clone(),
-                clock: services.clock,
-                send_timeout: config.delivery.send_timeout,
-                wake: notify,
-                shutdown: stop_rx.clone(),
-                dry_run: services.dry_run.clone(),
-            };
-            workers.push(tokio::spawn(worker.run()));
-        }
+        let (pruner_stop, pruner_rx) = watch::channel(false);
         let pruner = tokio::spawn(prune(
             outbox.clone(),
             services.clock,
             config.delivery.keep_delivered,
-            stop_rx,
+            pruner_rx,
         ));
-        let intake = Arc::new(Intake {
+        let (reload_tx, reloads) = mpsc::channel(4);
+        let live = Arc::new(ArcSwap::from_pointee(Live {
             config: config.clone(),
+            wake: HashMap::new(),
+        }));
+        let intake = Arc::new(Intake {
+            live: live.clone(),
             outbox: outbox.clone(),
-            wake,
             clock: services.clock,
+            metrics: services.metrics.clone(),
+            reload: reload_tx,
         });
-        Ok(Daemon {
-            config,
+        let mut daemon = Daemon {
+            live,
             outbox,
             intake,
-            workers,
+            workers: HashMap::new(),
             pruner,
-            stop,
-        })
+            pruner_stop,
+            services,
+            reloads,
+        };
+        daemon.start_workers(config).await;
+        daemon.report_orphans().await;
+        Ok(daemon)
     }
 
-    /// The HTTP routes of every source.
+    /// The HTTP routes: every source, health, readiness, metrics, reload.
     pub fn router(&self) -> axum::Router {
         intake::router(self.intake.clone())
     }
@@ -114,31 +130,223 @@ impl Daemon {
         &self.outbox
     }
 
-    /// Stops the workers once their send in flight is done (bounded by `deadline`) and closes
-    /// the outbox. Pending messages stay for the next start.
-    pub async fn stop(self, deadline: tokio::time::Instant) {
-        let _ = self.stop.send(true);
-        for worker in self.workers {
-            if tokio::time::timeout_at(deadline, worker).await.is_err() {
+    /// The config in use.
+    pub fn config(&self) -> Arc<Config> {
+        self.live.load().config.clone()
+    }
+
+    /// Starts a worker for every robot of `config` and publishes it with their wake-ups.
+    async fn start_workers(&mut self, config: Arc<Config>) {
+        let mut wake = HashMap::new();
+        for robot in config.robots.values() {
+            let settings = config
+                .robot_delivery
+                .get(&robot.name)
+                .cloned()
+                .unwrap_or_default();
+            // Keep the robot's pace and pause across reloads, unless its rate changed.
+            let runtime = match self.workers.remove(&robot.name) {
+                Some(old) if old.runtime.rate_per_minute == settings.rate_per_minute => old.runtime,
+                _ => RobotRuntime::new(settings.rate_per_minute),
+            };
+            let notify = Arc::new(Notify::new());
+            let (stop, stop_rx) = watch::channel(false);
+            let worker = Worker {
+                robot: robot.clone(),
+                settings,
+                outbox: self.outbox.clone(),
+                transport: self.services.transport.clone(),
+                clock: self.services.clock,
+                send_timeout: config.delivery.send_timeout,
+                wake: notify.clone(),
+                shutdown: stop_rx,
+                dry_run: self.services.dry_run.clone(),
+                runtime: runtime.clone(),
+                metrics: self.services.metrics.clone(),
+            };
+            wake.insert(robot.name.clone(), notify);
+            self.workers.insert(
+                robot.name.clone(),
+                RunningWorker {
+                    handle: tokio::spawn(worker.run()),
+                    stop,
+                    runtime,
+                },
+            );
+        }
+        self.services.metrics.set_config_info(
+            config.robots.len() as u64,
+            config.sources.len() as u64,
+            config.rules.rules().len() as u64,
+        );
+        self.live.store(Arc::new(Live { config, wake }));
+    }
+
+    /// Stops every worker after its send in flight (bounded by `deadline`).
+    async fn stop_workers(
+        &mut self,
+        deadline: tokio::time::Instant,
+    ) -> HashMap<String, RunningWorker> {
+        for worker in self.workers.values() {
+            let _ = worker.stop.send(true);
+        }
+        let mut stopped = HashMap::new();
+        for (name, mut worker) in self.workers.drain() {
+            if tokio::time::timeout_at(deadline, &mut worker.handle)
+                .await
+                .is_err()
+            {
                 tracing::warn!(
-                    "A send was still in flight at the shutdown timeout; it is sent again at the next start."
+                    robot = %name,
+                    "A send was still in flight when the worker had to stop; it is sent again later with the same msgUuid."
+                );
+                worker.handle.abort();
+            }
+            stopped.insert(name, worker);
+        }
+        stopped
+    }
+
+    /// Logs the messages queued for robots the config does not have: they wait in the outbox.
+    async fn report_orphans(&self) {
+        let config = self.config();
+        let Ok(stats) = self.outbox.robot_stats().await else {
+            return;
+        };
+        for stat in stats
+            .iter()
+            .filter(|s| !config.robots.contains_key(&s.robot))
+        {
+            if stat.pending > 0 {
+                tracing::warn!(
+                    robot = %stat.robot,
+                    pending = stat.pending,
+                    "Messages are queued for a robot the config does not have; they stay in the outbox until it is configured again (or `dingrelay outbox purge`)."
                 );
             }
         }
+    }
+
+    /// Reloads the config from its file: validates it fully, then swaps it in. On failure the
+    /// running config stays and the errors are returned (and logged).
+    pub async fn reload(&mut self) -> Result<(), String> {
+        crate::systemd::reloading();
+        let result = self.try_reload().await;
+        match &result {
+            Ok(()) => {
+                self.services.metrics.reload(ReloadResult::Ok);
+                tracing::info!("Reloaded the config.");
+            }
+            Err(errors) => {
+                self.services.metrics.reload(ReloadResult::Invalid);
+                tracing::error!(
+                    "Refused to reload: the config is invalid; the running config stays. Fix it (`dingrelay check` shows every problem):\n{errors}"
+                );
+            }
+        }
+        crate::systemd::ready();
+        result
+    }
+
+    async fn try_reload(&mut self) -> Result<(), String> {
+        let Some(path) = self.services.config_path.clone() else {
+            return Err("the config was not loaded from a file".to_owned());
+        };
+        let loaded = tokio::task::spawn_blocking(move || {
+            let config = Config::load(&path).map_err(|e| e.to_string())?;
+            let mut report = Vec::new();
+            let code = crate::commands::check::check(
+                &config,
+                &path.display().to_string(),
+                jiff::Timestamp::now(),
+                &mut report,
+            );
+            if code != 0 {
+                let report = String::from_utf8_lossy(&report);
+                let errors: Vec<&str> = report
+                    .lines()
+                    .filter(|l| l.contains("error") || l.starts_with("check failed"))
+                    .collect();
+                return Err(errors.join("\n"));
+            }
+            Ok(config)
+        })
+        .await
+        .map_err(|e| format!("the reload task failed: {e}"))??;
+
+        let old = self.config();
+        if loaded.listen != old.listen || loaded.state_dir != old.state_dir {
+            tracing::warn!("`listen` and `state_dir` changes take effect at the next restart.");
+        }
+        for name in old
+            .robots
+            .keys()
+            .filter(|n| !loaded.robots.contains_key(*n))
+        {
+            let pending = self.outbox.pending_count(name).await.unwrap_or(0);
+            tracing::warn!(
+                robot = %name,
+                pending,
+                "A robot was removed; its queued messages stay in the outbox until it is configured again."
+            );
+            self.services.metrics.forget_robot(name);
+        }
+        let deadline = tokio::time::Instant::now() + RELOAD_WORKER_GRACE;
+        self.workers = self.stop_workers(deadline).await;
+        self.start_workers(Arc::new(loaded)).await;
+        // Runtimes of removed robots are dropped with their entries.
+        let current = self.config();
+        self.workers
+            .retain(|name, _| current.robots.contains_key(name));
+        Ok(())
+    }
+
+    /// Serves reload requests (SIGHUP, `POST /-/reload`) until `stop` completes.
+    async fn run_until(
+        &mut self,
+        hangups: &mut mpsc::Receiver<()>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut hangups_open = true;
+        loop {
+            tokio::select! {
+                hangup = hangups.recv(), if hangups_open => {
+                    match hangup {
+                        Some(()) => { let _ = self.reload().await; }
+                        None => hangups_open = false,
+                    }
+                }
+                request = self.reloads.recv() => {
+                    let Some(reply) = request else { continue };
+                    let result = self.reload().await;
+                    let _ = reply.send(result);
+                }
+                _ = stopped(&mut stop) => return,
+            }
+        }
+    }
+
+    /// Stops the workers once their send in flight is done (bounded by `deadline`) and closes
+    /// the outbox. Pending messages stay for the next start.
+    pub async fn stop(mut self, deadline: tokio::time::Instant) {
+        self.stop_workers(deadline).await;
+        let _ = self.pruner_stop.send(true);
         self.pruner.abort();
         self.outbox.close().await;
     }
 }
 
-/// Runs the daemon on `listener` until `shutdown` completes.
+/// Runs the daemon on `listener` until `shutdown` completes; reloads the config on every message
+/// of `hangups` (SIGHUP in the daemon).
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    mut hangups: mpsc::Receiver<()>,
     services: Services,
 ) -> Result<(), ServeError> {
-    let daemon = Daemon::start(config, services).await?;
-    let config = daemon.config.clone();
+    let mut daemon = Daemon::start(config, services).await?;
+    let config = daemon.config();
     let local = listener.local_addr().map_err(ServeError::Http)?;
     for source in config.sources.values() {
         tracing::info!(
@@ -152,7 +360,7 @@ pub async fn run(
         tracing::warn!("{warning}.");
     }
 
-    let (signal_tx, mut signal_rx) = watch::channel(false);
+    let (signal_tx, signal_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         let _ = signal_tx.send(true);
@@ -162,20 +370,26 @@ pub async fn run(
         stopped(&mut server_signal).await;
     });
     let mut server = tokio::spawn(async move { server.await });
+    crate::systemd::ready();
+    let watchdog = crate::systemd::spawn_watchdog();
+
     tokio::select! {
         result = &mut server => {
             // The server ended without a signal: only an I/O error does that.
-            daemon.stop(tokio::time::Instant::now() + config.delivery.shutdown_timeout).await;
+            let deadline = tokio::time::Instant::now() + daemon.config().delivery.shutdown_timeout;
+            daemon.stop(deadline).await;
+            if let Some(watchdog) = watchdog { watchdog.abort(); }
             return match result {
                 Ok(Err(error)) => Err(ServeError::Http(error)),
                 _ => Ok(()),
             };
         }
-        _ = stopped(&mut signal_rx) => {}
+        _ = daemon.run_until(&mut hangups, signal_rx.clone()) => {}
     }
 
+    crate::systemd::stopping();
     tracing::info!("Shutting down: no new webhooks; finishing sends in flight.");
-    let deadline = tokio::time::Instant::now() + config.delivery.shutdown_timeout;
+    let deadline = tokio::time::Instant::now() + daemon.config().delivery.shutdown_timeout;
     // Intake first, so every request that got in is answered, then the workers.
     match tokio::time::timeout_at(deadline, server).await {
         Ok(Ok(Err(error))) => tracing::warn!("The HTTP server stopped with an error: {error}."),
@@ -185,6 +399,9 @@ pub async fn run(
         ),
     }
     daemon.stop(deadline).await;
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
     tracing::info!("Stopped; pending messages stay in the outbox for the next start.");
     Ok(())
 }

@@ -16,6 +16,7 @@ use axum::body::Body;
 use dingrelay::clock::Clock;
 use dingrelay::config::Config;
 use dingrelay::delivery::transport::{HttpTransport, Transport};
+use dingrelay::metrics::Metrics;
 use dingrelay::outbox::{Admin, State};
 use dingrelay::serve::{Daemon, Services};
 use http::{Request, StatusCode};
@@ -132,6 +133,8 @@ async fn start_paused(mock: MockDingTalk, robot_extra: &str, top_extra: &str) ->
         transport: Arc::new(mock.clone()) as Arc<dyn Transport>,
         clock,
         dry_run: Arc::new(Mutex::new(Box::new(std::io::sink()))),
+        config_path: None,
+        metrics: Arc::new(Metrics::new()),
     };
     let daemon = Daemon::start(config, services)
         .await
@@ -492,6 +495,8 @@ async fn an_ignored_event_is_202_with_matched_zero() {
         transport: Arc::new(mock.clone()),
         clock,
         dry_run: Arc::new(Mutex::new(Box::new(std::io::sink()))),
+        config_path: None,
+        metrics: Arc::new(Metrics::new()),
     };
     let daemon = Daemon::start(load(&text), services).await.unwrap();
     let (status, answer) = post(
@@ -534,6 +539,8 @@ async fn a_dry_run_robot_prints_the_exact_signed_request() {
         transport: Arc::new(MockDingTalk::new()),
         clock: Clock::starting_at(START_MS),
         dry_run: Arc::new(Mutex::new(Box::new(Shared(printed.clone())))),
+        config_path: None,
+        metrics: Arc::new(Metrics::new()),
     };
     let daemon = Daemon::start(load(&text), services).await.unwrap();
     let (status, _) = post_alert(&daemon.router(), "db-7").await;
@@ -573,6 +580,8 @@ async fn a_posted_webhook_arrives_signed_with_the_right_body() {
         ),
         clock: Clock::system(),
         dry_run: Arc::new(Mutex::new(Box::new(std::io::sink()))),
+        config_path: None,
+        metrics: Arc::new(Metrics::new()),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let daemon = tokio::spawn(dingrelay::serve::run(
@@ -581,6 +590,7 @@ async fn a_posted_webhook_arrives_signed_with_the_right_body() {
         async move {
             let _ = stopped.await;
         },
+        tokio::sync::mpsc::channel(1).1,
         services,
     ));
 
@@ -643,6 +653,8 @@ async fn a_json_source_dedup_template_drops_redeliveries() {
         transport: Arc::new(mock.clone()),
         clock,
         dry_run: Arc::new(Mutex::new(Box::new(std::io::sink()))),
+        config_path: None,
+        metrics: Arc::new(Metrics::new()),
     };
     let daemon = Daemon::start(load(&text), services).await.unwrap();
     let router = daemon.router();

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::delivery::transport::HttpTransport;
+use crate::metrics::Metrics;
 use crate::serve::{self, Services};
 
 /// Runs the daemon. Returns the exit code: 0 after a clean shutdown, 1 when it cannot start.
@@ -53,8 +54,10 @@ pub fn run(config_path: &Path, out: &mut dyn Write) -> u8 {
             transport: Arc::new(transport),
             clock: Clock::system(),
             dry_run: Arc::new(Mutex::new(Box::new(std::io::stdout()))),
+            config_path: Some(config_path.to_path_buf()),
+            metrics: Arc::new(Metrics::new()),
         };
-        match serve::run(config, listener, shutdown_signal(), services).await {
+        match serve::run(config, listener, shutdown_signal(), hangups(), services).await {
             Ok(()) => 0,
             Err(error) => {
                 tracing::error!("The daemon stopped on an error: {error}.");
@@ -62,6 +65,24 @@ pub fn run(config_path: &Path, out: &mut dyn Write) -> u8 {
             }
         }
     })
+}
+
+/// A message for every SIGHUP: `systemctl reload` (and `kill -HUP`) reload the config.
+fn hangups() -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut signal) => {
+            tokio::spawn(async move {
+                while signal.recv().await.is_some() {
+                    tracing::info!("Received SIGHUP: reloading the config.");
+                    // A reload already waiting covers this one too.
+                    let _ = tx.try_send(());
+                }
+            });
+        }
+        Err(error) => tracing::warn!("Cannot listen for SIGHUP; reload by restarting: {error}."),
+    }
+    rx
 }
 
 /// Completes on SIGTERM or SIGINT.

@@ -55,6 +55,8 @@ pub struct Config {
     pub delivery: DeliverySettings,
     /// Per robot, by name: how its worker delivers.
     pub robot_delivery: IndexMap<String, RobotDelivery>,
+    /// The bearer token of `POST /-/reload`; `None` keeps the route off.
+    pub reload_token: Option<SecretString>,
     /// Things that work but deserve the operator's attention (an unauthenticated source, ...).
     pub warnings: Vec<String>,
 }
@@ -429,6 +431,13 @@ fn build(raw: RawConfig, checker: &mut Checker<'_>) -> Option<Config> {
         );
     }
 
+    let reload_token = checker.secret(
+        &root,
+        "reload_token",
+        raw.reload_token.as_deref(),
+        raw.reload_token_file.as_deref(),
+    );
+
     let mut robots = IndexMap::new();
     let mut robot_delivery = IndexMap::new();
     for (name, robot) in &raw.robots {
@@ -498,6 +507,7 @@ fn build(raw: RawConfig, checker: &mut Checker<'_>) -> Option<Config> {
             keep_delivered: keep_delivered?,
         },
         robot_delivery,
+        reload_token,
         warnings: Vec::new(),
     })
 }

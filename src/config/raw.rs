@@ -42,6 +42,12 @@ pub struct RawConfig {
     /// How long delivered messages stay in the outbox (for `outbox list` and deduplication).
     #[serde(default)]
     pub keep_delivered: Option<String>,
+    /// Enables `POST /-/reload`, for callers presenting this bearer token. Absent: the route is
+    /// off (SIGHUP still reloads).
+    #[serde(default)]
+    pub reload_token: Option<String>,
+    #[serde(default)]
+    pub reload_token_file: Option<String>,
     #[serde(default)]
     pub robots: IndexMap<String, RawRobot>,
     #[serde(default)]

@@ -15,6 +15,7 @@
 //!   messages are merged into one digest; the merged rows count as delivered only when it is.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +31,7 @@ use super::transport::{Transport, TransportError};
 use crate::clock::Clock;
 use crate::config::RobotDelivery;
 use crate::dingtalk::{Endpoint, Message, Robot, sign};
+use crate::metrics::{FailureClass, Metrics};
 use crate::outbox::{Outbox, StoredMessage};
 
 /// How many due messages a worker reads at once (a digest merges at most these).
@@ -41,6 +43,28 @@ const DRY_RUN_URL: &str = "https://oapi.dingtalk.com/robot/send?access_token=DRY
 
 /// Where dry-run robots print the requests they would send (stdout in the daemon).
 pub type DryRunOutput = Arc<Mutex<Box<dyn Write + Send>>>;
+
+/// What outlives a robot's worker across config reloads: its pace and its pause, so a reload
+/// never lets a robot send faster than its rate or cut a throttle penalty short.
+pub struct RobotRuntime {
+    pub limiter: RateLimiter,
+    pub rate_per_minute: u32,
+    /// Wall-clock ms until which the robot sends nothing (throttled, or backing off); 0: none.
+    pub paused_until: AtomicI64,
+    /// Whether the limiter has been told what the outbox says went out in the last minute.
+    counted: AtomicBool,
+}
+
+impl RobotRuntime {
+    pub fn new(rate_per_minute: u32) -> Arc<RobotRuntime> {
+        Arc::new(RobotRuntime {
+            limiter: RateLimiter::new(rate_per_minute),
+            rate_per_minute,
+            paused_until: AtomicI64::new(0),
+            counted: AtomicBool::new(false),
+        })
+    }
+}
 
 /// A robot's worker and everything it needs.
 pub struct Worker {
@@ -56,6 +80,9 @@ pub struct Worker {
     /// Turns true when the daemon stops: the worker finishes the send in flight and returns.
     pub shutdown: watch::Receiver<bool>,
     pub dry_run: DryRunOutput,
+    /// Kept across reloads (see [`RobotRuntime`]).
+    pub runtime: Arc<RobotRuntime>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// What one send did.
@@ -69,33 +96,37 @@ enum Sent {
 impl Worker {
     /// Runs until shutdown.
     pub async fn run(mut self) {
-        let limiter = RateLimiter::new(self.settings.rate_per_minute);
+        let runtime = self.runtime.clone();
+        let limiter = &runtime.limiter;
         let mut rng = StdRng::from_os_rng();
         // After a restart the limiter is empty: count what the outbox says went out lately.
-        let now = self.clock.now_ms();
-        match self
-            .outbox
-            .attempts_since(&self.robot.name, now - 60_000)
-            .await
-        {
-            Ok(sent) => limiter.preconsume(sent),
-            Err(error) => {
-                tracing::warn!(robot = %self.robot.name, "Could not read recent sends; pacing as if the last minute was full: {error}.")
+        if !runtime.counted.swap(true, Ordering::SeqCst) {
+            let now = self.clock.now_ms();
+            match self
+                .outbox
+                .attempts_since(&self.robot.name, now - 60_000)
+                .await
+            {
+                Ok(sent) => limiter.preconsume(sent),
+                Err(error) => {
+                    tracing::warn!(robot = %self.robot.name, "Could not read recent sends; pacing as if the last minute was full: {error}.");
+                    limiter.preconsume(runtime.rate_per_minute as usize);
+                }
             }
         }
-        let mut paused_until: Option<i64> = None;
         tracing::debug!(robot = %self.robot.name, "Robot worker started.");
 
         loop {
             if *self.shutdown.borrow() {
                 break;
             }
-            if let Some(until) = paused_until {
-                if self.clock.now_ms() < until {
-                    self.wait(Some(until), false).await;
+            let paused_until = runtime.paused_until.load(Ordering::SeqCst);
+            if paused_until > 0 {
+                if self.clock.now_ms() < paused_until {
+                    self.wait(Some(paused_until), false).await;
                     continue;
                 }
-                paused_until = None;
+                runtime.paused_until.store(0, Ordering::SeqCst);
             }
             let now = self.clock.now_ms();
             let due = match self.outbox.due(&self.robot.name, now, BATCH).await {
@@ -125,7 +156,7 @@ impl Worker {
             let (message, rows) = self.next_message(&due).await;
             match self.send(message, &rows, &mut rng).await {
                 Sent::Continue => {}
-                Sent::PauseUntil(until) => paused_until = Some(until),
+                Sent::PauseUntil(until) => runtime.paused_until.store(until, Ordering::SeqCst),
             }
         }
         tracing::debug!(robot = %self.robot.name, "Robot worker stopped.");
@@ -173,6 +204,7 @@ impl Worker {
                     backlog,
                     "Merged a backlog into one digest to stay within DingTalk's rate."
                 );
+                self.metrics.digest(&self.robot.name, rows.len() as u64);
                 return (digest.message, rows);
             }
         }
@@ -189,7 +221,8 @@ impl Worker {
             Err(error) => {
                 // Cannot happen for a validated message; never lose it silently if it does.
                 let reason = format!("the message could not be encoded: {error}");
-                self.dead(&ids, now, &reason).await;
+                let all: Vec<&StoredMessage> = rows.iter().collect();
+                self.dead(&all, now, None, &reason).await;
                 return Sent::Continue;
             }
         };
@@ -233,32 +266,42 @@ impl Worker {
                     // same msgUuid, which DingTalk drops.
                     tracing::warn!(robot = %robot, "Delivered, but could not record it: {error}.");
                 }
-                tracing::info!(robot = %robot, messages = ids.len(), first = ids[0], "Delivered to DingTalk.");
+                tracing::info!(robot = %robot, rules = %rules(rows), messages = ids.len(), first = ids[0], "Delivered to DingTalk.");
+                self.metrics.sent(robot, ids.len() as u64);
+                for row in rows {
+                    let latency = (now - row.accepted_at).max(0) as f64 / 1000.0;
+                    self.metrics.delivery_latency(robot, latency);
+                }
                 Sent::Continue
             }
             Outcome::Throttled { errcode, errmsg } => {
                 let until = now + self.settings.throttle_penalty.as_millis() as i64;
                 let reason = format!("DingTalk throttled the robot (errcode {errcode}: {errmsg})");
                 self.retry(&ids, until, &reason).await;
+                self.metrics.failed(robot, FailureClass::Throttled);
+                self.metrics.throttle_pause(robot);
                 tracing::warn!(
                     robot = %robot,
+                    rules = %rules(rows),
                     errcode,
+                    errmsg = %errmsg,
+                    action = "pause the robot for the penalty, then resume; nothing is lost",
                     pause_secs = self.settings.throttle_penalty.as_secs(),
-                    "DingTalk throttled the robot; pausing it for the penalty, nothing is lost."
+                    "DingTalk throttled the robot."
                 );
                 Sent::PauseUntil(until)
             }
             Outcome::Transient { reason } => {
+                self.metrics.failed(robot, FailureClass::Transient);
                 let max_age = self.settings.max_age.as_millis() as i64;
                 let (expired, alive): (Vec<&StoredMessage>, Vec<&StoredMessage>) =
                     rows.iter().partition(|r| now - r.age_from >= max_age);
                 if !expired.is_empty() {
-                    let expired: Vec<i64> = expired.iter().map(|r| r.id).collect();
                     let reason = format!(
                         "still failing after the maximum age of {}s: {reason}",
                         self.settings.max_age.as_secs()
                     );
-                    self.dead(&expired, now, &reason).await;
+                    self.dead(&expired, now, None, &reason).await;
                 }
                 let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(0);
                 let delay = retry_delay(attempts, DEFAULT_BASE, DEFAULT_CAP, rng);
@@ -266,11 +309,16 @@ impl Worker {
                 let alive: Vec<i64> = alive.iter().map(|r| r.id).collect();
                 if !alive.is_empty() {
                     self.retry(&alive, until, &reason).await;
+                    self.metrics.retry(robot, alive.len() as u64);
                     tracing::warn!(
                         robot = %robot,
+                        rules = %rules(rows),
+                        errcode = "none",
+                        errmsg = %reason,
                         attempt = attempts + 1,
+                        action = "retry after a backoff",
                         retry_in_ms = delay.as_millis() as u64,
-                        "Sending to DingTalk failed; will retry: {reason}."
+                        "Sending to DingTalk failed."
                     );
                 }
                 Sent::PauseUntil(until)
@@ -280,28 +328,50 @@ impl Worker {
                 errmsg,
                 advice,
             } => {
+                self.metrics.failed(robot, FailureClass::Permanent);
                 let reason =
                     format!("DingTalk refused the message (errcode {errcode}: {errmsg}); {advice}");
-                self.dead(&ids, now, &reason).await;
+                let all: Vec<&StoredMessage> = rows.iter().collect();
+                self.dead(&all, now, Some(errcode), &reason).await;
                 Sent::Continue
             }
         }
     }
 
     async fn retry(&self, ids: &[i64], until: i64, reason: &str) {
+        debug_assert!(!ids.is_empty());
         if let Err(error) = self.outbox.mark_retry(ids, until, reason).await {
             tracing::warn!(robot = %self.robot.name, "Could not record a retry: {error}.");
         }
     }
 
-    async fn dead(&self, ids: &[i64], now: i64, reason: &str) {
+    /// Moves rows to the dead letters: one ERROR line, since an operator must act.
+    async fn dead(&self, rows: &[&StoredMessage], now: i64, errcode: Option<i64>, reason: &str) {
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let ids = ids.as_slice();
+        let mut rules: Vec<&str> = rows.iter().map(|r| r.rule.as_str()).collect();
+        rules.sort_unstable();
+        rules.dedup();
+        self.metrics.dead_letter(&self.robot.name, ids.len() as u64);
         tracing::error!(
             robot = %self.robot.name,
+            rules = %rules.join(", "),
+            errcode = errcode.map_or_else(|| "none".to_owned(), |c| c.to_string()),
+            errmsg = %reason,
             messages = ?ids,
-            "Dead-lettered messages: {reason}. They stay in the outbox: see `dingrelay outbox list`, then `dingrelay outbox retry`."
+            action = "dead-lettered: see `dingrelay outbox list`, fix the cause, then `dingrelay outbox retry`",
+            "DingTalk will not take these messages."
         );
         if let Err(error) = self.outbox.mark_dead(ids, now, reason).await {
             tracing::error!(robot = %self.robot.name, "Could not record dead letters: {error}.");
         }
     }
+}
+
+/// The rules of the rows, for log lines: `alerts` or `alerts, deploys`.
+fn rules(rows: &[StoredMessage]) -> String {
+    let mut rules: Vec<&str> = rows.iter().map(|r| r.rule.as_str()).collect();
+    rules.sort_unstable();
+    rules.dedup();
+    rules.join(", ")
 }

@@ -1,71 +1,73 @@
-//! HTTP intake: one `POST` route per source, answering once the request's messages are durable.
+//! HTTP intake: a `POST` route per source, answering once the request's messages are durable;
+//! plus the operator's routes (`/-/healthy`, `/-/ready`, `/metrics`, `POST /-/reload`).
 //!
-//! The path of a request through here, and what each step answers:
+//! The path of a webhook through here, and what each step answers:
 //!
-//! 1. the body is read up to the configured limit (`413` beyond it), within the request timeout;
-//! 2. the source verifies the request over the raw bytes (`401`), then parses it (`400`, `415`);
-//! 3. an ignored event (GitHub `ping`) or one that matches no rule is answered `202` with
+//! 1. the source is found by the request path in the *current* config (a reload can add, move or
+//!    remove sources without a restart): `404` when none, `405` for another method than POST;
+//! 2. the body is read up to `body_limit` (`413` beyond it), all within `request_timeout` (`408`);
+//! 3. the source verifies the request over the raw bytes (`401`), then parses it (`400`, `415`);
+//! 4. an ignored event (GitHub `ping`) or one that matches no rule is answered `202` with
 //!    `matched: 0` — never a 4xx, which would make GitLab disable the hook;
-//! 4. every matching rule renders and validates its messages; if any fails, nothing of the
+//! 5. every matching rule renders and validates its messages; if any fails, nothing of the
 //!    request is queued and the answer is `422` naming the rule and the reason;
-//! 5. all messages of the request go into the outbox in one transaction; `202` is sent only after
+//! 6. all messages of the request go into the outbox in one transaction; `202` is sent only after
 //!    it is committed. If the outbox cannot take them, `503`: Alertmanager, Grafana and GitLab
 //!    retry on 5xx, so a relay problem never loses an alert.
 //!
 //! Every answer is a short JSON object with a `status` and, for refusals, an `error` saying why.
+//! A request cut off by the timeout after its commit is answered 408 although its messages are
+//! queued; the sender's retry is then recognised as a duplicate within `dedup_window`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
+use secrecy::ExposeSecret;
 use serde_json::json;
-use tokio::sync::Notify;
+use subtle::ConstantTimeEq;
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::outbox::{Enqueued, NewMessage, Outbox};
-use crate::source::{Inbound, Rejection};
+use crate::source::{Inbound, Rejection, Source};
+
+/// What a reload swaps at once: the config, and the wake-ups of the workers serving its robots.
+pub struct Live {
+    pub config: Arc<Config>,
+    /// Per robot: notified when a message for it is committed, so its worker sends at once.
+    pub wake: HashMap<String, Arc<Notify>>,
+}
+
+/// A request to reload the config, answered with the outcome (`Err` holds why it was refused).
+pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
 
 /// What request handlers share.
 pub struct Intake {
-    pub config: Arc<Config>,
+    pub live: Arc<ArcSwap<Live>>,
     pub outbox: Outbox,
-    /// Per robot: woken when a message for it is committed, so its worker sends at once.
-    pub wake: HashMap<String, Arc<Notify>>,
     pub clock: Clock,
+    pub metrics: Arc<Metrics>,
+    /// Where `POST /-/reload` sends its requests (to the daemon's supervisor).
+    pub reload: mpsc::Sender<ReloadRequest>,
 }
 
-/// The router: `POST <source.path>` for every source.
+/// The router.
 pub fn router(intake: Arc<Intake>) -> Router {
-    let mut router = Router::new();
-    for source in intake.config.sources.values() {
-        let name = source.name.clone();
-        router = router.route(
-            &source.path,
-            post(
-                move |State(intake): State<Arc<Intake>>,
-                      uri: Uri,
-                      headers: HeaderMap,
-                      body: Result<Bytes, axum::extract::rejection::BytesRejection>| {
-                    let name = name.clone();
-                    async move { handle(&intake, &name, uri, headers, body).await }
-                },
-            ),
-        );
-    }
-    let limit = intake.config.intake.body_limit;
-    let timeout = intake.config.intake.request_timeout;
-    router
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            timeout,
-        ))
+    Router::new()
+        .route("/-/healthy", get(healthy))
+        .route("/-/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/-/reload", post(reload))
+        .fallback(webhook)
         .with_state(intake)
 }
 
@@ -87,40 +89,177 @@ fn refused(status: StatusCode, error: impl std::fmt::Display) -> Response {
     )
 }
 
-async fn handle(
-    intake: &Intake,
-    source_name: &str,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
-    let config = &intake.config;
-    let Some(source) = config.sources.get(source_name) else {
-        return refused(StatusCode::NOT_FOUND, "no such source");
+/// `/-/healthy`: the process answers.
+async fn healthy() -> Response {
+    answer(StatusCode::OK, json!({ "status": "ok" }))
+}
+
+/// `/-/ready`: a config is loaded and the outbox can be written.
+async fn ready(State(intake): State<Arc<Intake>>) -> Response {
+    match intake.outbox.check_writable().await {
+        Ok(()) => answer(StatusCode::OK, json!({ "status": "ready" })),
+        Err(error) => answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "status": "unavailable", "error": error.to_string() }),
+        ),
+    }
+}
+
+/// `/metrics`: OpenMetrics text; the outbox gauges are read at scrape time.
+async fn metrics(State(intake): State<Arc<Intake>>) -> Response {
+    let live = intake.live.load();
+    let now = intake.clock.now_ms();
+    if let Ok(stats) = intake.outbox.robot_stats().await {
+        for robot in live.config.robots.keys() {
+            let (pending, dead, age) = stats
+                .iter()
+                .find(|s| &s.robot == robot)
+                .map(|s| {
+                    let age = s
+                        .oldest_pending_at
+                        .map_or(0.0, |at| (now - at).max(0) as f64 / 1000.0);
+                    (s.pending as u64, s.dead as u64, age)
+                })
+                .unwrap_or((0, 0, 0.0));
+            intake.metrics.outbox(robot, pending, dead, age);
+        }
+    }
+    (
+        [(header::CONTENT_TYPE, Metrics::CONTENT_TYPE)],
+        intake.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// `POST /-/reload`: off unless `reload_token` is set; then the same reload as SIGHUP.
+async fn reload(State(intake): State<Arc<Intake>>, headers: HeaderMap) -> Response {
+    let live = intake.live.load();
+    let Some(token) = &live.config.reload_token else {
+        return refused(
+            StatusCode::NOT_FOUND,
+            "reloading over HTTP is off: set reload_token in the config (SIGHUP always reloads)",
+        );
     };
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) => {
-            let status = rejection.status();
-            let error = if status == StatusCode::PAYLOAD_TOO_LARGE {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !bool::from(presented.as_bytes().ct_eq(token.expose_secret().as_bytes())) {
+        tracing::warn!("Refused a reload request: wrong or missing bearer token.");
+        return refused(StatusCode::UNAUTHORIZED, "a valid bearer token is needed");
+    }
+    let (tx, rx) = oneshot::channel();
+    if intake.reload.send(tx).await.is_err() {
+        return refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the daemon is shutting down",
+        );
+    }
+    match rx.await {
+        Ok(Ok(())) => answer(StatusCode::OK, json!({ "status": "reloaded" })),
+        Ok(Err(errors)) => answer(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({ "status": "refused", "error": "the new config is invalid; the running one stays", "errors": errors }),
+        ),
+        Err(_) => refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the daemon is shutting down",
+        ),
+    }
+}
+
+/// Every other request: a webhook for the source at this path.
+async fn webhook(State(intake): State<Arc<Intake>>, request: Request) -> Response {
+    let live = intake.live.load_full();
+    let path = request.uri().path().to_owned();
+    let Some(source) = live.config.sources.values().find(|s| s.path == path) else {
+        intake.metrics.request("-", 404);
+        return refused(
+            StatusCode::NOT_FOUND,
+            format!("no source is served at {path}"),
+        );
+    };
+    if request.method() != Method::POST {
+        intake.metrics.request(&source.name, 405);
+        let mut response = refused(StatusCode::METHOD_NOT_ALLOWED, "webhooks are POSTed");
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+        return response;
+    }
+    let timeout = live.config.intake.request_timeout;
+    let response = match tokio::time::timeout(timeout, handle(&intake, &live, source, request))
+        .await
+    {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(source = %source.name, "A webhook request took longer than request_timeout; answered 408.");
+            refused(
+                StatusCode::REQUEST_TIMEOUT,
                 format!(
-                    "the body is larger than the limit of {} bytes (body_limit)",
-                    config.intake.body_limit
-                )
-            } else {
-                format!("the body could not be read: {rejection}")
-            };
-            tracing::warn!(source = source_name, %status, "Refused a webhook: {error}.");
-            return refused(status, error);
+                    "the request took longer than {} s (request_timeout)",
+                    timeout.as_secs()
+                ),
+            )
+        }
+    };
+    intake
+        .metrics
+        .request(&source.name, response.status().as_u16());
+    response
+}
+
+/// Reads the body, up to the limit.
+async fn read_body(request: Request, limit: usize) -> Result<(HeaderMap, String, Bytes), Response> {
+    let (parts, body) = request.into_parts();
+    let too_large = || {
+        refused(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than the limit of {limit} bytes (body_limit)"),
+        )
+    };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let limited = http_body_util::Limited::new(body, limit);
+    let bytes = match http_body_util::BodyExt::collect(limited).await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+        Err(error) => {
+            return Err(refused(
+                StatusCode::BAD_REQUEST,
+                format!("the body could not be read: {error}"),
+            ));
+        }
+    };
+    let query = parts.uri.query().unwrap_or("").to_owned();
+    Ok((parts.headers, query, bytes))
+}
+
+async fn handle(intake: &Intake, live: &Live, source: &Source, request: Request) -> Response {
+    let config = &live.config;
+    let source_name = source.name.as_str();
+    let (headers, query, body) = match read_body(request, config.intake.body_limit).await {
+        Ok(read) => read,
+        Err(response) => {
+            tracing::warn!(source = source_name, status = %response.status(), "Refused a webhook whose body could not be read.");
+            return response;
         }
     };
     let inbound = Inbound {
         headers: &headers,
-        query: uri.query().unwrap_or(""),
+        query: &query,
         body: &body,
     };
 
     if let Err(rejection) = source.verify(&inbound) {
+        intake.metrics.auth_failure(source_name);
         tracing::warn!(source = source_name, reason = %rejection, "Refused an unauthenticated webhook.");
         return refused(StatusCode::UNAUTHORIZED, rejection);
     }
@@ -201,6 +340,9 @@ async fn handle(
         .collect();
     let matched: std::collections::BTreeSet<&str> =
         routing.deliveries.iter().map(|d| d.rule.as_str()).collect();
+    for rule in &matched {
+        intake.metrics.rule_matched(rule);
+    }
     let window = config.intake.dedup_window.as_millis() as i64;
     let results = match intake
         .outbox
@@ -224,15 +366,19 @@ async fn handle(
     let mut queued = Vec::new();
     let mut duplicates = 0;
     for (delivery, result) in routing.deliveries.iter().zip(&results) {
+        let robot = delivery.robot.name.as_str();
         match result {
             Enqueued::Accepted { id } => {
-                if let Some(wake) = intake.wake.get(&delivery.robot.name) {
+                intake.metrics.queued(robot, 1);
+                if let Some(wake) = live.wake.get(robot) {
                     wake.notify_one();
                 }
-                queued
-                    .push(json!({ "id": id, "rule": delivery.rule, "robot": delivery.robot.name }));
+                queued.push(json!({ "id": id, "rule": delivery.rule, "robot": robot }));
             }
-            Enqueued::Duplicate { .. } => duplicates += 1,
+            Enqueued::Duplicate { .. } => {
+                intake.metrics.duplicates(robot, 1);
+                duplicates += 1;
+            }
         }
     }
     tracing::info!(

@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::schema;
 use super::store::{Batch, Store};
-use super::{Enqueued, NewMessage, OutboxError, StoredMessage};
+use super::{Enqueued, NewMessage, OutboxError, RobotStats, StoredMessage};
 
 /// How many commands may wait for the thread before callers wait to send.
 const CHANNEL_CAPACITY: usize = 1024;
@@ -151,6 +151,18 @@ impl Outbox {
     pub async fn next_due_at(&self, robot: &str) -> Result<Option<i64>, OutboxError> {
         let robot = robot.to_owned();
         self.call(move |store| store.next_due_at(&robot)).await
+    }
+
+    /// Per robot with pending or dead messages: the counts and the oldest pending acceptance,
+    /// for metrics and for reporting messages left for a robot no longer configured.
+    pub async fn robot_stats(&self) -> Result<Vec<RobotStats>, OutboxError> {
+        self.call(|store| store.robot_stats()).await
+    }
+
+    /// Whether the outbox can take messages now (for readiness): takes and releases the write
+    /// lock.
+    pub async fn check_writable(&self) -> Result<(), OutboxError> {
+        self.call(|store| store.check_writable()).await
     }
 
     /// How many messages of the robot are pending (due or not).

@@ -104,6 +104,16 @@ pub struct StoredMessage {
     pub last_error: Option<String>,
 }
 
+/// One robot's share of the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RobotStats {
+    pub robot: String,
+    pub pending: usize,
+    pub dead: usize,
+    /// When the oldest pending message was accepted (Unix ms), if any is pending.
+    pub oldest_pending_at: Option<i64>,
+}
+
 /// The outbox cannot take or give messages: the daemon answers 503 so senders retry.
 ///
 /// The reason names what failed (never a message body or a secret); the intake may show it to

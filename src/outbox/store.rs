@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
-use super::{Enqueued, NewMessage, OutboxError, StoredMessage};
+use super::{Enqueued, NewMessage, OutboxError, RobotStats, StoredMessage};
 use crate::dingtalk::Message;
 
 /// What a database error becomes for callers: a reason, without bodies or secrets.
@@ -160,6 +160,38 @@ impl Store {
             .and_then(|mut s| s.query_row([robot], |row| row.get::<_, i64>(0)))
             .map(to_usize)
             .map_err(unavailable("cannot count pending messages"))
+    }
+
+    /// Per robot with pending or dead messages: how many of each, and when the oldest pending
+    /// one was accepted.
+    pub(crate) fn robot_stats(&mut self) -> Result<Vec<RobotStats>, OutboxError> {
+        self.conn
+            .prepare_cached(
+                "SELECT robot,
+                        SUM(state = 'pending'),
+                        SUM(state = 'dead'),
+                        MIN(CASE WHEN state = 'pending' THEN accepted_at END)
+                 FROM messages WHERE state IN ('pending', 'dead') GROUP BY robot ORDER BY robot",
+            )
+            .and_then(|mut s| {
+                s.query_map([], |row| {
+                    Ok(RobotStats {
+                        robot: row.get(0)?,
+                        pending: to_usize(row.get(1)?),
+                        dead: to_usize(row.get(2)?),
+                        oldest_pending_at: row.get(3)?,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(unavailable("cannot read the outbox statistics"))
+    }
+
+    /// Takes and releases the write lock: the outbox can accept messages right now.
+    pub(crate) fn check_writable(&mut self) -> Result<(), OutboxError> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
+            .map_err(unavailable("the outbox cannot be written"))
     }
 
     pub(crate) fn record_attempt(&mut self, robot: &str, at_ms: i64) -> Result<(), OutboxError> {
