@@ -245,6 +245,11 @@ impl Daemon {
             }
         }
         crate::systemd::ready();
+        if result.is_err() {
+            crate::systemd::status(
+                "Reload refused: rules.yaml is invalid; the previous rules keep serving (see the log).",
+            );
+        }
         result
     }
 

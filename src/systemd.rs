@@ -178,6 +178,7 @@ mod tests {
     use std::os::unix::net::UnixDatagram;
     use std::path::PathBuf;
     use std::process::{Command, Output, Stdio};
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
     use super::*;
@@ -193,12 +194,16 @@ mod tests {
 
     impl TempDir {
         fn new() -> TempDir {
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
             let nanos = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.subsec_nanos())
                 .unwrap_or(0);
-            let dir = std::env::temp_dir()
-                .join(format!("dingrelay-systemd-{}-{nanos}", std::process::id()));
+            let dir = std::env::temp_dir().join(format!(
+                "dingrelay-systemd-{}-{nanos}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
             std::fs::create_dir(&dir).unwrap();
             TempDir(dir)
         }
@@ -390,8 +395,12 @@ mod tests {
             .unwrap();
         runtime.block_on(async {
             let watchdog = spawn_watchdog().expect("WATCHDOG_USEC is set");
-            // Pings at 0, 100 and 200 ms.
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            // Pings at 0, 100, 200 and 300 ms. The yields let a ping that fell due while this
+            // process was not scheduled go out before the abort.
+            tokio::time::sleep(Duration::from_millis(350)).await;
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
             watchdog.abort();
             let _ = watchdog.await;
         });

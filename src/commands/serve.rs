@@ -39,7 +39,7 @@ pub fn run(config_path: &Path, out: &mut dyn Write) -> u8 {
         let listener = match tokio::net::TcpListener::bind(config.listen).await {
             Ok(listener) => listener,
             Err(error) => {
-                tracing::error!(listen = %config.listen, "Cannot listen: {error}. Is another process using the address? Change `listen` in the config.");
+                tracing::error!(listen = %config.listen, "Cannot start: cannot listen on {}: {error}. Is another process using the address? Change `listen` in the config.", config.listen);
                 return 1;
             }
         };
@@ -59,6 +59,10 @@ pub fn run(config_path: &Path, out: &mut dyn Write) -> u8 {
         };
         match serve::run(config, listener, shutdown_signal(), hangups(), services).await {
             Ok(()) => 0,
+            Err(serve::ServeError::Outbox(error)) => {
+                tracing::error!("Cannot start: {error}. Check that state_dir exists and is writable by this user.");
+                1
+            }
             Err(error) => {
                 tracing::error!("The daemon stopped on an error: {error}.");
                 1

@@ -1,0 +1,306 @@
+//! Operating the daemon: live reload, health and readiness, metrics after a full flow.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use dingrelay::clock::Clock;
+use dingrelay::config::Config;
+use dingrelay::delivery::transport::Transport;
+use dingrelay::metrics::Metrics;
+use dingrelay::outbox::{Admin, State};
+use dingrelay::serve::{Daemon, Services};
+use http::{Request, StatusCode};
+use serde_json::{Value, json};
+use support::mock_dingtalk::{Fault, MockDingTalk, webhook_url};
+use tower::ServiceExt;
+
+const TOKEN: &str = "operate-robot";
+const SECRET: &str = "SECoperate0123";
+const START_MS: i64 = 1_795_507_200_000;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dingrelay-operate-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A config file with robots `ops` (and optionally `dev`) and a json source per entry of
+/// `sources` (`name` → rule `name` to robot `to`).
+fn write_config(dir: &Path, robots: &[&str], sources: &[(&str, &str)], extra: &str) -> PathBuf {
+    let mut text = format!("state_dir: ./state\n{extra}\nrobots:\n");
+    for robot in robots {
+        text.push_str(&format!(
+            "  {robot}:\n    webhook: \"{}\"\n    allow_host: mock.test\n    secret: {SECRET}\n",
+            webhook_url("http://mock.test", TOKEN)
+        ));
+    }
+    text.push_str("sources:\n");
+    for (source, _) in sources {
+        text.push_str(&format!("  {source}: {{ kind: json }}\n"));
+    }
+    text.push_str("rules:\n");
+    for (source, robot) in sources {
+        text.push_str(&format!(
+            "  - name: {source}\n    source: {source}\n    to: {robot}\n    text: {{ content: \"{source}: {{{{ text }}}}\" }}\n"
+        ));
+    }
+    let path = dir.join("rules.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+struct Harness {
+    daemon: Daemon,
+    mock: MockDingTalk,
+    metrics: Arc<Metrics>,
+    dir: PathBuf,
+}
+
+async fn start(name: &str, robots: &[&str], sources: &[(&str, &str)]) -> Harness {
+    let dir = temp_dir(name);
+    let path = write_config(&dir, robots, sources, "");
+    let clock = Clock::starting_at(START_MS);
+    let mock = MockDingTalk::new()
+        .robot(TOKEN, Some(SECRET), &[])
+        .clock(move || clock.now_ms());
+    let metrics = Arc::new(Metrics::new());
+    let services = Services {
+        transport: Arc::new(mock.clone()) as Arc<dyn Transport>,
+        clock,
+        dry_run: Arc::new(Mutex::new(Box::new(std::io::sink()))),
+        config_path: Some(path.clone()),
+        metrics: metrics.clone(),
+    };
+    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let daemon = Daemon::start(config, services).await.unwrap();
+    Harness {
+        daemon,
+        mock,
+        metrics,
+        dir,
+    }
+}
+
+async fn request(
+    router: &axum::Router,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (StatusCode, String) {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_owned()))
+        .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+async fn post_text(router: &axum::Router, path: &str, text: &str) -> (StatusCode, Value) {
+    let (status, body) = request(router, "POST", path, &json!({ "text": text }).to_string()).await;
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_valid_reload_is_swapped_in_and_an_invalid_one_is_refused() {
+    let mut h = start("reload", &["ops"], &[("ci", "ops")]).await;
+    let router = h.daemon.router();
+    assert_eq!(
+        post_text(&router, "/hooks/ci", "one").await.0,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        post_text(&router, "/hooks/deploy", "x").await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // A new robot and a new source, swapped in: served at once, on the same router.
+    write_config(
+        &h.dir,
+        &["ops", "dev"],
+        &[("ci", "ops"), ("deploy", "dev")],
+        "",
+    );
+    h.daemon.reload().await.expect("a valid file is swapped in");
+    let (status, answer) = post_text(&router, "/hooks/deploy", "two").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(answer["messages"][0]["robot"], "dev");
+
+    // An invalid file is refused; the running config keeps serving.
+    std::fs::write(
+        h.dir.join("rules.yaml"),
+        "robots:\n  ops: { webhok: log }\n",
+    )
+    .unwrap();
+    let errors = h
+        .daemon
+        .reload()
+        .await
+        .expect_err("an invalid file is refused");
+    assert!(errors.contains("webhok"), "{errors}");
+    let (status, _) = post_text(&router, "/hooks/deploy", "three").await;
+    assert_eq!(
+        status,
+        StatusCode::ACCEPTED,
+        "the previous config still serves"
+    );
+
+    // A file that loads but fails `check`'s sample renders is refused too.
+    let path = write_config(&h.dir, &["ops"], &[("ci", "ops")], "");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("{{ text }}", "{{ text | shout }}");
+    std::fs::write(&path, text).unwrap();
+    let errors = h
+        .daemon
+        .reload()
+        .await
+        .expect_err("an unknown filter is refused");
+    assert!(errors.contains("unknown filter"), "{errors}");
+
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let texts: Vec<String> = h
+        .mock
+        .messages()
+        .iter()
+        .map(|m| m.body["text"]["content"].to_string())
+        .collect();
+    assert_eq!(texts.len(), 3, "{texts:?}");
+    let metrics = h.metrics.encode();
+    assert!(
+        metrics.contains(r#"dingrelay_config_reloads_total{result="ok"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"dingrelay_config_reloads_total{result="invalid"} 2"#),
+        "{metrics}"
+    );
+    h.daemon
+        .stop(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn messages_of_a_removed_robot_stay_queued_and_go_out_when_it_returns() {
+    let mut h = start(
+        "removed",
+        &["ops", "dev"],
+        &[("ci", "ops"), ("deploy", "dev")],
+    )
+    .await;
+    let router = h.daemon.router();
+    h.mock.set_fault(Fault::Http500, None);
+    for i in 0..3 {
+        assert_eq!(
+            post_text(&router, "/hooks/deploy", &format!("d{i}"))
+                .await
+                .0,
+            StatusCode::ACCEPTED
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    write_config(&h.dir, &["ops"], &[("ci", "ops")], "");
+    h.daemon.reload().await.unwrap();
+    h.mock.set_fault(Fault::None, None);
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let admin = Admin::open(&h.dir.join("state")).unwrap();
+    let pending = admin.list(Some(State::Pending), Some("dev")).unwrap();
+    assert_eq!(pending.len(), 3, "kept for the removed robot");
+    assert!(h.mock.messages().is_empty());
+
+    write_config(
+        &h.dir,
+        &["ops", "dev"],
+        &[("ci", "ops"), ("deploy", "dev")],
+        "",
+    );
+    h.daemon.reload().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(h.mock.messages().len(), 3, "{:?}", h.mock.stats());
+    h.daemon
+        .stop(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn health_readiness_and_metrics_after_a_full_flow() {
+    let h = start("metrics", &["ops"], &[("ci", "ops")]).await;
+    let router = h.daemon.router();
+    assert_eq!(
+        request(&router, "GET", "/-/healthy", "").await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        request(&router, "GET", "/-/ready", "").await.0,
+        StatusCode::OK
+    );
+
+    assert_eq!(
+        post_text(&router, "/hooks/ci", "first").await.0,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        request(&router, "POST", "/hooks/ci", "{nope").await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        request(&router, "GET", "/hooks/ci", "").await.0,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    h.mock.set_fault(Fault::Http500, Some(1));
+    assert_eq!(
+        post_text(&router, "/hooks/ci", "second").await.0,
+        StatusCode::ACCEPTED
+    );
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(h.mock.messages().len(), 2);
+
+    let (status, metrics) = request(&router, "GET", "/metrics", "").await;
+    assert_eq!(status, StatusCode::OK);
+    for line in [
+        r#"dingrelay_requests_total{source="ci",status="202"} 2"#,
+        r#"dingrelay_requests_total{source="ci",status="400"} 1"#,
+        r#"dingrelay_requests_total{source="ci",status="405"} 1"#,
+        r#"dingrelay_rule_matches_total{rule="ci"} 2"#,
+        r#"dingrelay_messages_queued_total{robot="ops"} 2"#,
+        r#"dingrelay_messages_sent_total{robot="ops"} 2"#,
+        r#"dingrelay_send_failures_total{robot="ops",class="transient"} 1"#,
+        r#"dingrelay_retries_total{robot="ops"} 1"#,
+        r#"dingrelay_delivery_latency_seconds_count{robot="ops"} 2"#,
+        r#"dingrelay_outbox_pending{robot="ops"} 0"#,
+        r#"dingrelay_build_info{version=""#,
+        "# EOF",
+    ] {
+        assert!(metrics.contains(line), "missing {line}:\n{metrics}");
+    }
+
+    // The outbox gone: not ready, still healthy.
+    h.daemon.outbox().clone().close().await;
+    assert_eq!(
+        request(&router, "GET", "/-/ready", "").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        request(&router, "GET", "/-/healthy", "").await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn http_reload_is_off_without_a_token() {
+    let h = start("reload-off", &["ops"], &[("ci", "ops")]).await;
+    let (status, body) = request(&h.daemon.router(), "POST", "/-/reload", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(body.contains("reload_token"), "{body}");
+}
