@@ -244,3 +244,226 @@ async fn sigkill_with_100_pending_then_restart_delivers_every_accepted_message()
     assert!(admin.list(Some(State::Pending), None).unwrap().is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every secret of a config, for the absence test.
+const SECRETS: [&str; 6] = [
+    "tok-9f3a7c-robot",
+    "SECsign-4d2b-secret",
+    "bearer-7e1d-secret",
+    "gh-5b2c-secret",
+    "gl-8a4f-secret",
+    "reload-3c9e-secret",
+];
+
+fn secrets_config(listen: u16, mock: std::net::SocketAddr, broken: bool) -> String {
+    let [token, sign, bearer, github, gitlab, reload] = SECRETS;
+    let webhook = webhook_url(mock, token);
+    // The broken variant has an unknown key on the very line that holds the secrets, so the
+    // error shows that line.
+    let robot = if broken {
+        format!(
+            "  ops: {{ webhook: \"{webhook}\", allow_host: \"{mock}\", secret: {sign}, keywords: [告警], keyword: x }}"
+        )
+    } else {
+        format!(
+            "  ops: {{ webhook: \"{webhook}\", allow_host: \"{mock}\", secret: {sign}, keywords: [告警] }}"
+        )
+    };
+    format!(
+        r#"
+listen: 127.0.0.1:{listen}
+state_dir: ./state
+reload_token: {reload}
+robots:
+{robot}
+sources:
+  am: {{ kind: alertmanager, auth: {{ bearer: {bearer} }} }}
+  gh: {{ kind: github, secret: {github} }}
+  gl: {{ kind: gitlab, secret: {gitlab} }}
+rules:
+  - name: alerts
+    source: am
+    to: ops
+    text: {{ content: "告警 {{{{ commonLabels.instance }}}}" }}
+  - name: pushes
+    source: gh
+    when: event == "push"
+    to: ops
+    text: {{ content: "告警 push to {{{{ repository.full_name }}}}" }}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_ever_appears_in_logs_metrics_or_errors() {
+    // DingTalk's robot has another keyword than the config says: 310000, an ERROR line.
+    let mock = MockDingTalk::new().robot(SECRETS[0], Some(SECRETS[1]), &["deploy"]);
+    let (mock_addr, _server) = mock.clone().serve().await;
+    let dir = std::env::temp_dir().join(format!("dingrelay-secrets-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let config = dir.join("rules.yaml");
+    std::fs::write(&config, secrets_config(port, mock_addr, false)).unwrap();
+
+    let mut seen = String::new();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_dingrelay"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("DINGRELAY_LOG", "debug")
+        .stdout(std::fs::File::create(dir.join("stdout")).unwrap())
+        .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    wait_listening(port).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut send = async |request: reqwest::RequestBuilder| {
+        let answer = request.send().await.unwrap();
+        let status = answer.status().as_u16();
+        let body = String::from_utf8_lossy(&answer.bytes().await.unwrap()).into_owned();
+        (status, body)
+    };
+
+    let alert = alert(1);
+    let push = r#"{"ref":"refs/heads/main","repository":{"full_name":"o/r"},"commits":[]}"#;
+    let signature = {
+        use hmac::{Hmac, KeyInit, Mac};
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRETS[3].as_bytes()).unwrap();
+        mac.update(push.as_bytes());
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    };
+    let mut answers = Vec::new();
+    for (request, expected) in [
+        (
+            client
+                .post(format!("{base}/hooks/am"))
+                .bearer_auth("wrong")
+                .body(alert.clone()),
+            401,
+        ),
+        (
+            client
+                .post(format!("{base}/hooks/am"))
+                .bearer_auth(SECRETS[2])
+                .body(alert.clone()),
+            202,
+        ),
+        (
+            client
+                .post(format!("{base}/hooks/gh"))
+                .header("x-github-event", "push")
+                .header("x-hub-signature-256", "sha256=00")
+                .body(push),
+            401,
+        ),
+        (
+            client
+                .post(format!("{base}/hooks/gh"))
+                .header("x-github-event", "push")
+                .header("x-hub-signature-256", signature.clone())
+                .body(push),
+            202,
+        ),
+        (
+            client
+                .post(format!("{base}/hooks/gl"))
+                .header("x-gitlab-token", "wrong")
+                .body("{}"),
+            401,
+        ),
+        (
+            client.post(format!("{base}/-/reload")).bearer_auth("wrong"),
+            401,
+        ),
+        (
+            client
+                .post(format!("{base}/-/reload"))
+                .bearer_auth(SECRETS[5]),
+            200,
+        ),
+    ] {
+        let (status, body) = send(request.header("content-type", "application/json")).await;
+        assert_eq!(status, expected, "{body}");
+        answers.push(body);
+    }
+    // Wait (bounded) for the 310000 refusal to be dead-lettered.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while mock.stats().by_errcode.get(&310000).is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        mock.stats().by_errcode.contains_key(&310000),
+        "{:?}",
+        mock.stats()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, metrics) = send(client.get(format!("{base}/metrics"))).await;
+    seen.push_str(&metrics);
+
+    // An invalid file whose offending line holds the secrets, reloaded by SIGHUP: refused.
+    std::fs::write(&config, secrets_config(port, mock_addr, true)).unwrap();
+    Command::new("kill")
+        .args(["-HUP", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        send(client.get(format!("{base}/-/ready"))).await.0,
+        200,
+        "still serving"
+    );
+    let exit = terminate(&mut daemon);
+    assert_eq!(exit.code(), Some(0));
+
+    // The CLI on the same (broken, then fixed) file.
+    for args in [
+        vec!["check", config.to_str().unwrap()],
+        vec![
+            "outbox",
+            "--state-dir",
+            dir.join("state").to_str().unwrap(),
+            "list",
+        ],
+        vec![
+            "outbox",
+            "--state-dir",
+            dir.join("state").to_str().unwrap(),
+            "show",
+            "1",
+        ],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_dingrelay"))
+            .args(&args)
+            .output()
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&output.stdout));
+        seen.push_str(&String::from_utf8_lossy(&output.stderr));
+    }
+    std::fs::write(&config, secrets_config(port, mock_addr, false)).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_dingrelay"))
+        .args(["check", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    seen.push_str(&String::from_utf8_lossy(&output.stdout));
+
+    let stderr = std::fs::read_to_string(dir.join("stderr")).unwrap();
+    seen.push_str(&stderr);
+    seen.push_str(&std::fs::read_to_string(dir.join("stdout")).unwrap());
+    seen.push_str(&answers.join("\n"));
+    // The flow did what it should, so the absence below means something.
+    assert!(stderr.contains("Refused to reload"), "{stderr}");
+    assert!(
+        stderr.contains("keyword"),
+        "the unknown key is reported: {stderr}"
+    );
+    assert!(stderr.contains("310000"), "{stderr}");
+    assert!(
+        stderr.contains("Refused an unauthenticated webhook"),
+        "{stderr}"
+    );
+    assert!(seen.contains("dingrelay_requests_total"), "{seen}");
+    for secret in SECRETS {
+        assert!(!seen.contains(secret), "`{secret}` appeared:\n{seen}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
