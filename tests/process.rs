@@ -467,3 +467,52 @@ async fn no_secret_ever_appears_in_logs_metrics_or_errors() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn start_up_refuses_with_one_clear_line() {
+    let dir = std::env::temp_dir().join(format!("dingrelay-refuse-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let serve = |text: &str| {
+        let config = dir.join("rules.yaml");
+        std::fs::write(&config, text).unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_dingrelay"))
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.code(), text)
+    };
+    let good = |listen: &str, state_dir: &str| {
+        format!(
+            "listen: {listen}\nstate_dir: {state_dir}\nrobots: {{ ops: {{ webhook: log }} }}\nsources: {{ ci: {{ kind: json }} }}\nrules: [ {{ name: a, source: ci, to: ops, text: {{ content: \"{{{{ text }}}}\" }} }} ]\n"
+        )
+    };
+
+    // An invalid config: every error with its place, then one line saying why it did not start.
+    let (code, text) =
+        serve(&good("127.0.0.1:0", "./state").replace("webhook: log", "webhok: log"));
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("rules.yaml:3:"), "{text}");
+    assert!(text.contains("dingrelay cannot start"), "{text}");
+
+    // A taken address.
+    let taken = StdListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, text) = serve(&good(&addr, "./state"));
+    assert_eq!(code, Some(1), "{text}");
+    assert_eq!(text.matches("Cannot start").count(), 1, "{text}");
+    assert!(text.contains(&format!("cannot listen on {addr}")), "{text}");
+
+    // A state directory that cannot be created (a file is in the way).
+    std::fs::write(dir.join("blocker"), "").unwrap();
+    let (code, text) = serve(&good("127.0.0.1:0", "./blocker/state"));
+    assert_eq!(code, Some(1), "{text}");
+    assert_eq!(text.matches("Cannot start").count(), 1, "{text}");
+    assert!(text.contains("blocker"), "names the directory: {text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
