@@ -175,3 +175,65 @@ fn secrets_from_files() {
         "{error}"
     );
 }
+
+#[test]
+fn a_missing_required_field_is_named() {
+    let text = GOOD.replace(
+        "    text:\n      content: \"{{ status }} {{ commonLabels.alertname }}\"\n",
+        "    markdown:\n      title: \"{{ status }}\"\n",
+    );
+    let error = load(&text).unwrap_err();
+    assert!(
+        error.contains("markdown.text is missing: the rule does not set it"),
+        "{error}"
+    );
+    assert_eq!(
+        position_of(&error, "markdown.text is missing").0,
+        11,
+        "{error}"
+    );
+}
+
+#[test]
+fn team_templates_are_used_and_overridden_field_by_field() {
+    let dir = std::env::temp_dir().join(format!("dingrelay-templates-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("templates")).unwrap();
+    std::fs::write(
+        dir.join("templates/ours.yaml"),
+        "description: our alert card\nmarkdown:\n  title: \"T {{ status }}\"\n  text: \"body {{ commonLabels.alertname }}\"\n",
+    )
+    .unwrap();
+    let text = GOOD.replace(
+        "    text:\n      content: \"{{ status }} {{ commonLabels.alertname }}\"\n",
+        "    template: ours\n    markdown: { title: \"Mine {{ status }}\" }\n",
+    );
+    let config =
+        Config::parse("rules.yaml", &text, &dir, &|_| None).unwrap_or_else(|e| panic!("{e}"));
+    let rule = &config.rules.rules()[0];
+    let fields: Vec<&str> = rule.fields().iter().map(|f| f.field.as_str()).collect();
+    assert_eq!(fields, ["markdown.title", "markdown.text"]);
+
+    // Another message type than the template's, an unknown template, a broken template file.
+    let other = text.replace(
+        "markdown: { title: \"Mine {{ status }}\" }",
+        "text: { content: x }",
+    );
+    let error = Config::parse("rules.yaml", &other, &dir, &|_| None)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("not send `text`"), "{error}");
+    let unknown = text.replace("template: ours", "template: theirs");
+    let error = Config::parse("rules.yaml", &unknown, &dir, &|_| None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("unknown template `theirs`") && error.contains("ours"),
+        "{error}"
+    );
+    std::fs::write(dir.join("templates/broken.yaml"), "markdown:\n  titel: x\n").unwrap();
+    let error = Config::parse("rules.yaml", &text, &dir, &|_| None)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("templates/broken.yaml:2:3"), "{error}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

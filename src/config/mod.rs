@@ -474,11 +474,19 @@ fn build(raw: RawConfig, checker: &mut Checker<'_>) -> Option<Config> {
         checker.error(&root, "no sources: add at least one under `sources:`");
     }
 
+    let (templates, template_errors) = crate::rules::templates::Templates::load(checker.base_dir);
+    for error in template_errors {
+        checker.diagnostics.push(Diagnostic {
+            location: None,
+            message: error,
+        });
+    }
     let rules = RuleSet::compile(
         &raw.rules,
         &raw.robots.keys().cloned().collect::<Vec<_>>(),
         &robots,
         &raw.sources,
+        &templates,
         timezone.clone().unwrap_or(jiff::tz::TimeZone::UTC),
         &root.key("rules"),
         checker,

@@ -156,6 +156,10 @@ pub struct RawRule {
     /// When this rule matches, later rules are not evaluated.
     #[serde(default)]
     pub stop: bool,
+    /// A built-in or team template giving the message; the rule's own message fields override
+    /// it field by field.
+    #[serde(default)]
+    pub template: Option<String>,
     #[serde(default)]
     pub text: Option<RawText>,
     #[serde(default)]
@@ -187,34 +191,45 @@ impl OneOrMany {
     }
 }
 
-#[derive(Debug, Deserialize)]
+// Message fields are optional here: a rule that uses a `template` sets only the fields it
+// overrides. Whether every required field ends up set is checked when the rule is compiled.
+
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawText {
-    pub content: String,
+    #[serde(default)]
+    pub content: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLink {
-    pub title: String,
-    pub text: String,
-    pub message_url: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub text: Option<String>,
+    #[serde(default)]
+    pub message_url: Option<String>,
     #[serde(default)]
     pub pic_url: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMarkdown {
-    pub title: String,
-    pub text: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub text: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawActionCard {
-    pub title: String,
-    pub text: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub text: Option<String>,
     /// One button for the whole card: `single_title` and `single_url` together...
     #[serde(default)]
     pub single_title: Option<String>,
@@ -236,14 +251,14 @@ pub enum Orientation {
     Horizontal,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawButton {
     pub title: String,
     pub url: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFeedCard {
     /// Fixed links, rendered as they are.
@@ -260,7 +275,7 @@ pub struct RawFeedCard {
     pub max_links: Option<usize>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFeedLink {
     pub title: String,
@@ -268,7 +283,7 @@ pub struct RawFeedLink {
     pub pic_url: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAt {
     /// Templates; each renders to one mobile or a comma-separated list; empty results are dropped.
@@ -281,9 +296,29 @@ pub struct RawAt {
     pub all: Option<BoolOrTemplate>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum BoolOrTemplate {
     Bool(bool),
     Template(String),
+}
+
+/// A message template file: one message, optional mentions, and a line saying what it is for.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTemplate {
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub text: Option<RawText>,
+    #[serde(default)]
+    pub link: Option<RawLink>,
+    #[serde(default)]
+    pub markdown: Option<RawMarkdown>,
+    #[serde(default)]
+    pub action_card: Option<RawActionCard>,
+    #[serde(default)]
+    pub feed_card: Option<RawFeedCard>,
+    #[serde(default)]
+    pub at: Option<RawAt>,
 }

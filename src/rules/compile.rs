@@ -10,6 +10,7 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 
+use super::templates::{RawMessage, Templates};
 use super::{RuleSet, filters};
 use crate::config::Checker;
 use crate::config::diagnostic::Diagnostic;
@@ -198,11 +199,13 @@ pub fn environment(tz: jiff::tz::TimeZone) -> Environment<'static> {
 impl RuleSet {
     /// Compiles the rules. `robot_names` are all robots declared (valid or not, so an invalid
     /// robot is not also reported as unknown); `robots` the valid ones.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn compile(
         raw_rules: &[RawRule],
         robot_names: &[String],
         robots: &IndexMap<String, Arc<Robot>>,
         sources: &IndexMap<String, raw::RawSource>,
+        templates: &Templates,
         tz: jiff::tz::TimeZone,
         at: &Path,
         checker: &mut Checker<'_>,
@@ -228,8 +231,9 @@ impl RuleSet {
                 rule_at: rule_at.clone(),
                 index: i,
                 name: &raw.name,
+                template_name: None,
             };
-            if let Some(rule) = compiler.rule(raw, robot_names, robots, sources) {
+            if let Some(rule) = compiler.rule(raw, robot_names, robots, sources, templates) {
                 rules.push(rule);
             }
         }
@@ -274,6 +278,8 @@ struct RuleCompiler<'a, 'c> {
     rule_at: Path,
     index: usize,
     name: &'a str,
+    /// The rule's template, named in "missing field" errors.
+    template_name: Option<String>,
 }
 
 impl RuleCompiler<'_, '_> {
@@ -288,6 +294,7 @@ impl RuleCompiler<'_, '_> {
         robot_names: &[String],
         robots: &IndexMap<String, Arc<Robot>>,
         sources: &IndexMap<String, raw::RawSource>,
+        templates: &Templates,
     ) -> Option<Rule> {
         let errors_before = self.checker.diagnostics.len();
         let at = self.rule_at.clone();
@@ -331,8 +338,20 @@ impl RuleCompiler<'_, '_> {
         }
 
         let when = raw.when.as_deref().and_then(|expr| self.when(expr));
-        let message = self.message(raw);
-        let at_template = raw.at.as_ref().map(|a| self.at(a)).unwrap_or_default();
+        let spec = match templates.message_of(raw) {
+            Ok(spec) => Some(spec),
+            Err(error) => {
+                self.error(&at.key("template"), error);
+                None
+            }
+        };
+        self.template_name = raw.template.clone();
+        let message = spec.as_ref().and_then(|spec| self.message(spec));
+        let at_template = spec
+            .as_ref()
+            .and_then(|spec| spec.at.as_ref())
+            .map(|a| self.at(a))
+            .unwrap_or_default();
 
         if self.checker.diagnostics.len() > errors_before {
             return None;
@@ -358,6 +377,24 @@ impl RuleCompiler<'_, '_> {
                 Err(_) => p.key(*seg),
             });
         self.template_at(&path, source, field, None)
+    }
+
+    /// A field DingTalk requires: compiled, or an error saying neither the rule nor its
+    /// template sets it.
+    fn required(&mut self, rel: &[&str], source: &Option<String>, field: &str) -> Option<Field> {
+        match source {
+            Some(source) => self.template(rel, source, field),
+            None => {
+                let at = self.rule_at.key(rel[0]);
+                let whose = match &self.template_name {
+                    Some(t) => format!("neither the rule nor template `{t}` sets it"),
+                    None => "the rule does not set it".to_owned(),
+                };
+                let message = format!("rule `{}`: {field} is missing: {whose}", self.name);
+                self.checker.error_at_key(&at, message);
+                None
+            }
+        }
     }
 
     fn template_at(
@@ -451,22 +488,12 @@ impl RuleCompiler<'_, '_> {
         })
     }
 
-    fn message(&mut self, raw: &RawRule) -> Option<MessageTemplate> {
-        let given: Vec<&str> = [
-            raw.text.as_ref().map(|_| "text"),
-            raw.link.as_ref().map(|_| "link"),
-            raw.markdown.as_ref().map(|_| "markdown"),
-            raw.action_card.as_ref().map(|_| "action_card"),
-            raw.feed_card.as_ref().map(|_| "feed_card"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+    fn message(&mut self, spec: &RawMessage) -> Option<MessageTemplate> {
+        let given = spec.types();
         if given.len() != 1 {
             let at = self.rule_at.clone();
             let problem = if given.is_empty() {
-                "has no message: give one of `text`, `link`, `markdown`, `action_card`, `feed_card`"
-                    .to_owned()
+                "has no message: give one of `text`, `link`, `markdown`, `action_card`, `feed_card`, or a `template`".to_owned()
             } else {
                 format!(
                     "has {} messages ({}): a rule sends one message type",
@@ -478,15 +505,15 @@ impl RuleCompiler<'_, '_> {
             return None;
         }
 
-        if let Some(text) = &raw.text {
+        if let Some(text) = &spec.text {
             return Some(MessageTemplate::Text {
-                content: self.template(&["text", "content"], &text.content, "text.content")?,
+                content: self.required(&["text", "content"], &text.content, "text.content")?,
             });
         }
-        if let Some(link) = &raw.link {
-            let title = self.template(&["link", "title"], &link.title, "link.title");
-            let text = self.template(&["link", "text"], &link.text, "link.text");
-            let message_url = self.template(
+        if let Some(link) = &spec.link {
+            let title = self.required(&["link", "title"], &link.title, "link.title");
+            let text = self.required(&["link", "text"], &link.text, "link.text");
+            let message_url = self.required(
                 &["link", "message_url"],
                 &link.message_url,
                 "link.message_url",
@@ -502,26 +529,26 @@ impl RuleCompiler<'_, '_> {
                 pic_url,
             });
         }
-        if let Some(markdown) = &raw.markdown {
-            let title = self.template(&["markdown", "title"], &markdown.title, "markdown.title");
-            let text = self.template(&["markdown", "text"], &markdown.text, "markdown.text");
+        if let Some(markdown) = &spec.markdown {
+            let title = self.required(&["markdown", "title"], &markdown.title, "markdown.title");
+            let text = self.required(&["markdown", "text"], &markdown.text, "markdown.text");
             return Some(MessageTemplate::Markdown {
                 title: title?,
                 text: text?,
             });
         }
-        if let Some(card) = &raw.action_card {
+        if let Some(card) = &spec.action_card {
             return self.action_card(card);
         }
-        if let Some(feed) = &raw.feed_card {
+        if let Some(feed) = &spec.feed_card {
             return self.feed_card(feed);
         }
         None
     }
 
     fn action_card(&mut self, card: &raw::RawActionCard) -> Option<MessageTemplate> {
-        let title = self.template(&["action_card", "title"], &card.title, "action_card.title");
-        let text = self.template(&["action_card", "text"], &card.text, "action_card.text");
+        let title = self.required(&["action_card", "title"], &card.title, "action_card.title");
+        let text = self.required(&["action_card", "text"], &card.text, "action_card.text");
         let at = self.rule_at.key("action_card");
         let action = match (
             &card.single_title,

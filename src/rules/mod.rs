@@ -15,6 +15,7 @@
 pub mod compile;
 pub mod filters;
 mod render;
+pub mod templates;
 
 use std::sync::Arc;
 
