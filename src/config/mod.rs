@@ -335,6 +335,11 @@ impl Checker<'_> {
     pub fn resolve(&self, path: &str) -> PathBuf {
         let path = FsPath::new(path);
         if path.is_absolute() {
+            return path.to_path_buf();
+        }
+        // `./data` next to `./rules.yaml` is `data`, not `././data`.
+        let path = path.strip_prefix(".").unwrap_or(path);
+        if self.base_dir == FsPath::new(".") {
             path.to_path_buf()
         } else {
             self.base_dir.join(path)

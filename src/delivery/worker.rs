@@ -266,7 +266,11 @@ impl Worker {
                     // same msgUuid, which DingTalk drops.
                     tracing::warn!(robot = %robot, "Delivered, but could not record it: {error}.");
                 }
-                tracing::info!(robot = %robot, rules = %rules(rows), messages = ids.len(), first = ids[0], "Delivered to DingTalk.");
+                if matches!(self.robot.endpoint, Endpoint::DryRun { .. }) {
+                    tracing::info!(robot = %robot, rules = %rules(rows), messages = ids.len(), first = ids[0], "Dry run: printed the request instead of sending it.");
+                } else {
+                    tracing::info!(robot = %robot, rules = %rules(rows), messages = ids.len(), first = ids[0], "Delivered to DingTalk.");
+                }
                 self.metrics.sent(robot, ids.len() as u64);
                 for row in rows {
                     let latency = (now - row.accepted_at).max(0) as f64 / 1000.0;
