@@ -345,3 +345,54 @@ fn a_condition_that_cannot_be_evaluated_is_an_error_not_a_silent_skip() {
     assert_eq!(routing.errors.len(), 1, "{routing:?}");
     assert!(routing.errors[0].to_string().contains("rule `bad-when`"));
 }
+
+#[test]
+fn per_alert_sends_one_message_per_alert() {
+    let config = config(&format!(
+        "{HEAD}{}",
+        r#"
+  - name: each
+    source: am
+    per_alert: true
+    to: ops
+    text: { content: "{{ status }}: {{ alerts | length }} {{ alerts[0].labels.instance }}" }
+"#
+    ));
+    let mut alerts: Vec<_> = (0..3).map(|i| alert(i, "firing", "d")).collect();
+    alerts[2]["status"] = json!("resolved");
+    let routing = config
+        .rules
+        .route(&event(&config, "am", &am_payload(alerts), ""), now());
+    let texts: Vec<String> = routing
+        .deliveries
+        .iter()
+        .map(|d| match &d.message.body {
+            MessageBody::Text { text } => text.content.clone(),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(
+        texts,
+        ["firing: 1 db-0", "firing: 1 db-1", "resolved: 1 db-2"]
+    );
+    let parts: Vec<_> = routing
+        .deliveries
+        .iter()
+        .map(|d| d.part.clone().unwrap())
+        .collect();
+    assert_eq!(
+        parts,
+        ["0000000000000000", "0000000000000001", "0000000000000002"]
+    );
+
+    // Only for alert sources.
+    let error = Config::parse(
+        "rules.yaml",
+        &format!("{HEAD}  - {{ name: x, source: ci, per_alert: true, to: ops, text: {{ content: x }} }}\n"),
+        Path::new("."),
+        &|_| None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("per_alert"), "{error}");
+}

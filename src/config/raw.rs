@@ -156,6 +156,9 @@ pub struct RawRule {
     /// When this rule matches, later rules are not evaluated.
     #[serde(default)]
     pub stop: bool,
+    /// Alert sources: one message per alert instead of one per alert group.
+    #[serde(default)]
+    pub per_alert: bool,
     /// A built-in or team template giving the message; the rule's own message fields override
     /// it field by field.
     #[serde(default)]

@@ -334,7 +334,10 @@ async fn handle(intake: &Intake, live: &Live, source: &Source, request: Request)
             robot: d.robot.name.clone(),
             rule: d.rule.clone(),
             source: source_name.to_owned(),
-            dedup_key: event_key.as_ref().map(|k| format!("{k}/{}", d.rule)),
+            dedup_key: event_key.as_ref().map(|k| match &d.part {
+                Some(part) => format!("{k}/{}/{part}", d.rule),
+                None => format!("{k}/{}", d.rule),
+            }),
             message: d.message.clone(),
         })
         .collect();

@@ -66,6 +66,8 @@ pub struct Rule {
     pub when: Option<When>,
     pub robots: Vec<Arc<Robot>>,
     pub stop: bool,
+    /// One message per alert instead of one per group (alert sources only).
+    pub per_alert: bool,
     pub message: MessageTemplate,
     pub at: AtTemplate,
     /// Where the rule starts in the config file.
@@ -302,6 +304,18 @@ impl RuleCompiler<'_, '_> {
         if raw.name.trim().is_empty() {
             self.error(&at.key("name"), "the name is empty");
         }
+        if raw.per_alert
+            && let Some(source) = sources.get(&raw.source)
+            && !source.kind.has_alerts()
+        {
+            self.error(
+                &at.key("per_alert"),
+                format!(
+                    "`per_alert` splits alert groups; {} events carry no alerts",
+                    source.kind
+                ),
+            );
+        }
         if !sources.contains_key(&raw.source) {
             let known: Vec<&str> = sources.keys().map(String::as_str).collect();
             self.error(
@@ -362,6 +376,7 @@ impl RuleCompiler<'_, '_> {
             when,
             robots: rule_robots,
             stop: raw.stop,
+            per_alert: raw.per_alert,
             message: message?,
             at: at_template,
             location: self.checker.locations.value(&at),

@@ -52,6 +52,9 @@ pub struct Delivery {
     pub cut_bytes: usize,
     /// Alerts left out of the message (with an "...and N more alerts" marker) to fit the limit.
     pub omitted_alerts: usize,
+    /// Which part of the event the message is about, when a rule sends one message per alert
+    /// (`per_alert`): the alert's fingerprint. Part of the message's dedup key.
+    pub part: Option<String>,
 }
 
 /// A rule of the event's source that did not fire, and why.

@@ -42,26 +42,30 @@ impl RuleSet {
         event: &Event,
         now: jiff::Timestamp,
     ) -> Result<Vec<Delivery>, Vec<RuleError>> {
-        let (message, omitted_alerts) =
-            self.render_fitting(rule, event, now).map_err(|e| vec![e])?;
         let mut deliveries = Vec::new();
         let mut errors = Vec::new();
-        for robot in &rule.robots {
-            match prepare(message.clone(), robot) {
-                Ok(prepared) => deliveries.push(Delivery {
-                    rule: rule.name.clone(),
-                    robot: robot.clone(),
-                    message: prepared.message,
-                    cut_bytes: prepared.cut_bytes,
-                    omitted_alerts,
-                }),
-                Err(invalid) => errors.push(RuleError {
-                    rule: rule.name.clone(),
-                    robot: Some(robot.name.clone()),
-                    field: invalid.field,
-                    reason: invalid.reason,
-                    location: rule.location,
-                }),
+        for (part, event) in parts(rule, event) {
+            let (message, omitted_alerts) = self
+                .render_fitting(rule, &event, now)
+                .map_err(|e| vec![e])?;
+            for robot in &rule.robots {
+                match prepare(message.clone(), robot) {
+                    Ok(prepared) => deliveries.push(Delivery {
+                        rule: rule.name.clone(),
+                        robot: robot.clone(),
+                        message: prepared.message,
+                        cut_bytes: prepared.cut_bytes,
+                        omitted_alerts,
+                        part: part.clone(),
+                    }),
+                    Err(invalid) => errors.push(RuleError {
+                        rule: rule.name.clone(),
+                        robot: Some(robot.name.clone()),
+                        field: invalid.field,
+                        reason: invalid.reason,
+                        location: rule.location,
+                    }),
+                }
             }
         }
         if errors.is_empty() {
@@ -313,6 +317,39 @@ impl RuleSet {
         };
         Ok(at)
     }
+}
+
+/// The events a rule renders: the event itself, or with `per_alert`, one event per alert (its
+/// payload holding that alert alone, `status` the alert's), each named by the alert's
+/// fingerprint (or position) so their messages are told apart when deduplicated.
+fn parts<'e>(rule: &Rule, event: &'e Event) -> Vec<(Option<String>, std::borrow::Cow<'e, Event>)> {
+    use std::borrow::Cow;
+    let alerts = match (rule.per_alert, event.payload.get("alerts")) {
+        (true, Some(serde_json::Value::Array(alerts))) if event.kind.has_alerts() => alerts,
+        _ => return vec![(None, Cow::Borrowed(event))],
+    };
+    alerts
+        .iter()
+        .enumerate()
+        .map(|(i, alert)| {
+            let mut one = event.clone();
+            if let serde_json::Value::Object(payload) = &mut one.payload {
+                payload.insert(
+                    "alerts".to_owned(),
+                    serde_json::Value::Array(vec![alert.clone()]),
+                );
+                if let Some(status) = alert.get("status").filter(|s| s.is_string()) {
+                    payload.insert("status".to_owned(), status.clone());
+                }
+            }
+            let name = alert
+                .get("fingerprint")
+                .and_then(|f| f.as_str())
+                .filter(|f| !f.is_empty())
+                .map_or_else(|| format!("alert-{i}"), str::to_owned);
+            (Some(name), Cow::Owned(one))
+        })
+        .collect()
 }
 
 /// The template context of an event, with `now`, keeping at most `alert_limit` alerts.

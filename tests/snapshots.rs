@@ -1,0 +1,358 @@
+//! Snapshot tests (insta) of what the shipped rules.yaml sends for every payload of the corpus
+//! (tests/fixtures/corpus/{alertmanager,grafana,github,gitlab}, not legacy/): one snapshot per
+//! fixture, in tests/snapshots/, written to be read by a person, not diffed as JSON.
+//!
+//! Each snapshot shows, for every delivery, `rule -> robot (msgtype)` and the message as DingTalk
+//! would show it: the title on one line, the text as real lines, buttons and links listed; or "no
+//! rule matched" with each false condition. Everything is deterministic: a fixed `now`, the
+//! config's time zone, no message id (`msgUuid` is only set by the outbox), ordered maps.
+//!
+//! A rendering change fails the test, naming every fixture whose snapshot changed. To accept the
+//! changes after reading them (`git diff tests/snapshots`):
+//!
+//! ```sh
+//! INSTA_UPDATE=always cargo test --test snapshots     # or: cargo insta test --review
+//! ```
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use dingrelay::config::Config;
+use dingrelay::dingtalk::{
+    Message,
+    message::{At, BtnOrientation, CardAction, MessageBody},
+};
+use dingrelay::rules::SkipReason;
+use dingrelay::source::{Inbound, SourceKind};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// The time every template sees as `now` ("firing for 3h 12m").
+const NOW: &str = "2026-11-24T08:00:00Z";
+
+const DIRS: [(&str, SourceKind); 4] = [
+    ("alertmanager", SourceKind::Alertmanager),
+    ("grafana", SourceKind::Grafana),
+    ("github", SourceKind::Github),
+    ("gitlab", SourceKind::Gitlab),
+];
+
+fn manifest_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixtures() -> PathBuf {
+    manifest_dir().join("tests/fixtures/corpus")
+}
+
+fn shipped_config() -> Config {
+    let text =
+        std::fs::read_to_string(manifest_dir().join("rules.yaml")).expect("rules.yaml is readable");
+    // No variable set: the shipped file as a fresh clone has it.
+    Config::parse("rules.yaml", &text, manifest_dir(), &|_| None)
+        .unwrap_or_else(|e| panic!("the shipped rules.yaml loads:\n{e}"))
+}
+
+/// `file -> replay headers`, from SOURCES.txt column 6 (`X-GitHub-Event: push ; action=...`),
+/// as tests/corpus.rs reads them.
+fn replay_headers(sources: &str, file: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let line = sources
+        .lines()
+        .find(|l| l.split('\t').next() == Some(file))
+        .unwrap_or_else(|| panic!("{file} is listed in SOURCES.txt"));
+    let column = line.split('\t').nth(5).unwrap_or("");
+    for part in column.split(';') {
+        if let Some((name, value)) = part.split_once(':') {
+            let name = name.trim();
+            if name.eq_ignore_ascii_case("x-github-event")
+                || name.eq_ignore_ascii_case("x-gitlab-event")
+            {
+                headers.insert(
+                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    HeaderValue::from_str(value.trim()).unwrap(),
+                );
+            }
+        }
+    }
+    headers
+}
+
+/// The corpus payloads of one directory, sorted (`github/push.json`, ...).
+fn corpus_files(dir: &str) -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(fixtures().join(dir))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".json"))
+        .map(|name| format!("{dir}/{name}"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// `github/pull_request.closed.json` -> `github__pull_request.closed`.
+fn snapshot_name(file: &str) -> String {
+    file.trim_end_matches(".json").replace('/', "__")
+}
+
+/// Renders one fixture through the shipped rules as the text of its snapshot.
+fn render_fixture(config: &Config, sources: &str, file: &str, kind: SourceKind) -> String {
+    let source = config
+        .sources
+        .values()
+        .find(|s| s.kind == kind)
+        .unwrap_or_else(|| panic!("rules.yaml has a {} source", kind.as_str()));
+    let body = std::fs::read(fixtures().join(file)).unwrap();
+    let headers = replay_headers(sources, file);
+    let inbound = Inbound {
+        headers: &headers,
+        query: "",
+        body: &body,
+    };
+    let mut out = String::new();
+    let event = match source.parse(&inbound) {
+        Ok(event) => event,
+        Err(rejection) => {
+            let _ = writeln!(out, "refused by source `{}`: {rejection}", source.name);
+            return out;
+        }
+    };
+    let action = event
+        .payload
+        .get("action")
+        .and_then(|a| a.as_str())
+        .map(|a| format!(", action `{a}`"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "source `{}` ({}), event `{}`{action}",
+        source.name,
+        kind.as_str(),
+        event.name
+    );
+    if let Some(reason) = &event.ignored {
+        let _ = writeln!(out, "ignored without running the rules: {reason}");
+        return out;
+    }
+    let now: jiff::Timestamp = NOW.parse().unwrap();
+    let routing = config.rules.route(&event, now);
+    for delivery in &routing.deliveries {
+        let message = &delivery.message;
+        assert!(
+            message.msg_uuid.is_none(),
+            "{file}: a rendered message has no msgUuid (the outbox sets it)"
+        );
+        let _ = writeln!(out);
+        let _ = write!(
+            out,
+            "rule `{}` -> robot `{}` ({})",
+            delivery.rule,
+            delivery.robot.name,
+            message.body.msgtype()
+        );
+        if let Some(part) = &delivery.part {
+            let _ = write!(out, ", part `{part}`");
+        }
+        if delivery.omitted_alerts > 0 {
+            let _ = write!(
+                out,
+                ", {} alerts left out to fit 20,000 bytes",
+                delivery.omitted_alerts
+            );
+        }
+        if delivery.cut_bytes > 0 {
+            let _ = write!(
+                out,
+                ", {} bytes cut to fit 20,000 bytes",
+                delivery.cut_bytes
+            );
+        }
+        let _ = writeln!(out);
+        write_message(&mut out, message);
+    }
+    for error in &routing.errors {
+        let _ = writeln!(out, "\nerror: {error}");
+    }
+    if routing.deliveries.is_empty() && routing.errors.is_empty() {
+        let _ = writeln!(out, "\nno rule matched");
+        for skipped in &routing.skipped {
+            match &skipped.reason {
+                SkipReason::ConditionFalse { when } => {
+                    let _ = writeln!(out, "  rule `{}`: false: {}", skipped.rule, when.trim());
+                }
+                SkipReason::StoppedBy { rule } => {
+                    let _ = writeln!(
+                        out,
+                        "  rule `{}`: not evaluated (stopped by `{rule}`)",
+                        skipped.rule
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The message, pretty: labelled one-line fields, multi-line texts as indented lines.
+fn write_message(out: &mut String, message: &Message) {
+    match &message.body {
+        MessageBody::Text { text } => {
+            write_block(out, "content", &text.content);
+        }
+        MessageBody::Link { link } => {
+            write_line(out, "title", &link.title);
+            write_block(out, "text", &link.text);
+            write_line(out, "opens", &link.message_url);
+            if let Some(pic) = &link.pic_url {
+                write_line(out, "picture", pic);
+            }
+        }
+        MessageBody::Markdown { markdown } => {
+            write_line(out, "title", &markdown.title);
+            write_block(out, "text", &markdown.text);
+        }
+        MessageBody::ActionCard { action_card } => {
+            write_line(out, "title", &action_card.title);
+            write_block(out, "text", &action_card.text);
+            match &action_card.action {
+                CardAction::Single {
+                    single_title,
+                    single_url,
+                } => {
+                    let _ = writeln!(out, "button: [{single_title}] -> {single_url}");
+                }
+                CardAction::Buttons { btns } => {
+                    let _ = writeln!(out, "buttons:");
+                    for button in btns {
+                        let _ = writeln!(out, "  [{}] -> {}", button.title, button.action_url);
+                    }
+                }
+            }
+            if let Some(orientation) = action_card.btn_orientation {
+                let orientation = match orientation {
+                    BtnOrientation::Vertical => "vertical",
+                    BtnOrientation::Horizontal => "horizontal",
+                };
+                write_line(out, "buttons laid out", orientation);
+            }
+            if let Some(hide) = action_card.hide_avatar {
+                write_line(out, "hide avatar", if hide { "yes" } else { "no" });
+            }
+        }
+        MessageBody::FeedCard { feed_card } => {
+            let _ = writeln!(out, "links:");
+            for link in &feed_card.links {
+                let _ = writeln!(out, "  {} -> {}", one_line(&link.title), link.message_url);
+                let _ = writeln!(out, "    picture: {}", link.pic_url);
+            }
+        }
+    }
+    if let Some(at) = &message.at {
+        write_mentions(out, at);
+    }
+}
+
+fn write_mentions(out: &mut String, at: &At) {
+    if at.is_empty() {
+        return;
+    }
+    let mut who: Vec<String> = Vec::new();
+    who.extend(at.at_mobiles.iter().map(|m| format!("mobile {m}")));
+    who.extend(at.at_user_ids.iter().map(|u| format!("user {u}")));
+    if at.is_at_all {
+        who.push("everyone".to_owned());
+    }
+    write_line(out, "mentions", &who.join(", "));
+}
+
+/// `label: value`, the value on one line (a newline in it is shown as `⏎`).
+fn write_line(out: &mut String, label: &str, value: &str) {
+    let _ = writeln!(out, "{label}: {}", one_line(value));
+}
+
+fn one_line(value: &str) -> String {
+    if value.contains('\n') {
+        value.replace('\n', "⏎")
+    } else {
+        value.to_owned()
+    }
+}
+
+/// `label:` then each line of `text`, indented by four spaces. Trailing spaces (markdown's hard
+/// line break is two of them) are shown as `␣`, so they can be seen and no editor strips them.
+fn write_block(out: &mut String, label: &str, text: &str) {
+    let _ = writeln!(out, "{label}:");
+    for line in text.split('\n') {
+        let trimmed = line.trim_end_matches([' ', '\t', '\r']);
+        let trailing: String = line[trimmed.len()..]
+            .chars()
+            .map(|c| match c {
+                ' ' => '␣',
+                '\t' => '⇥',
+                _ => '␍',
+            })
+            .collect();
+        if trimmed.is_empty() && trailing.is_empty() {
+            let _ = writeln!(out);
+        } else {
+            let _ = writeln!(out, "    {trimmed}{trailing}");
+        }
+    }
+}
+
+#[test]
+fn every_corpus_payload_renders_as_its_snapshot() {
+    let config = shipped_config();
+    let sources = std::fs::read_to_string(fixtures().join("SOURCES.txt")).unwrap();
+    let mut names = std::collections::BTreeSet::new();
+    let mut changed = Vec::new();
+    for (dir, kind) in DIRS {
+        let files = corpus_files(dir);
+        assert!(!files.is_empty(), "{dir} has payloads");
+        for file in files {
+            let name = snapshot_name(&file);
+            names.insert(name.clone());
+            let text = render_fixture(&config, &sources, &file, kind);
+            // Every fixture is checked, and every changed one named, before the test fails.
+            let result = std::panic::catch_unwind(|| {
+                insta::with_settings!({
+                    snapshot_path => "snapshots",
+                    prepend_module_to_snapshot => false,
+                    omit_expression => true,
+                    description => format!("tests/fixtures/corpus/{file} through the shipped rules.yaml, now = {NOW}"),
+                }, {
+                    insta::assert_snapshot!(name.as_str(), text);
+                });
+            });
+            if result.is_err() {
+                changed.push(file);
+            }
+        }
+    }
+    assert!(
+        changed.is_empty(),
+        "{} rendering(s) differ from their snapshot in tests/snapshots/: {changed:#?}\n\
+         read the diffs above; to accept them: INSTA_UPDATE=always cargo test --test snapshots",
+        changed.len()
+    );
+
+    // A snapshot whose fixture is gone is stale: nothing checks it any more.
+    let mut stale = Vec::new();
+    for entry in std::fs::read_dir(manifest_dir().join("tests/snapshots")).unwrap() {
+        let file = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if let Some(name) = file.strip_suffix(".snap")
+            && !names.contains(name)
+        {
+            stale.push(file);
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "snapshots without a corpus fixture (delete them): {stale:?}"
+    );
+}
