@@ -17,6 +17,7 @@ Examples:
   dingrelay check /etc/dingrelay/rules.yaml
   dingrelay render --payload alert.json    show what an Alertmanager payload would send
   dingrelay render --payload push.json --source github --event push
+  dingrelay test rules.test.yaml           run the rule tests
   dingrelay outbox list                    pending and dead messages, while the daemon runs
 
 The config path can also come from DINGRELAY_CONFIG.";
@@ -58,6 +59,21 @@ finish and exits 0; pending messages stay in the outbox for the next start.")]
         /// The config file.
         #[arg(long, env = "DINGRELAY_CONFIG", default_value = "rules.yaml")]
         config: PathBuf,
+    },
+    /// Run rule tests: payloads and the messages they must produce.
+    #[command(after_help = "\
+Examples:
+  dingrelay test rules.test.yaml
+  dingrelay test tests/*.test.yaml
+
+A test file names its config (default: rules.yaml next to it), a fixed time, the variables the
+config sees, and tests: a payload (a file or inline) and the messages it must produce, or how the
+daemon must refuse it. Prints ok/FAIL per test with a diff; exits 0 only when all pass, 1 on
+failures, 2 when a test file is invalid.")]
+    Test {
+        /// Test files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
     /// Inspect and operate the outbox: pending and dead messages, retries, purges.
     #[command(after_help = "\
@@ -128,6 +144,7 @@ says which rule conditions were false. Authentication is not checked.")]
 pub fn run(cli: Cli, out: &mut dyn Write) -> u8 {
     match cli.command {
         Command::Serve { config } => commands::serve::run(&config, out),
+        Command::Test { files } => commands::test::run(&files, out),
         Command::Outbox {
             config,
             state_dir,

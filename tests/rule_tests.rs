@@ -129,7 +129,7 @@ fn a_passing_file() {
 fn a_failing_file_says_what_differs() {
     let (code, out) = test_files(&[&fixture("fail.test.yaml")]);
     assert_eq!(code, Some(1), "{out}");
-    assert!(out.ends_with("\n0 passed, 9 failed\n"), "{out}");
+    assert!(out.ends_with("\n0 passed, 10 failed\n"), "{out}");
     assert!(!out.contains("\nok "), "{out}");
     let file = "tests/fixtures/rule-tests/fail.test.yaml";
     assert_contains(
@@ -168,6 +168,10 @@ fn a_failing_file_says_what_differs() {
             "  the daemon would refuse this payload with 422: rule `link`, robot `dev`: link.text: is required and must not be empty\n",
             "  expected a refusal with 415, but the daemon would answer 400: malformed request: body is not valid JSON",
             "  the refusal (400) does not say \"too large\": malformed request",
+            // A message expected more often than it was sent.
+            &format!(
+                "  missing: rule `anything` -> robot `dev` (expected at {file}:90:34)\n    the rule sent 1 message to this robot, 2 are expected\n"
+            ),
         ],
     );
 }
@@ -239,7 +243,7 @@ fn every_file_runs_and_the_worst_exit_code_wins() {
     ]);
     assert_eq!(code, Some(2), "{out}");
     assert!(
-        out.ends_with("\n3 passed, 9 failed, 1 test file invalid (not run)\n"),
+        out.ends_with("\n3 passed, 10 failed, 1 test file invalid (not run)\n"),
         "{out}"
     );
     let (code, out) = test_files(&[&fixture("pass.test.yaml"), &fixture("fail.test.yaml")]);
@@ -357,5 +361,19 @@ fn escape_sequences_in_a_test_file_do_not_reach_the_terminal() {
     assert!(
         !out.contains('\u{1b}'),
         "an escape reached the terminal: {out}"
+    );
+}
+
+#[test]
+fn a_rule_that_sends_several_messages_is_listed_once_per_message() {
+    let (code, out) = test_files(&[&fixture("per-alert.test.yaml")]);
+    assert_eq!(code, Some(1), "{out}");
+    assert_contains(
+        &out,
+        &[
+            "ok   one message per alert, in order\n",
+            "FAIL one message too few (tests/fixtures/rule-tests/per-alert.test.yaml:10:5)\n  unexpected: rule `each-alert` -> robot `ops`: text \"firing: db-2\"\n",
+            "\n1 passed, 1 failed\n",
+        ],
     );
 }

@@ -1,17 +1,21 @@
 //! Snapshot tests (insta) of what the shipped rules.yaml sends for every payload of the corpus
 //! (tests/fixtures/corpus/{alertmanager,grafana,github,gitlab}, not legacy/): one snapshot per
-//! fixture, in tests/snapshots/, written to be read by a person, not diffed as JSON.
+//! fixture, `tests/snapshots/<dir>__<file>.snap`, written to be read by a person, not diffed as JSON.
 //!
 //! Each snapshot shows, for every delivery, `rule -> robot (msgtype)` and the message as DingTalk
-//! would show it: the title on one line, the text as real lines, buttons and links listed; or "no
-//! rule matched" with each false condition. Everything is deterministic: a fixed `now`, the
-//! config's time zone, no message id (`msgUuid` is only set by the outbox), ordered maps.
+//! would show it: the title on one line, the text as real lines (a trailing space, markdown's hard
+//! line break, shown as `␣`), buttons and links listed; or "no rule matched" with each false
+//! condition, followed, when the event has a built-in template, by what that template would send
+//! (so the templates the shipped rules leave commented out are looked at too). Everything is
+//! deterministic: a fixed `now`, the config's time zone, no message id (`msgUuid` is only set by
+//! the outbox), ordered maps.
 //!
-//! A rendering change fails the test, naming every fixture whose snapshot changed. To accept the
-//! changes after reading them (`git diff tests/snapshots`):
+//! A rendering change fails the test, naming every fixture whose snapshot changed; a snapshot
+//! whose fixture is gone fails it too. To accept the changes after reading them
+//! (`git diff tests/snapshots`):
 //!
 //! ```sh
-//! INSTA_UPDATE=always cargo test --test snapshots     # or: cargo insta test --review
+//! INSTA_UPDATE=always cargo test --test snapshots     # or, with cargo-insta: cargo insta review
 //! ```
 
 use std::fmt::Write as _;
@@ -22,8 +26,8 @@ use dingrelay::dingtalk::{
     Message,
     message::{At, BtnOrientation, CardAction, MessageBody},
 };
-use dingrelay::rules::SkipReason;
-use dingrelay::source::{Inbound, SourceKind};
+use dingrelay::rules::{Routing, SkipReason};
+use dingrelay::source::{Event, Inbound, Rejection, SourceKind};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// The time every template sees as `now` ("firing for 3h 12m").
@@ -42,6 +46,51 @@ fn manifest_dir() -> &'static Path {
 
 fn fixtures() -> PathBuf {
     manifest_dir().join("tests/fixtures/corpus")
+}
+
+/// The built-in template for each GitHub and GitLab event that has one.
+const TEMPLATES: [(SourceKind, &str, &str); 15] = [
+    (SourceKind::Github, "push", "github-push"),
+    (SourceKind::Github, "pull_request", "github-pull-request"),
+    (
+        SourceKind::Github,
+        "pull_request_review",
+        "github-pull-request-review",
+    ),
+    (SourceKind::Github, "issues", "github-issues"),
+    (SourceKind::Github, "issue_comment", "github-issue-comment"),
+    (SourceKind::Github, "release", "github-release"),
+    (SourceKind::Github, "workflow_run", "github-workflow-run"),
+    (SourceKind::Github, "check_suite", "github-check-suite"),
+    (SourceKind::Github, "star", "github-star"),
+    (SourceKind::Gitlab, "push", "gitlab-push"),
+    (SourceKind::Gitlab, "tag_push", "gitlab-tag-push"),
+    (SourceKind::Gitlab, "merge_request", "gitlab-merge-request"),
+    (SourceKind::Gitlab, "pipeline", "gitlab-pipeline"),
+    (SourceKind::Gitlab, "issue", "gitlab-issue"),
+    (SourceKind::Gitlab, "note", "gitlab-note"),
+];
+
+/// A config with one rule per built-in GitHub/GitLab template, matching every action of its
+/// event: what a payload that the shipped rules leave out would look like with its template
+/// enabled (several are commented out in rules.yaml, and most `when`s pick a few actions). So every
+/// template's rendering of every corpus payload of its event is in a snapshot.
+fn preview_config() -> Config {
+    let mut text = String::from(
+        "timezone: Asia/Shanghai\n\
+         robots:\n  preview: { webhook: log }\n\
+         sources:\n  github: { kind: github }\n  gitlab: { kind: gitlab }\n\
+         rules:\n",
+    );
+    for (kind, event, template) in TEMPLATES {
+        let _ = write!(
+            text,
+            "  - name: {template}\n    source: {}\n    when: event == \"{event}\"\n    to: preview\n    template: {template}\n",
+            kind.as_str()
+        );
+    }
+    Config::parse("preview.yaml", &text, manifest_dir(), &|_| None)
+        .unwrap_or_else(|e| panic!("the preview config loads:\n{e}"))
 }
 
 fn shipped_config() -> Config {
@@ -100,13 +149,18 @@ fn snapshot_name(file: &str) -> String {
     file.trim_end_matches(".json").replace('/', "__")
 }
 
-/// Renders one fixture through the shipped rules as the text of its snapshot.
-fn render_fixture(config: &Config, sources: &str, file: &str, kind: SourceKind) -> String {
+/// Parses one fixture as `kind`'s source of `config` would.
+fn parse_fixture(
+    config: &Config,
+    sources: &str,
+    file: &str,
+    kind: SourceKind,
+) -> (String, Result<Event, Rejection>) {
     let source = config
         .sources
         .values()
         .find(|s| s.kind == kind)
-        .unwrap_or_else(|| panic!("rules.yaml has a {} source", kind.as_str()));
+        .unwrap_or_else(|| panic!("the config has a {} source", kind.as_str()));
     let body = std::fs::read(fixtures().join(file)).unwrap();
     let headers = replay_headers(sources, file);
     let inbound = Inbound {
@@ -114,11 +168,24 @@ fn render_fixture(config: &Config, sources: &str, file: &str, kind: SourceKind) 
         query: "",
         body: &body,
     };
+    (source.name.clone(), source.parse(&inbound))
+}
+
+/// Renders one fixture through the shipped rules as the text of its snapshot; when no shipped
+/// rule matches, also through its event's built-in template, if there is one.
+fn render_fixture(
+    shipped: &Config,
+    preview: &Config,
+    sources: &str,
+    file: &str,
+    kind: SourceKind,
+) -> String {
     let mut out = String::new();
-    let event = match source.parse(&inbound) {
+    let (source, event) = parse_fixture(shipped, sources, file, kind);
+    let event = match event {
         Ok(event) => event,
         Err(rejection) => {
-            let _ = writeln!(out, "refused by source `{}`: {rejection}", source.name);
+            let _ = writeln!(out, "refused by source `{source}`: {rejection}");
             return out;
         }
     };
@@ -130,8 +197,7 @@ fn render_fixture(config: &Config, sources: &str, file: &str, kind: SourceKind) 
         .unwrap_or_default();
     let _ = writeln!(
         out,
-        "source `{}` ({}), event `{}`{action}",
-        source.name,
+        "source `{source}` ({}), event `{}`{action}",
         kind.as_str(),
         event.name
     );
@@ -140,7 +206,43 @@ fn render_fixture(config: &Config, sources: &str, file: &str, kind: SourceKind) 
         return out;
     }
     let now: jiff::Timestamp = NOW.parse().unwrap();
-    let routing = config.rules.route(&event, now);
+    let routing = shipped.rules.route(&event, now);
+    write_routing(&mut out, file, &routing);
+    if !routing.deliveries.is_empty() || !routing.errors.is_empty() {
+        return out;
+    }
+    let _ = writeln!(out, "\nno rule matched");
+    for skipped in &routing.skipped {
+        match &skipped.reason {
+            SkipReason::ConditionFalse { when } => {
+                let _ = writeln!(out, "  rule `{}`: false: {}", skipped.rule, when.trim());
+            }
+            SkipReason::StoppedBy { rule } => {
+                let _ = writeln!(
+                    out,
+                    "  rule `{}`: not evaluated (stopped by `{rule}`)",
+                    skipped.rule
+                );
+            }
+        }
+    }
+    if preview.sources.values().any(|s| s.kind == kind) {
+        let (_, event) = parse_fixture(preview, sources, file, kind);
+        let routing = preview.rules.route(&event.unwrap(), now);
+        if !routing.deliveries.is_empty() || !routing.errors.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n--- not sent by the shipped rules.yaml; with its built-in template enabled for \
+                 every action, it would read:"
+            );
+            write_routing(&mut out, file, &routing);
+        }
+    }
+    out
+}
+
+/// Each delivery (`rule -> robot (msgtype)` and the message), then each error.
+fn write_routing(out: &mut String, file: &str, routing: &Routing) {
     for delivery in &routing.deliveries {
         let message = &delivery.message;
         assert!(
@@ -173,29 +275,11 @@ fn render_fixture(config: &Config, sources: &str, file: &str, kind: SourceKind) 
             );
         }
         let _ = writeln!(out);
-        write_message(&mut out, message);
+        write_message(out, message);
     }
     for error in &routing.errors {
         let _ = writeln!(out, "\nerror: {error}");
     }
-    if routing.deliveries.is_empty() && routing.errors.is_empty() {
-        let _ = writeln!(out, "\nno rule matched");
-        for skipped in &routing.skipped {
-            match &skipped.reason {
-                SkipReason::ConditionFalse { when } => {
-                    let _ = writeln!(out, "  rule `{}`: false: {}", skipped.rule, when.trim());
-                }
-                SkipReason::StoppedBy { rule } => {
-                    let _ = writeln!(
-                        out,
-                        "  rule `{}`: not evaluated (stopped by `{rule}`)",
-                        skipped.rule
-                    );
-                }
-            }
-        }
-    }
-    out
 }
 
 /// The message, pretty: labelled one-line fields, multi-line texts as indented lines.
@@ -308,6 +392,7 @@ fn write_block(out: &mut String, label: &str, text: &str) {
 #[test]
 fn every_corpus_payload_renders_as_its_snapshot() {
     let config = shipped_config();
+    let preview = preview_config();
     let sources = std::fs::read_to_string(fixtures().join("SOURCES.txt")).unwrap();
     let mut names = std::collections::BTreeSet::new();
     let mut changed = Vec::new();
@@ -317,7 +402,7 @@ fn every_corpus_payload_renders_as_its_snapshot() {
         for file in files {
             let name = snapshot_name(&file);
             names.insert(name.clone());
-            let text = render_fixture(&config, &sources, &file, kind);
+            let text = render_fixture(&config, &preview, &sources, &file, kind);
             // Every fixture is checked, and every changed one named, before the test fails.
             let result = std::panic::catch_unwind(|| {
                 insta::with_settings!({

@@ -1,6 +1,7 @@
-//! The commands: `check`, `render`, `serve` and `outbox`.
+//! The commands: `check`, `render`, `test`, `serve` and `outbox`.
 
 pub mod check;
 pub mod outbox;
 pub mod render;
 pub mod serve;
+pub mod test;
