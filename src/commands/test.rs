@@ -556,13 +556,9 @@ fn config_failure(file: &str, config_file: &str, error: &ConfigError) -> String 
     )
 }
 
-/// A serde error as a diagnostic: where serde found it, and its message without the trailing
-/// "at line L column C" (the diagnostic says that itself).
+/// A serde error as a diagnostic, with this format's struct names spelled out for people.
 fn serde_diagnostic(error: &serde_yaml::Error) -> Diagnostic {
-    let mut message = error.to_string();
-    if let Some(at) = message.rfind(" at line ") {
-        message.truncate(at);
-    }
+    let mut diagnostic = crate::config::serde_diagnostic(error);
     for (internal, shown) in [
         ("struct RawFile", "a test file (a mapping with `tests`)"),
         (
@@ -574,15 +570,9 @@ fn serde_diagnostic(error: &serde_yaml::Error) -> Diagnostic {
             "an expected message (a mapping with `rule`)",
         ),
     ] {
-        message = message.replace(internal, shown);
+        diagnostic.message = diagnostic.message.replace(internal, shown);
     }
-    Diagnostic {
-        location: error.location().map(|l| Location {
-            line: l.line(),
-            column: l.column(),
-        }),
-        message: shown(&message),
-    }
+    diagnostic
 }
 
 /// Collects the problems of a test file, each located at the node it is about.

@@ -202,7 +202,7 @@ impl Config {
 
 /// A serde error as a diagnostic: the location serde found, and its message without the
 /// trailing "at line L column C" (the diagnostic says that itself).
-fn serde_diagnostic(error: &serde_yaml::Error) -> Diagnostic {
+pub(crate) fn serde_diagnostic(error: &serde_yaml::Error) -> Diagnostic {
     let mut message = error.to_string();
     if let Some(at) = message.rfind(" at line ") {
         message.truncate(at);

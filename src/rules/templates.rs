@@ -226,19 +226,8 @@ fn merge<T>(own: Option<T>, base: Option<T>, both: impl FnOnce(T, T) -> T) -> Op
 /// Parses a template file; an error is rendered with its place in the file.
 fn parse(file_name: &str, text: &str) -> Result<RawTemplate, String> {
     let fail = |diagnostics: Vec<Diagnostic>| diagnostic::render(file_name, text, &diagnostics);
-    let raw: RawTemplate = serde_yaml::from_str(text).map_err(|error| {
-        let mut message = error.to_string();
-        if let Some(at) = message.rfind(" at line ") {
-            message.truncate(at);
-        }
-        fail(vec![Diagnostic {
-            location: error.location().map(|l| locate::Location {
-                line: l.line(),
-                column: l.column(),
-            }),
-            message,
-        }])
-    })?;
+    let raw: RawTemplate = serde_yaml::from_str(text)
+        .map_err(|error| fail(vec![crate::config::serde_diagnostic(&error)]))?;
     let types = RawMessage::of_template(&raw).types();
     if types.len() != 1 {
         return Err(fail(vec![Diagnostic {
