@@ -207,6 +207,19 @@ pub(crate) fn serde_diagnostic(error: &serde_yaml::Error) -> Diagnostic {
     if let Some(at) = message.rfind(" at line ") {
         message.truncate(at);
     }
+    // serde quotes the offending key or value: control characters in it (an escape sequence in
+    // a file) are shown escaped, never sent to the terminal.
+    let message = message
+        .chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect();
     Diagnostic {
         location: error.location().map(|l| locate::Location {
             line: l.line(),
