@@ -60,8 +60,7 @@ pub fn render(
     let mut query = String::new();
     if let Some(event) = &request.event {
         let header = match source.kind {
-            SourceKind::Github => Some("x-github-event"),
-            SourceKind::Gitlab => Some("x-gitlab-event"),
+            SourceKind::Github | SourceKind::Gitlab => source.kind.event_header(),
             SourceKind::Json => {
                 query = form_urlencoded::Serializer::new(String::new())
                     .append_pair("event", event)
@@ -83,15 +82,9 @@ pub fn render(
         }
     }
     if !headers.contains_key(http::header::CONTENT_TYPE) {
-        let form = source.kind == SourceKind::Github && body.starts_with(b"payload=");
-        let content_type = if form {
-            "application/x-www-form-urlencoded"
-        } else {
-            "application/json"
-        };
         headers.insert(
             http::header::CONTENT_TYPE,
-            HeaderValue::from_static(content_type),
+            HeaderValue::from_static(source.kind.default_content_type(body)),
         );
     }
 

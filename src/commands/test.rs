@@ -722,8 +722,7 @@ impl Checker<'_> {
         if let (Some(event), Some(source)) = (&test.event, source) {
             let event = event.0.trim();
             let header = match source.kind {
-                SourceKind::Github => Some("x-github-event"),
-                SourceKind::Gitlab => Some("x-gitlab-event"),
+                SourceKind::Github | SourceKind::Gitlab => source.kind.event_header(),
                 SourceKind::Json => {
                     if test.query.contains_key("event") {
                         self.error_at_key(
@@ -763,15 +762,9 @@ impl Checker<'_> {
         if let (Some(source), Some(body)) = (source, &body)
             && !headers.contains_key(http::header::CONTENT_TYPE)
         {
-            let form = source.kind == SourceKind::Github && body.starts_with(b"payload=");
-            let content_type = if form {
-                "application/x-www-form-urlencoded"
-            } else {
-                "application/json"
-            };
             headers.insert(
                 http::header::CONTENT_TYPE,
-                HeaderValue::from_static(content_type),
+                HeaderValue::from_static(source.kind.default_content_type(body)),
             );
         }
 

@@ -63,6 +63,25 @@ impl SourceKind {
         }
     }
 
+    /// The request header that names the event, for kinds that have one.
+    pub fn event_header(self) -> Option<&'static str> {
+        match self {
+            SourceKind::Github => Some("x-github-event"),
+            SourceKind::Gitlab => Some("x-gitlab-event"),
+            _ => None,
+        }
+    }
+
+    /// The content type a sender of this kind uses for `body` when none is given (commands that
+    /// replay a payload from a file): GitHub's form encoding for a `payload=` body, else JSON.
+    pub fn default_content_type(self, body: &[u8]) -> &'static str {
+        if self == SourceKind::Github && body.starts_with(b"payload=") {
+            "application/x-www-form-urlencoded"
+        } else {
+            "application/json"
+        }
+    }
+
     /// Whether events of this kind carry an alert list (`alerts`, `firing`, `resolved`), which
     /// is shortened with an "...and N more alerts" marker when a message would be too long.
     pub fn has_alerts(self) -> bool {
