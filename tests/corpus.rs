@@ -2,17 +2,15 @@
 //! SOURCES.txt) through the shipped rules.yaml: each gives valid messages or a clear "no rule
 //! matched", and the non-conforming legacy Alertmanager payloads give a clear error.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 
 use dingrelay::config::Config;
 use dingrelay::dingtalk::MAX_BODY_BYTES;
 use dingrelay::dingtalk::validate::encoded_len;
 use dingrelay::source::{Inbound, SourceKind};
-use http::{HeaderMap, HeaderName, HeaderValue};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus")
-}
+use support::corpus;
 
 fn shipped_config() -> Config {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("rules.yaml"))
@@ -25,47 +23,6 @@ fn shipped_config() -> Config {
         &|_| None,
     )
     .unwrap_or_else(|e| panic!("the shipped rules.yaml loads:\n{e}"))
-}
-
-/// `file -> replay headers`, from SOURCES.txt column 6 (`X-GitHub-Event: push ; action=...`).
-fn replay_headers(file: &str) -> HeaderMap {
-    let sources = std::fs::read_to_string(fixtures().join("SOURCES.txt")).unwrap();
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    let line = sources
-        .lines()
-        .find(|l| l.split('\t').next() == Some(file))
-        .unwrap_or_else(|| panic!("{file} is listed in SOURCES.txt"));
-    let column = line.split('\t').nth(5).unwrap_or("");
-    for part in column.split(';') {
-        if let Some((name, value)) = part.split_once(':') {
-            let name = name.trim();
-            if name.eq_ignore_ascii_case("x-github-event")
-                || name.eq_ignore_ascii_case("x-gitlab-event")
-            {
-                headers.insert(
-                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                    HeaderValue::from_str(value.trim()).unwrap(),
-                );
-            }
-        }
-    }
-    headers
-}
-
-fn corpus_files(dir: &str) -> Vec<String> {
-    let mut files: Vec<String> = std::fs::read_dir(fixtures().join(dir))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.ends_with(".json"))
-        .map(|name| format!("{dir}/{name}"))
-        .collect();
-    files.sort();
-    files
 }
 
 #[test]
@@ -82,11 +39,11 @@ fn every_corpus_payload_renders_valid_messages_or_matches_no_rule() {
         ("gitlab", SourceKind::Gitlab),
     ] {
         let source = config.sources.values().find(|s| s.kind == kind).unwrap();
-        let files = corpus_files(dir);
+        let files = corpus::files(dir);
         assert!(!files.is_empty(), "{dir} has payloads");
         for file in files {
-            let body = std::fs::read(fixtures().join(&file)).unwrap();
-            let headers = replay_headers(&file);
+            let body = corpus::read(&file);
+            let headers = corpus::headers(&file);
             let inbound = Inbound {
                 headers: &headers,
                 query: "",
@@ -135,11 +92,11 @@ fn every_corpus_payload_renders_valid_messages_or_matches_no_rule() {
 fn legacy_alertmanager_payloads_get_a_clear_error() {
     let config = shipped_config();
     let source = &config.sources["alertmanager"];
-    let files = corpus_files("alertmanager/legacy");
+    let files = corpus::files("alertmanager/legacy");
     assert_eq!(files.len(), 3);
     for file in files {
-        let body = std::fs::read(fixtures().join(&file)).unwrap();
-        let headers = replay_headers(&file);
+        let body = corpus::read(&file);
+        let headers = corpus::headers(&file);
         let inbound = Inbound {
             headers: &headers,
             query: "",

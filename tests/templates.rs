@@ -1,17 +1,15 @@
 //! Every corpus payload renders through a built-in template into a valid message: the template
 //! of its event, or the generic `github-event` / `gitlab-event` for events without one.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 
 use dingrelay::config::Config;
 use dingrelay::dingtalk::MAX_BODY_BYTES;
 use dingrelay::dingtalk::validate::encoded_len;
 use dingrelay::source::{Inbound, SourceKind};
-use http::{HeaderMap, HeaderName, HeaderValue};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus")
-}
+use support::corpus;
 
 /// The template for an event of a kind.
 fn template_for(kind: SourceKind, event: &str) -> &'static str {
@@ -39,35 +37,8 @@ fn template_for(kind: SourceKind, event: &str) -> &'static str {
     }
 }
 
-fn headers(sources: &str, file: &str) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    let line = sources
-        .lines()
-        .find(|l| l.split('\t').next() == Some(file))
-        .unwrap();
-    for part in line.split('\t').nth(5).unwrap_or("").split(';') {
-        if let Some((name, value)) = part.split_once(':') {
-            let name = name.trim();
-            if name.eq_ignore_ascii_case("x-github-event")
-                || name.eq_ignore_ascii_case("x-gitlab-event")
-            {
-                headers.insert(
-                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                    HeaderValue::from_str(value.trim()).unwrap(),
-                );
-            }
-        }
-    }
-    headers
-}
-
 #[test]
 fn every_corpus_payload_renders_through_a_built_in_template() {
-    let sources = std::fs::read_to_string(fixtures().join("SOURCES.txt")).unwrap();
     let now: jiff::Timestamp = "2026-11-24T08:00:00Z".parse().unwrap();
     let mut rendered = std::collections::BTreeMap::<&str, usize>::new();
     for (dir, kind) in [
@@ -76,17 +47,9 @@ fn every_corpus_payload_renders_through_a_built_in_template() {
         ("github", SourceKind::Github),
         ("gitlab", SourceKind::Gitlab),
     ] {
-        let mut files: Vec<String> = std::fs::read_dir(fixtures().join(dir))
-            .unwrap()
-            .filter_map(Result::ok)
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".json"))
-            .collect();
-        files.sort();
-        for name in files {
-            let file = format!("{dir}/{name}");
-            let headers = headers(&sources, &file);
-            let body = std::fs::read(fixtures().join(&file)).unwrap();
+        for file in corpus::files(dir) {
+            let headers = corpus::headers(&file);
+            let body = corpus::read(&file);
             // Which event is it? Parse once with a template-less config to learn it.
             let probe = Config::parse(
                 "rules.yaml",
