@@ -320,7 +320,8 @@ impl RuleSet {
 }
 
 /// The events a rule renders: the event itself, or with `per_alert`, one event per alert (its
-/// payload holding that alert alone, `status` the alert's), each named by the alert's
+/// payload holding that alert alone, `status` and `event` the alert's; `when` was decided on
+/// the group), each named by the alert's
 /// fingerprint (or position) so their messages are told apart when deduplicated.
 fn parts<'e>(rule: &Rule, event: &'e Event) -> Vec<(Option<String>, std::borrow::Cow<'e, Event>)> {
     use std::borrow::Cow;
@@ -328,6 +329,7 @@ fn parts<'e>(rule: &Rule, event: &'e Event) -> Vec<(Option<String>, std::borrow:
         (true, Some(serde_json::Value::Array(alerts))) if event.kind.has_alerts() => alerts,
         _ => return vec![(None, Cow::Borrowed(event))],
     };
+    let mut seen = std::collections::HashSet::new();
     alerts
         .iter()
         .enumerate()
@@ -338,15 +340,22 @@ fn parts<'e>(rule: &Rule, event: &'e Event) -> Vec<(Option<String>, std::borrow:
                     "alerts".to_owned(),
                     serde_json::Value::Array(vec![alert.clone()]),
                 );
-                if let Some(status) = alert.get("status").filter(|s| s.is_string()) {
-                    payload.insert("status".to_owned(), status.clone());
+                if let Some(status) = alert.get("status").and_then(|s| s.as_str()) {
+                    payload.insert("status".to_owned(), status.into());
+                    // The message is about this alert: firing or resolved is its own.
+                    one.name = status.to_owned();
                 }
             }
-            let name = alert
+            let fingerprint = alert
                 .get("fingerprint")
                 .and_then(|f| f.as_str())
-                .filter(|f| !f.is_empty())
-                .map_or_else(|| format!("alert-{i}"), str::to_owned);
+                .filter(|f| !f.is_empty());
+            // Two alerts of one group with the same fingerprint still get a message each.
+            let name = match fingerprint {
+                Some(f) if seen.insert(f.to_owned()) => f.to_owned(),
+                Some(f) => format!("{f}-{i}"),
+                None => format!("alert-{i}"),
+            };
             (Some(name), Cow::Owned(one))
         })
         .collect()
