@@ -130,6 +130,8 @@ impl RuleSet {
     pub fn route(&self, event: &crate::source::Event, now: jiff::Timestamp) -> Routing {
         let mut routing = Routing::default();
         let mut stopped_by: Option<&str> = None;
+        // Built once: every rule's `when` and message read the same context.
+        let ctx = render::context(event, None, now).0;
         for rule in self.rules.iter().filter(|r| r.source == event.source) {
             if let Some(stopper) = stopped_by {
                 routing.skipped.push(Skipped {
@@ -140,7 +142,7 @@ impl RuleSet {
                 });
                 continue;
             }
-            match self.route_one(rule, event, now) {
+            match self.route_with(rule, event, now, &ctx) {
                 Ok(None) => {
                     routing.skipped.push(Skipped {
                         rule: rule.name.clone(),
@@ -186,9 +188,19 @@ impl RuleSet {
         event: &crate::source::Event,
         now: jiff::Timestamp,
     ) -> Result<Option<Vec<Delivery>>, Vec<RuleError>> {
-        match self.matches(rule, event, now) {
+        self.route_with(rule, event, now, &render::context(event, None, now).0)
+    }
+
+    fn route_with(
+        &self,
+        rule: &Rule,
+        event: &crate::source::Event,
+        now: jiff::Timestamp,
+        ctx: &minijinja::Value,
+    ) -> Result<Option<Vec<Delivery>>, Vec<RuleError>> {
+        match self.matches(rule, ctx) {
             Ok(false) => Ok(None),
-            Ok(true) => self.render(rule, event, now).map(Some),
+            Ok(true) => self.render_with(rule, event, now, Some(ctx)).map(Some),
             Err(error) => Err(vec![error]),
         }
     }

@@ -21,17 +21,12 @@ use crate::source::Event;
 
 impl RuleSet {
     /// Whether the rule's `when` holds for the event (always, without a `when`).
-    pub(super) fn matches(
-        &self,
-        rule: &Rule,
-        event: &Event,
-        now: jiff::Timestamp,
-    ) -> Result<bool, RuleError> {
+    /// `ctx` is the event's full template context ([`context`]), built once per event.
+    pub(super) fn matches(&self, rule: &Rule, ctx: &Value) -> Result<bool, RuleError> {
         let Some(when) = &rule.when else {
             return Ok(true);
         };
-        let ctx = context(event, None, now).0;
-        Ok(self.render_field(rule, &when.template, &ctx)? == "true")
+        Ok(self.render_field(rule, &when.template, ctx)? == "true")
     }
 
     /// Renders the rule's message for the event and prepares it for each of the rule's robots,
@@ -42,11 +37,24 @@ impl RuleSet {
         event: &Event,
         now: jiff::Timestamp,
     ) -> Result<Vec<Delivery>, Vec<RuleError>> {
+        self.render_with(rule, event, now, None)
+    }
+
+    /// [`RuleSet::render`], reusing the event's full context when the caller built it already.
+    pub(super) fn render_with(
+        &self,
+        rule: &Rule,
+        event: &Event,
+        now: jiff::Timestamp,
+        full_ctx: Option<&Value>,
+    ) -> Result<Vec<Delivery>, Vec<RuleError>> {
         let mut deliveries = Vec::new();
         let mut errors = Vec::new();
         for (part, event) in parts(rule, event) {
+            // A per-alert part has its own context; the whole event can reuse the caller's.
+            let ctx = if part.is_none() { full_ctx } else { None };
             let (message, omitted_alerts) = self
-                .render_fitting(rule, &event, now)
+                .render_fitting(rule, &event, now, ctx)
                 .map_err(|e| vec![e])?;
             for robot in &rule.robots {
                 match prepare(message.clone(), robot) {
@@ -81,9 +89,17 @@ impl RuleSet {
         rule: &Rule,
         event: &Event,
         now: jiff::Timestamp,
+        full_ctx: Option<&Value>,
     ) -> Result<(Message, usize), RuleError> {
-        let (ctx, _) = context(event, None, now);
-        let full = self.render_message(rule, &ctx)?;
+        let built;
+        let ctx = match full_ctx {
+            Some(ctx) => ctx,
+            None => {
+                built = context(event, None, now).0;
+                &built
+            }
+        };
+        let full = self.render_message(rule, ctx)?;
         let total = event.alert_count().unwrap_or(0);
         if fits(&full) || total <= 1 {
             return Ok((full, 0));
