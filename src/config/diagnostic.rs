@@ -88,13 +88,27 @@ pub fn render(file_name: &str, source: &str, diagnostics: &[Diagnostic]) -> Stri
 }
 
 fn render_one(out: &mut String, file_name: &str, source: &str, diagnostic: &Diagnostic) {
+    // Messages quote names from the file: control characters in them are shown escaped, never
+    // sent to the terminal.
+    let message: String = diagnostic
+        .message
+        .chars()
+        .flat_map(|c| {
+            let shown: Vec<char> = if c.is_control() && c != '\n' && c != '\t' {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            shown
+        })
+        .collect();
     let Some(location) = diagnostic.location else {
-        out.push_str(&format!("{file_name}: {}\n", diagnostic.message));
+        out.push_str(&format!("{file_name}: {message}\n"));
         return;
     };
     out.push_str(&format!(
-        "{file_name}:{}:{}: {}\n",
-        location.line, location.column, diagnostic.message
+        "{file_name}:{}:{}: {message}\n",
+        location.line, location.column
     ));
     let Some(line) = location
         .line

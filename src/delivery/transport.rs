@@ -203,15 +203,18 @@ const SECRET_PARAMS: [&str; 2] = ["access_token=", "sign="];
 pub(crate) fn redact_secrets(text: &str) -> String {
     // ASCII lowercasing keeps every byte offset, so `lower` and `text` share char boundaries.
     let lower = text.to_ascii_lowercase();
-    let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
     while let Some(c) = text.get(i..).and_then(|rest| rest.chars().next()) {
         let rest = lower.get(i..).unwrap_or("");
+        // A parameter glued to a word (`design=`) is not one, but an escape before it is no
+        // word: `\naccess_token=` in escaped JSON is masked.
+        let bytes = text.as_bytes();
         let after_word = i > 0
             && bytes
                 .get(i - 1)
-                .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_');
+                .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+            && !(i > 1 && bytes.get(i - 2) == Some(&b'\\'));
         if !after_word && let Some(param) = SECRET_PARAMS.iter().find(|p| rest.starts_with(**p)) {
             let start = i + param.len();
             let end = text

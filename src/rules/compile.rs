@@ -303,6 +303,8 @@ impl RuleCompiler<'_, '_> {
 
         if raw.name.trim().is_empty() {
             self.error(&at.key("name"), "the name is empty");
+        } else if raw.name.chars().any(char::is_control) {
+            self.error(&at.key("name"), "the name has control characters");
         }
         if raw.per_alert
             && let Some(source) = sources.get(&raw.source)
