@@ -672,3 +672,57 @@ async fn a_json_source_dedup_template_drops_redeliveries() {
         .stop(tokio::time::Instant::now() + Duration::from_secs(5))
         .await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_during_a_backoff_keeps_the_order() {
+    let clock = Clock::starting_at(START_MS);
+    let mock = MockDingTalk::new()
+        .robot(TOKEN, Some(SECRET), &["告警"])
+        .clock(move || clock.now_ms());
+    let state_dir = temp_dir("order");
+    let text = config_text(
+        &state_dir,
+        &webhook_url("http://mock.test", TOKEN),
+        "mock.test",
+        "    digest: false",
+        "",
+    );
+    let services = || Services {
+        transport: Arc::new(mock.clone()) as Arc<dyn Transport>,
+        clock,
+        dry_run: Arc::new(Mutex::new(Box::new(std::io::sink()))),
+        config_path: None,
+        metrics: Arc::new(Metrics::new()),
+    };
+    // DingTalk throttles the first alert: the robot pauses for the penalty (in memory, and the
+    // first alert's row is due after it), and the others arrive during the pause.
+    mock.set_fault(Fault::ErrCode(130101), Some(1));
+    let daemon = Daemon::start(load(&text), services()).await.unwrap();
+    post_alert(&daemon.router(), "first").await;
+    while mock.stats().faults < 1 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for instance in ["second", "third"] {
+        post_alert(&daemon.router(), instance).await;
+    }
+    daemon
+        .stop(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
+
+    // Restarted (the pause is forgotten): the younger alerts are due, the first one is not yet.
+    let daemon = Daemon::start(load(&text), services()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(700)).await;
+    let order: Vec<String> = mock
+        .messages()
+        .iter()
+        .map(|m| m.body["markdown"]["text"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(order.len(), 3, "{order:?}");
+    assert!(
+        order[0].contains("first") && order[1].contains("second") && order[2].contains("third"),
+        "{order:?}"
+    );
+    daemon
+        .stop(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
+}
