@@ -119,11 +119,28 @@ fn read_body(answer: &HttpAnswer) -> Body {
     let errmsg = match object.get("errmsg") {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(text)) => text.clone(),
-        Some(other) => other.to_string(),
+        // Its texts as they are, not as JSON: an escape (`\u0001`) glued to a secret would hide
+        // it from masking.
+        Some(other) => {
+            let mut texts = Vec::new();
+            leaves(other, &mut texts);
+            texts.join(" ")
+        }
     };
     Body::Answer {
         errcode,
         errmsg: clean(&errmsg, MAX_ERRMSG_CHARS),
+    }
+}
+
+/// The strings, numbers and booleans inside a JSON value, in order.
+fn leaves(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Null => {}
+        Value::String(text) => out.push(text.clone()),
+        Value::Array(items) => items.iter().for_each(|item| leaves(item, out)),
+        Value::Object(map) => map.values().for_each(|item| leaves(item, out)),
+        other => out.push(other.to_string()),
     }
 }
 
@@ -771,13 +788,15 @@ mod tests {
         assert!(!errmsg.contains('\n') && !errmsg.contains('\0'), "{errmsg}");
         assert!(errmsg.contains("access_token=***"), "{errmsg}");
 
-        // A non-string errmsg is kept as JSON text.
-        let Outcome::Transient { reason } =
-            classify(answer(200, r#"{"errcode":5,"errmsg":[1,2]}"#))
-        else {
+        // A non-string errmsg is shown as its texts, so an escape cannot hide a secret.
+        let Outcome::Transient { reason } = classify(answer(
+            200,
+            r#"{"errcode":5,"errmsg":[1,"two",{"x":"\u0001access_token=abc"}]}"#,
+        )) else {
             panic!("transient expected");
         };
-        assert!(reason.contains("[1,2]"), "{reason}");
+        assert!(reason.contains("1 two"), "{reason}");
+        assert!(!reason.contains("abc"), "{reason}");
     }
 
     #[test]
