@@ -260,15 +260,27 @@ impl Outbox {
     }
 }
 
-/// Waits for the thread's answer on tokio's blocking pool. Tokio's paused test clock does not
-/// auto-advance while a blocking task runs, so under `tokio::time::pause` time stands still
-/// while SQLite works, as it does for every other await; a plain `.await` on the channel would
-/// let the clock jump to the next timer during every commit.
+/// Waits for the thread's answer.
+///
+/// On a multi-thread runtime (the daemon's) this is a plain await. On a current-thread runtime
+/// (the only kind whose clock tests can pause) the wait goes through tokio's blocking pool:
+/// the paused clock does not auto-advance while a blocking task runs, so time stands still
+/// while SQLite works, as it does for every other await; a plain `.await` there would let the
+/// clock jump to the next timer (a request timeout, a backoff) during every commit. The
+/// blocking pool costs a thread hand-off per call, which the daemon's intake cannot afford
+/// (BENCHMARKS.md).
 async fn wait<T: Send + 'static>(answer: oneshot::Receiver<T>) -> Result<T, OutboxError> {
-    match tokio::task::spawn_blocking(move || answer.blocking_recv()).await {
-        Ok(Ok(answer)) => Ok(answer),
-        _ => Err(stopped()),
-    }
+    let current_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
+    let answer = if current_thread {
+        match tokio::task::spawn_blocking(move || answer.blocking_recv()).await {
+            Ok(answer) => answer,
+            Err(_) => return Err(stopped()),
+        }
+    } else {
+        answer.await
+    };
+    answer.map_err(|_| stopped())
 }
 
 /// The thread: runs commands in order until closed or every handle is gone.

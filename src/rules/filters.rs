@@ -12,6 +12,8 @@
 //! | `label_pairs(sep=", ", kv="=", exclude=[])` | `{{ alert.labels \| label_pairs }}` | `alertname=Disk, severity=critical` |
 //! | `ref_name` | `{{ ref \| ref_name }}` | `main` for `refs/heads/main` |
 //! | `short_sha(n=7)` | `{{ sha \| short_sha }}` | `9fceb02` |
+//! | `distinct_labels(common, keys=...)` | `{{ alert.labels \| distinct_labels(commonLabels) \| join(" · ") }}` | `DiskFull · instance=db2` ([`super::alert_labels`]) |
+//! | `silence_url(base, keys=...)` | `{{ alert.labels \| silence_url(externalURL) }}` | Alertmanager's new-silence page for the alert ([`super::alert_labels`]) |
 //!
 //! Every optional argument can be given by position or by keyword (`datetime(format="%H:%M")`).
 //!
@@ -132,10 +134,15 @@ pub fn register(env: &mut Environment<'_>, tz: TimeZone) {
             Ok::<_, Error>(short_sha(&value, n.unwrap_or(7)).to_owned())
         },
     );
+    super::alert_labels::register(env);
 }
 
 /// An optional filter argument that may be given by position or by keyword, but not both.
-fn arg<'k, T>(name: &'k str, positional: Option<T>, kwargs: &'k Kwargs) -> Result<Option<T>, Error>
+pub(super) fn arg<'k, T>(
+    name: &'k str,
+    positional: Option<T>,
+    kwargs: &'k Kwargs,
+) -> Result<Option<T>, Error>
 where
     T: minijinja::value::ArgType<'k, Output = T>,
 {
@@ -160,7 +167,7 @@ fn required<T>(filter: &str, name: &str, value: Option<T>) -> Result<T, Error> {
     })
 }
 
-fn invalid(message: String) -> Error {
+pub(super) fn invalid(message: String) -> Error {
     Error::new(ErrorKind::InvalidOperation, message)
 }
 

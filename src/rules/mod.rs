@@ -12,6 +12,7 @@
 //! through [`crate::dingtalk::prepare`] for each robot, and a failure is a [`RuleError`] naming the
 //! rule, the robot and the field.
 
+mod alert_labels;
 pub mod compile;
 pub mod filters;
 mod render;

@@ -1,0 +1,371 @@
+//! Template filters over an alert's labels (Alertmanager, Grafana), registered by
+//! [`super::filters::register`]:
+//!
+//! | filter | example | result |
+//! |---|---|---|
+//! | `distinct_labels(common, keys=IDENTITY_KEYS)` | `{{ alert.labels \| distinct_labels(commonLabels) \| join(" · ") }}` | `DiskFull · instance=db2 · critical` |
+//! | `silence_url(base, keys=IDENTITY_KEYS)` | `{{ alert.labels \| silence_url(externalURL) }}` | `http://am:9093/#/silences/new?filter=%7Balertname%3D%22DiskFull%22...` |
+//!
+//! `distinct_labels` gives what tells one alert apart from the rest of its group, as a list of
+//! strings, in this order:
+//! - the `alertname`, unless the group shares it (`common.alertname`);
+//! - `key=value` for each identity key (`keys`, in their order) the alert has with a non-empty
+//!   value that the group does not share;
+//! - when that found nothing but the name: `key=value` for up to 4 other labels, in the alert's
+//!   order, that the group does not share, leaving out `alertname`, `severity`, identity keys and
+//!   keys starting with `__`;
+//! - the `severity`, bare, unless the group shares it.
+//!
+//! `silence_url` gives a link to Alertmanager's "new silence" page with matchers filled in: one
+//! `key="value"` per label among `alertname` and the identity keys that the alert has with a
+//! non-empty value, or every label when that finds fewer than 2 (backslashes and quotes
+//! escaped). It is empty when `base` is empty or the alert has no labels. A trailing `/` of
+//! `base` is dropped.
+//!
+//! These are filters rather than template macros because the built-in `alertmanager` template
+//! calls them for every alert, and minijinja macros were most of its rendering time
+//! (BENCHMARKS.md). They read values the way templates do: a label is "present" when its value
+//! is true in a template's `if`, and compared with `==`.
+
+use minijinja::value::{Kwargs, Value, ValueKind};
+use minijinja::{Environment, Error};
+
+/// The labels that usually say *where* an alert is (instance, pod, job, ...): the default `keys`.
+pub const IDENTITY_KEYS: &[&str] = &[
+    "instance",
+    "host",
+    "pod",
+    "pod_name",
+    "container",
+    "container_name",
+    "namespace",
+    "service",
+    "job",
+    "device",
+    "mountpoint",
+    "node",
+    "cluster",
+];
+
+/// At most this many other labels are shown when no identity key tells an alert apart.
+const MAX_OTHER_LABELS: usize = 4;
+
+/// Registers `distinct_labels` and `silence_url` on `env`.
+pub fn register(env: &mut Environment<'_>) {
+    env.add_filter(
+        "distinct_labels",
+        |labels: Value, common: Option<Value>, keys: Option<Value>, kwargs: Kwargs| {
+            let common = super::filters::arg("common", common, &kwargs)?;
+            let keys = super::filters::arg("keys", keys, &kwargs)?;
+            kwargs.assert_all_used()?;
+            let keys = identity_keys("distinct_labels", keys.as_ref())?;
+            Ok::<_, Error>(Value::from(distinct_labels(
+                &labels,
+                &common.unwrap_or(Value::UNDEFINED),
+                &keys,
+            )))
+        },
+    );
+    env.add_filter(
+        "silence_url",
+        |labels: Value, base: Option<Value>, keys: Option<Value>, kwargs: Kwargs| {
+            let base = super::filters::arg("base", base, &kwargs)?;
+            let keys = super::filters::arg("keys", keys, &kwargs)?;
+            kwargs.assert_all_used()?;
+            let keys = identity_keys("silence_url", keys.as_ref())?;
+            let base = base
+                .filter(|b| b.is_true())
+                .map(|b| b.to_string())
+                .unwrap_or_default();
+            silence_url(&labels, base.trim_end_matches('/'), &keys)
+        },
+    );
+}
+
+/// The `keys` argument, or [`IDENTITY_KEYS`].
+fn identity_keys(filter: &str, keys: Option<&Value>) -> Result<Vec<String>, Error> {
+    let Some(keys) = keys else {
+        return Ok(IDENTITY_KEYS.iter().map(|k| (*k).to_owned()).collect());
+    };
+    if keys.kind() != ValueKind::Seq {
+        return Err(super::filters::invalid(format!(
+            "{filter}: `keys` must be a list of label names, got {keys:?}"
+        )));
+    }
+    Ok(keys.try_iter()?.map(|k| k.to_string()).collect())
+}
+
+/// A label's value, undefined when `labels` is not a map or has no such key.
+fn label(labels: &Value, key: &str) -> Value {
+    if labels.kind() != ValueKind::Map {
+        return Value::UNDEFINED;
+    }
+    labels.get_attr(key).unwrap_or(Value::UNDEFINED)
+}
+
+/// See the [module documentation](self).
+fn distinct_labels(labels: &Value, common: &Value, keys: &[String]) -> Vec<String> {
+    let mut parts: Vec<String> = Vec::new();
+    let name = label(labels, "alertname");
+    let common_name = label(common, "alertname");
+    let shares_name = common_name.is_true() && name == common_name;
+    if !shares_name && name.is_true() {
+        parts.push(name.to_string());
+    }
+    let mut identified = false;
+    for key in keys {
+        let value = label(labels, key);
+        if value.is_true() && value != label(common, key) {
+            parts.push(format!("{key}={value}"));
+            identified = true;
+        }
+    }
+    if !identified && labels.kind() == ValueKind::Map {
+        let others = labels
+            .try_iter()
+            .into_iter()
+            .flatten()
+            .map(|key| key.to_string())
+            .filter(|key| {
+                !keys.contains(key)
+                    && key != "alertname"
+                    && key != "severity"
+                    && !key.starts_with("__")
+            })
+            .filter_map(|key| {
+                let value = label(labels, &key);
+                (value != label(common, &key)).then(|| format!("{key}={value}"))
+            })
+            .take(MAX_OTHER_LABELS);
+        parts.extend(others);
+    }
+    let severity = label(labels, "severity");
+    if severity.is_true() && severity != label(common, "severity") {
+        parts.push(severity.to_string());
+    }
+    parts
+}
+
+/// See the [module documentation](self).
+fn silence_url(labels: &Value, base: &str, keys: &[String]) -> Result<String, Error> {
+    if base.is_empty() || labels.kind() != ValueKind::Map {
+        return Ok(String::new());
+    }
+    let mut matched: Vec<String> = std::iter::once("alertname")
+        .chain(keys.iter().map(String::as_str))
+        .filter(|key| label(labels, key).is_true())
+        .map(str::to_owned)
+        .collect();
+    if matched.len() < 2 {
+        matched = labels.try_iter()?.map(|k| k.to_string()).collect();
+    }
+    if matched.is_empty() {
+        return Ok(String::new());
+    }
+    let matchers: Vec<String> = matched
+        .iter()
+        .map(|key| {
+            let value = label(labels, key);
+            let value = if value.is_undefined() {
+                String::new()
+            } else {
+                value.to_string()
+            };
+            let value = value.replace('\\', "\\\\").replace('"', "\\\"");
+            format!("{key}=\"{value}\"")
+        })
+        .collect();
+    let filter = format!("{{{}}}", matchers.join(","));
+    Ok(format!(
+        "{base}/#/silences/new?filter={}",
+        minijinja::filters::urlencode(&Value::from(filter))?
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use minijinja::context;
+    use proptest::prelude::*;
+
+    /// The template macros these filters replaced, verbatim: the filters must render the same.
+    const MACROS: &str = r#"
+    {%- set ident_keys = ["instance", "host", "pod", "pod_name", "container", "container_name", "namespace", "service", "job", "device", "mountpoint", "node", "cluster"] -%}
+    {%- macro labels_of(alert) -%}
+      {%- set ns = namespace(parts=[]) -%}
+      {%- if not commonLabels.alertname or alert.labels.alertname != commonLabels.alertname %}{% set ns.parts = ns.parts + [alert.labels.alertname] %}{% endif -%}
+      {%- for k in ident_keys if alert.labels[k] and alert.labels[k] != commonLabels[k] %}{% set ns.parts = ns.parts + [k ~ "=" ~ alert.labels[k]] %}{% endfor -%}
+      {%- if ns.parts | length == 0 or ns.parts == [alert.labels.alertname] -%}
+      {%- for k, v in alert.labels | items if k not in ident_keys and k not in ["alertname", "severity"] and not k is startingwith("__") and v != commonLabels[k] %}{% if loop.index <= 4 %}{% set ns.parts = ns.parts + [k ~ "=" ~ v] %}{% endif %}{% endfor -%}
+      {%- endif -%}
+      {%- if alert.labels.severity and alert.labels.severity != commonLabels.severity %}{% set ns.parts = ns.parts + [alert.labels.severity] %}{% endif -%}
+      {{ ns.parts | select | join(" · ") }}
+    {%- endmacro -%}
+    {%- macro silence(alert) -%}
+      {%- set ns = namespace(m=[], q=[]) -%}
+      {%- for k in ["alertname"] + ident_keys if alert.labels[k] %}{% set ns.m = ns.m + [k] %}{% endfor -%}
+      {%- if ns.m | length < 2 %}{% set ns.m = alert.labels | list %}{% endif -%}
+      {%- for k in ns.m %}{% set ns.q = ns.q + [k ~ '="' ~ (alert.labels[k] ~ "") | replace("\\", "\\\\") | replace('"', '\\"') ~ '"'] %}{% endfor -%}
+      {%- if am and ns.q %}{{ am }}/#/silences/new?filter={{ ("{" ~ ns.q | join(",") ~ "}") | urlencode }}{% endif -%}
+    {%- endmacro -%}
+    "#;
+
+    fn env() -> Environment<'static> {
+        let mut env = Environment::new();
+        super::super::filters::register(&mut env, jiff::tz::TimeZone::UTC);
+        env
+    }
+
+    /// (macro result, filter result) for `expression` with `alert`, `commonLabels` and `am`.
+    fn both(macro_call: &str, filter_call: &str, ctx: Value) -> (String, String) {
+        let env = env();
+        let old = env
+            .render_str(&format!("{MACROS}{{{{ {macro_call} }}}}"), ctx.clone())
+            .unwrap();
+        let new = env
+            .render_str(&format!("{MACROS}{{{{ {filter_call} }}}}"), ctx)
+            .unwrap();
+        (old, new)
+    }
+
+    fn ctx(labels: &serde_json::Value, common: &serde_json::Value, am: &str) -> Value {
+        context! {
+            alert => context! { labels => minijinja::value::Serde(labels) },
+            commonLabels => minijinja::value::Serde(common),
+            am => am,
+        }
+    }
+
+    const DISTINCT: &str =
+        r#"alert.labels | distinct_labels(commonLabels, ident_keys) | join(" · ")"#;
+    const SILENCE: &str = "alert.labels | silence_url(am, ident_keys)";
+
+    #[test]
+    fn distinct_labels_examples() {
+        let env = env();
+        let render = |labels: serde_json::Value, common: serde_json::Value| {
+            env.render_str(
+                "{{ alert.labels | distinct_labels(commonLabels) | join(' · ') }}",
+                ctx(&labels, &common, ""),
+            )
+            .unwrap()
+        };
+        let labels = serde_json::json!({"alertname": "DiskFull", "instance": "db2", "severity": "critical", "team": "db"});
+        assert_eq!(
+            render(labels.clone(), serde_json::json!({})),
+            "DiskFull · instance=db2 · critical"
+        );
+        assert_eq!(
+            render(
+                labels.clone(),
+                serde_json::json!({"alertname": "DiskFull", "severity": "critical"})
+            ),
+            "instance=db2"
+        );
+        // Nothing but the name tells it apart: up to 4 other labels, never `__` ones.
+        let labels = serde_json::json!({"alertname": "X", "__meta": "m", "a": "1", "b": "2", "c": "3", "d": "4", "e": "5"});
+        assert_eq!(
+            render(labels, serde_json::json!({"alertname": "X", "a": "1"})),
+            "b=2 · c=3 · d=4 · e=5"
+        );
+        // Not a map: nothing.
+        assert_eq!(
+            render(serde_json::json!("labels"), serde_json::json!({})),
+            ""
+        );
+    }
+
+    #[test]
+    fn silence_url_examples() {
+        let env = env();
+        let render = |labels: serde_json::Value, am: &str| {
+            env.render_str(
+                "{{ alert.labels | silence_url(am) }}",
+                ctx(&labels, &serde_json::json!({}), am),
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            render(
+                serde_json::json!({"alertname": "Disk \"Full\"", "instance": "db2", "x": "y"}),
+                "http://am:9093/"
+            ),
+            "http://am:9093/#/silences/new?filter=%7Balertname%3D%22Disk%20%5C%22Full%5C%22%22%2Cinstance%3D%22db2%22%7D"
+        );
+        // Fewer than two identity labels: every label.
+        assert_eq!(
+            render(serde_json::json!({"alertname": "A", "x": "y"}), "http://am"),
+            "http://am/#/silences/new?filter=%7Balertname%3D%22A%22%2Cx%3D%22y%22%7D"
+        );
+        assert_eq!(render(serde_json::json!({"alertname": "A"}), ""), "");
+        assert_eq!(render(serde_json::json!({}), "http://am"), "");
+    }
+
+    #[test]
+    fn keys_can_be_given_and_must_be_a_list() {
+        let env = env();
+        let labels = serde_json::json!({"alertname": "A", "region": "eu", "instance": "i"});
+        let out = env
+            .render_str(
+                "{{ alert.labels | distinct_labels(commonLabels, keys=['region']) | join(',') }}",
+                ctx(&labels, &serde_json::json!({"alertname": "A"}), ""),
+            )
+            .unwrap();
+        assert_eq!(out, "region=eu");
+        let err = env
+            .render_str(
+                "{{ alert.labels | distinct_labels(commonLabels, keys='region') }}",
+                ctx(&labels, &serde_json::json!({}), ""),
+            )
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("must be a list"), "{err:#}");
+    }
+
+    fn label_map() -> impl Strategy<Value = serde_json::Value> {
+        let keys = prop::sample::select(vec![
+            "alertname",
+            "severity",
+            "instance",
+            "job",
+            "pod",
+            "namespace",
+            "__name__",
+            "team",
+            "env",
+            "region",
+            "a",
+            "b",
+            "c",
+            "d",
+            "e",
+        ]);
+        let values = prop_oneof![
+            prop::sample::select(vec![
+                "", "x", "y", "DiskFull", "critical", "a\"b\\c", "空间"
+            ])
+            .prop_map(serde_json::Value::from),
+            Just(serde_json::Value::Null),
+            (0i64..3).prop_map(serde_json::Value::from),
+        ];
+        prop::collection::vec((keys, values), 0..10).prop_map(|pairs| {
+            serde_json::Value::Object(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        /// The filters render exactly what the template macros they replaced rendered.
+        #[test]
+        fn filters_match_the_macros_they_replaced(
+            labels in label_map(),
+            common in label_map(),
+            am in prop::sample::select(vec!["", "http://am:9093"]),
+        ) {
+            let (old, new) = both("labels_of(alert)", DISTINCT, ctx(&labels, &common, am));
+            prop_assert_eq!(old, new);
+            let (old, new) = both("silence(alert)", SILENCE, ctx(&labels, &common, am));
+            prop_assert_eq!(old, new);
+        }
+    }
+}
