@@ -383,11 +383,7 @@ pub(super) fn context(
     alert_limit: Option<usize>,
     now: jiff::Timestamp,
 ) -> (Value, usize) {
-    let (mut json, omitted) = event.context(alert_limit);
-    if let serde_json::Value::Object(map) = &mut json {
-        map.insert("now".to_owned(), serde_json::Value::String(now.to_string()));
-    }
-    (Value::from(minijinja::value::Serde(&json)), omitted)
+    event.template_context(alert_limit, Some(now))
 }
 
 fn error(rule: &Rule, field: &Field, error: &minijinja::Error) -> RuleError {

@@ -13,7 +13,7 @@
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{Rejection, SourceKind, describe};
+use super::{Rejection, describe};
 
 /// Whether an alert (or a group) is firing or resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,11 +87,7 @@ pub(super) fn alert_status(alert: &Value) -> Status {
 
 /// The group status derived from the alerts: firing when any is firing.
 pub(super) fn derived_status(alerts: &[Value]) -> Status {
-    if alerts.iter().any(|a| alert_status(a) == Status::Firing) {
-        Status::Firing
-    } else {
-        Status::Resolved
-    }
+    derived_status_of(alerts.iter().map(alert_status))
 }
 
 /// The group's `status` field: `Ok(None)` when missing or null, an error when it is something
@@ -150,97 +146,35 @@ fn canonical_labels(labels: Option<&Value>) -> String {
     }
 }
 
-/// Fills in group fields templates rely on, when missing or null.
-pub(super) fn fill_group_defaults(context: &mut Map<String, Value>, kind: SourceKind, name: &str) {
-    let status = if name.is_empty() {
-        derived_status(list_of(context)).as_str().to_owned()
-    } else {
-        name.to_owned()
-    };
-    let mut defaults: Vec<(&str, Value)> = vec![
-        ("status", Value::String(status)),
-        ("receiver", Value::String(String::new())),
-        ("groupKey", Value::String(String::new())),
-        ("externalURL", Value::String(String::new())),
-        ("groupLabels", Value::Object(Map::new())),
-        ("commonLabels", Value::Object(Map::new())),
-        ("commonAnnotations", Value::Object(Map::new())),
-        ("truncatedAlerts", Value::from(0)),
-    ];
-    if kind == SourceKind::Grafana {
-        defaults.push(("title", Value::String(String::new())));
-        defaults.push(("message", Value::String(String::new())));
-    }
-    for (key, value) in defaults {
-        match context.get(key) {
-            None | Some(Value::Null) => {
-                context.insert(key.to_owned(), value);
-            }
-            Some(_) => {}
-        }
-    }
-}
-
-fn list_of(map: &Map<String, Value>) -> &[Value] {
-    map.get("alerts")
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
-}
-
-/// One alert as templates see it: a copy with `status` set to `firing`/`resolved` and
-/// `labels`/`annotations` present (`{}` when missing or null).
-fn normalized(alert: &Value, status: Status) -> Value {
-    let mut alert = match alert {
-        Value::Object(map) => map.clone(),
-        _ => Map::new(),
-    };
-    alert.insert("status".into(), Value::String(status.as_str().into()));
-    for key in ["labels", "annotations"] {
-        if matches!(alert.get(key), None | Some(Value::Null)) {
-            alert.insert(key.into(), Value::Object(Map::new()));
-        }
-    }
-    Value::Object(alert)
-}
-
-/// The alerts shown in a template context.
-pub(super) struct Shown {
-    pub(super) alerts: Vec<Value>,
-    pub(super) firing: Vec<Value>,
-    pub(super) resolved: Vec<Value>,
-    pub(super) omitted: usize,
-}
-
-/// Picks the alerts to show under `limit`: firing ones first, then resolved ones, each in their
-/// original order; `alerts` lists the chosen ones in payload order.
-pub(super) fn select(payload: &Value, limit: Option<usize>) -> Shown {
-    let all = list(payload).unwrap_or_default();
-    let statuses: Vec<Status> = all.iter().map(alert_status).collect();
+/// Which alerts a template context shows under `limit` (all when `None`), by position: firing
+/// alerts are kept before resolved ones, each in their original order.
+pub(super) fn choose(statuses: &[Status], limit: Option<usize>) -> Vec<bool> {
     let limit = limit.unwrap_or(usize::MAX);
     let firing_total = statuses.iter().filter(|s| **s == Status::Firing).count();
     let resolved_total = statuses.len() - firing_total;
     let firing_quota = firing_total.min(limit);
     let resolved_quota = resolved_total.min(limit - firing_quota);
+    let (mut firing, mut resolved) = (0, 0);
+    statuses
+        .iter()
+        .map(|status| {
+            let (taken, quota) = match status {
+                Status::Firing => (&mut firing, firing_quota),
+                Status::Resolved => (&mut resolved, resolved_quota),
+            };
+            *taken += 1;
+            *taken <= quota
+        })
+        .collect()
+}
 
-    let mut shown = Shown {
-        alerts: Vec::new(),
-        firing: Vec::new(),
-        resolved: Vec::new(),
-        omitted: 0,
-    };
-    for (alert, status) in all.iter().zip(statuses) {
-        let (list, quota) = match status {
-            Status::Firing => (&mut shown.firing, firing_quota),
-            Status::Resolved => (&mut shown.resolved, resolved_quota),
-        };
-        if list.len() < quota {
-            let alert = normalized(alert, status);
-            list.push(alert.clone());
-            shown.alerts.push(alert);
-        }
+/// The group status derived from alert statuses: firing when any is firing.
+pub(super) fn derived_status_of(mut statuses: impl Iterator<Item = Status>) -> Status {
+    if statuses.any(|s| s == Status::Firing) {
+        Status::Firing
+    } else {
+        Status::Resolved
     }
-    shown.omitted = all.len() - shown.alerts.len();
-    shown
 }
 
 #[cfg(test)]
@@ -282,9 +216,13 @@ mod tests {
     }
 
     #[test]
-    fn select_without_alerts_is_empty() {
-        let shown = select(&json!({"alerts": "nope"}), Some(3));
-        assert!(shown.alerts.is_empty() && shown.firing.is_empty() && shown.resolved.is_empty());
-        assert_eq!(shown.omitted, 0);
+    fn choose_keeps_firing_alerts_first_in_order() {
+        use Status::{Firing as F, Resolved as R};
+        assert_eq!(choose(&[R, F, R, F], None), [true; 4]);
+        assert_eq!(choose(&[R, F, R, F], Some(3)), [true, true, false, true]);
+        assert_eq!(choose(&[R, F, R, F], Some(2)), [false, true, false, true]);
+        assert_eq!(choose(&[R, F, R, F], Some(1)), [false, true, false, false]);
+        assert_eq!(choose(&[R, F], Some(0)), [false, false]);
+        assert!(choose(&[], Some(3)).is_empty());
     }
 }

@@ -12,6 +12,7 @@
 pub mod alertmanager;
 mod alerts;
 pub mod auth;
+mod context;
 pub mod examples;
 pub mod github;
 pub mod gitlab;
@@ -288,43 +289,10 @@ impl Source {
 }
 
 impl Event {
-    /// What templates see. For alert kinds, `alerts`, `firing` and `resolved` keep at most
-    /// `alert_limit` alerts (all when `None`); the second value is how many were left out.
-    ///
-    /// The context is a JSON object holding every top-level field of the payload, then these
-    /// reserved names, which win over payload fields of the same name (those stay reachable under
-    /// `payload`): `event` (the event name), `source` (the source name), `headers`, `query` and
-    /// `payload` (the body, unmodified).
-    ///
-    /// For alert kinds, missing or null group fields get defaults (`status` is the event name,
-    /// `groupLabels`/`commonLabels`/`commonAnnotations` `{}`, `receiver`/`groupKey`/
-    /// `externalURL` `""`, `truncatedAlerts` `0`), each alert gets a `status` (`firing` or
-    /// `resolved`, derived from `endsAt` when missing) and `labels`/`annotations` (`{}` when
-    /// missing), and four more reserved names are added: `alerts`, `firing`, `resolved` and
-    /// `omitted_alerts`. When shortening, firing alerts are kept before resolved ones, each list
-    /// keeps its original order, and `alerts` is exactly the alerts shown in `firing` or
-    /// `resolved`, so that `firing | length + resolved | length == alerts | length <= limit`.
+    /// [`Event::template_context`] as JSON (without `now`), for `check` and tests.
     pub fn context(&self, alert_limit: Option<usize>) -> (serde_json::Value, usize) {
-        let mut context = match &self.payload {
-            Value::Object(map) => map.clone(),
-            _ => Map::new(),
-        };
-        let mut omitted = 0;
-        if self.kind.has_alerts() {
-            alerts::fill_group_defaults(&mut context, self.kind, &self.name);
-            let shown = alerts::select(&self.payload, alert_limit);
-            omitted = shown.omitted;
-            context.insert("alerts".into(), Value::Array(shown.alerts));
-            context.insert("firing".into(), Value::Array(shown.firing));
-            context.insert("resolved".into(), Value::Array(shown.resolved));
-            context.insert("omitted_alerts".into(), Value::from(omitted));
-        }
-        context.insert("event".into(), Value::String(self.name.clone()));
-        context.insert("source".into(), Value::String(self.source.clone()));
-        context.insert("headers".into(), string_map(&self.headers));
-        context.insert("query".into(), string_map(&self.query));
-        context.insert("payload".into(), self.payload.clone());
-        (Value::Object(context), omitted)
+        let (context, omitted) = self.template_context(alert_limit, None);
+        (serde_json::to_value(&context).unwrap_or_default(), omitted)
     }
 
     /// How many alerts the event carries, for alert kinds.
@@ -519,14 +487,6 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 /// Whether `needle` occurs in `haystack`.
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-fn string_map(map: &BTreeMap<String, String>) -> Value {
-    Value::Object(
-        map.iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect(),
-    )
 }
 
 #[cfg(test)]
