@@ -82,17 +82,26 @@ pub fn register(env: &mut Environment<'_>) {
     );
 }
 
-/// The `keys` argument, or [`IDENTITY_KEYS`].
-fn identity_keys(filter: &str, keys: Option<&Value>) -> Result<Vec<String>, Error> {
+/// The `keys` argument, or [`IDENTITY_KEYS`]; the key values are kept as they are (a few
+/// reference counts), since the built-in template passes the list for every alert.
+fn identity_keys(filter: &str, keys: Option<&Value>) -> Result<Vec<Value>, Error> {
     let Some(keys) = keys else {
-        return Ok(IDENTITY_KEYS.iter().map(|k| (*k).to_owned()).collect());
+        return Ok(IDENTITY_KEYS.iter().map(|k| Value::from(*k)).collect());
     };
     if keys.kind() != ValueKind::Seq {
         return Err(super::filters::invalid(format!(
             "{filter}: `keys` must be a list of label names, got {keys:?}"
         )));
     }
-    Ok(keys.try_iter()?.map(|k| k.to_string()).collect())
+    Ok(keys.try_iter()?.collect())
+}
+
+/// A key as text: a string key as it is, anything else as it prints.
+fn key_text(key: &Value) -> std::borrow::Cow<'_, str> {
+    match key.as_str() {
+        Some(text) => std::borrow::Cow::Borrowed(text),
+        None => std::borrow::Cow::Owned(key.to_string()),
+    }
 }
 
 /// A label's value, undefined when `labels` is not a map or has no such key.
@@ -104,7 +113,7 @@ fn label(labels: &Value, key: &str) -> Value {
 }
 
 /// See the [module documentation](self).
-fn distinct_labels(labels: &Value, common: &Value, keys: &[String]) -> Vec<String> {
+fn distinct_labels(labels: &Value, common: &Value, keys: &[Value]) -> Vec<String> {
     let mut parts: Vec<String> = Vec::new();
     let name = label(labels, "alertname");
     let common_name = label(common, "alertname");
@@ -114,8 +123,9 @@ fn distinct_labels(labels: &Value, common: &Value, keys: &[String]) -> Vec<Strin
     }
     let mut identified = false;
     for key in keys {
-        let value = label(labels, key);
-        if value.is_true() && value != label(common, key) {
+        let key = key_text(key);
+        let value = label(labels, &key);
+        if value.is_true() && value != label(common, &key) {
             parts.push(format!("{key}={value}"));
             identified = true;
         }
@@ -127,7 +137,7 @@ fn distinct_labels(labels: &Value, common: &Value, keys: &[String]) -> Vec<Strin
             .flatten()
             .map(|key| key.to_string())
             .filter(|key| {
-                !keys.contains(key)
+                !keys.iter().any(|k| key_text(k) == key.as_str())
                     && key != "alertname"
                     && key != "severity"
                     && !key.starts_with("__")
@@ -147,14 +157,14 @@ fn distinct_labels(labels: &Value, common: &Value, keys: &[String]) -> Vec<Strin
 }
 
 /// See the [module documentation](self).
-fn silence_url(labels: &Value, base: &str, keys: &[String]) -> Result<String, Error> {
+fn silence_url(labels: &Value, base: &str, keys: &[Value]) -> Result<String, Error> {
     if base.is_empty() || labels.kind() != ValueKind::Map {
         return Ok(String::new());
     }
-    let mut matched: Vec<String> = std::iter::once("alertname")
-        .chain(keys.iter().map(String::as_str))
+    let mut matched: Vec<String> = std::iter::once(std::borrow::Cow::Borrowed("alertname"))
+        .chain(keys.iter().map(key_text))
         .filter(|key| label(labels, key).is_true())
-        .map(str::to_owned)
+        .map(std::borrow::Cow::into_owned)
         .collect();
     if matched.len() < 2 {
         matched = labels.try_iter()?.map(|k| k.to_string()).collect();
