@@ -258,6 +258,34 @@ async fn health_readiness_and_metrics_after_a_full_flow() {
         request(&router, "GET", "/hooks/ci", "").await.0,
         StatusCode::METHOD_NOT_ALLOWED
     );
+    // The operator routes answer a wrong method with a reason too, not an empty body.
+    for (method, path, allowed) in [
+        ("POST", "/-/healthy", "GET"),
+        ("DELETE", "/metrics", "GET"),
+        ("GET", "/-/reload", "POST"),
+    ] {
+        let (status, body) = request(&router, method, path, "").await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        assert_eq!(body["status"], "rejected", "{method} {path}: {body}");
+        assert_eq!(
+            body["error"],
+            format!("{path} answers {allowed} only"),
+            "{method} {path}"
+        );
+    }
+    let response = router
+        .clone()
+        .oneshot(
+            Request::builder()
+                .method("GET")
+                .uri("/-/reload")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["allow"], "POST");
     h.mock.set_fault(Fault::Http500, Some(1));
     assert_eq!(
         post_text(&router, "/hooks/ci", "second").await.0,

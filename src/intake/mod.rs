@@ -67,8 +67,20 @@ pub fn router(intake: Arc<Intake>) -> Router {
         .route("/-/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/-/reload", post(reload))
+        .method_not_allowed_fallback(operator_method_not_allowed)
         .fallback(webhook)
         .with_state(intake)
+}
+
+/// An operator route asked with the wrong method: 405 with a JSON reason, like every answer
+/// (axum keeps its `Allow` header).
+async fn operator_method_not_allowed(request: Request) -> Response {
+    let path = request.uri().path();
+    let allowed = if path == "/-/reload" { "POST" } else { "GET" };
+    refused(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{path} answers {allowed} only"),
+    )
 }
 
 /// An answer: status and a JSON body.
