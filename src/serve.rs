@@ -32,6 +32,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::delivery::transport::Transport;
 use crate::delivery::worker::{DryRunOutput, RobotRuntime, Worker};
+use crate::intake::refusals::RefusalLog;
 use crate::intake::{self, Intake, Live, ReloadRequest};
 use crate::metrics::{Metrics, ReloadResult};
 use crate::outbox::{Outbox, OutboxError};
@@ -57,6 +58,8 @@ pub enum ServeError {
 
 /// How often delivered rows past `keep_delivered` are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How long a period of refused webhooks lasts before its summary line ([`RefusalLog`]).
+const REFUSAL_SUMMARY_EVERY: Duration = Duration::from_secs(60);
 /// How long a reload waits for a worker's send in flight before starting its successor anyway.
 const RELOAD_WORKER_GRACE: Duration = Duration::from_secs(30);
 
@@ -74,7 +77,9 @@ pub struct Daemon {
     intake: Arc<Intake>,
     workers: HashMap<String, RunningWorker>,
     pruner: JoinHandle<()>,
+    /// Stops the pruner and the refusal summaries.
     pruner_stop: watch::Sender<bool>,
+    refusal_summaries: JoinHandle<()>,
     services: Services,
     /// `POST /-/reload` requests, answered by [`Daemon::run_until`].
     reloads: mpsc::Receiver<ReloadRequest>,
@@ -104,7 +109,13 @@ impl Daemon {
             clock: services.clock,
             metrics: services.metrics.clone(),
             reload: reload_tx,
+            refusals: RefusalLog::new(REFUSAL_SUMMARY_EVERY),
         });
+        let refusal_summaries = tokio::spawn(summarize_refusals(
+            intake.clone(),
+            services.clock,
+            pruner_stop.subscribe(),
+        ));
         let mut daemon = Daemon {
             live,
             outbox,
@@ -112,6 +123,7 @@ impl Daemon {
             workers: HashMap::new(),
             pruner,
             pruner_stop,
+            refusal_summaries,
             services,
             reloads,
         };
@@ -337,6 +349,8 @@ impl Daemon {
         self.stop_workers(deadline).await;
         let _ = self.pruner_stop.send(true);
         self.pruner.abort();
+        self.refusal_summaries.abort();
+        self.intake.refusals.flush(i64::MAX);
         self.outbox.close().await;
     }
 }
@@ -414,6 +428,17 @@ pub async fn run(
 /// Completes when the flag turns true (or its sender is gone).
 async fn stopped(flag: &mut watch::Receiver<bool>) {
     let _ = flag.wait_for(|stop| *stop).await.map(|_| ());
+}
+
+/// Reports the refused webhooks of each period that is over, every period.
+async fn summarize_refusals(intake: Arc<Intake>, clock: Clock, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(REFUSAL_SUMMARY_EVERY) => {}
+            _ = stop.changed() => return,
+        }
+        intake.refusals.flush(clock.now_ms());
+    }
 }
 
 /// Deletes delivered rows older than `keep` and old attempt records, hourly.

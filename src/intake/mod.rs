@@ -18,6 +18,11 @@
 //! Every answer is a short JSON object with a `status` and, for refusals, an `error` saying why.
 //! A request cut off by the timeout after its commit is answered 408 although its messages are
 //! queued; the sender's retry is then recognised as a duplicate within `dedup_window`.
+//!
+//! Refusals are logged through [`refusals::RefusalLog`]: a flood of bad requests gives a line a
+//! minute per source and status, not a line each.
+
+pub mod refusals;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,6 +44,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::outbox::{Enqueued, NewMessage, Outbox};
 use crate::source::{Inbound, Rejection, Source};
+use refusals::RefusalLog;
 
 /// What a reload swaps at once: the config, and the wake-ups of the workers serving its robots.
 pub struct Live {
@@ -58,6 +64,8 @@ pub struct Intake {
     pub metrics: Arc<Metrics>,
     /// Where `POST /-/reload` sends its requests (to the daemon's supervisor).
     pub reload: mpsc::Sender<ReloadRequest>,
+    /// Refused webhooks, logged without flooding the journal.
+    pub refusals: RefusalLog,
 }
 
 /// The router.
@@ -201,21 +209,26 @@ async fn webhook(State(intake): State<Arc<Intake>>, request: Request) -> Respons
         return response;
     }
     let timeout = live.config.intake.request_timeout;
-    let response = match tokio::time::timeout(timeout, handle(&intake, &live, source, request))
-        .await
-    {
-        Ok(response) => response,
-        Err(_) => {
-            tracing::warn!(source = %source.name, "A webhook request took longer than request_timeout; answered 408.");
-            refused(
-                StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "the request took longer than {} s (request_timeout)",
-                    timeout.as_secs()
-                ),
-            )
-        }
-    };
+    let response =
+        match tokio::time::timeout(timeout, handle(&intake, &live, source, request)).await {
+            Ok(response) => response,
+            Err(_) => {
+                intake.refusals.refused(
+                    intake.clock.now_ms(),
+                    &source.name,
+                    StatusCode::REQUEST_TIMEOUT,
+                    "A webhook request took longer than request_timeout; answered 408.",
+                    &format_args!("{} s", timeout.as_secs()),
+                );
+                refused(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the request took longer than {} s (request_timeout)",
+                        timeout.as_secs()
+                    ),
+                )
+            }
+        };
     intake
         .metrics
         .request(&source.name, response.status().as_u16());
@@ -260,7 +273,13 @@ async fn handle(intake: &Intake, live: &Live, source: &Source, request: Request)
     let (headers, query, body) = match read_body(request, config.intake.body_limit).await {
         Ok(read) => read,
         Err(response) => {
-            tracing::warn!(source = source_name, status = %response.status(), "Refused a webhook whose body could not be read.");
+            intake.refusals.refused(
+                intake.clock.now_ms(),
+                source_name,
+                response.status(),
+                "Refused a webhook whose body could not be read.",
+                &response.status(),
+            );
             return response;
         }
     };
@@ -272,7 +291,13 @@ async fn handle(intake: &Intake, live: &Live, source: &Source, request: Request)
 
     if let Err(rejection) = source.verify(&inbound) {
         intake.metrics.auth_failure(source_name);
-        tracing::warn!(source = source_name, reason = %rejection, "Refused an unauthenticated webhook.");
+        intake.refusals.refused(
+            intake.clock.now_ms(),
+            source_name,
+            StatusCode::UNAUTHORIZED,
+            "Refused an unauthenticated webhook.",
+            &rejection,
+        );
         return refused(StatusCode::UNAUTHORIZED, rejection);
     }
     let event = match source.parse(&inbound) {
@@ -283,7 +308,13 @@ async fn handle(intake: &Intake, live: &Live, source: &Source, request: Request)
                 Rejection::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 Rejection::Malformed(_) => StatusCode::BAD_REQUEST,
             };
-            tracing::warn!(source = source_name, %status, reason = %rejection, "Refused a webhook.");
+            intake.refusals.refused(
+                intake.clock.now_ms(),
+                source_name,
+                status,
+                "Refused a webhook.",
+                &rejection,
+            );
             return refused(status, rejection);
         }
     };
