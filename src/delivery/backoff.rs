@@ -17,8 +17,10 @@ use std::time::Duration;
 /// The first retry waits at most this long (the ceiling for `attempt` 0).
 pub const DEFAULT_BASE: Duration = Duration::from_secs(2);
 
-/// No retry waits longer than this, however many attempts failed.
-pub const DEFAULT_CAP: Duration = Duration::from_secs(5 * 60);
+/// No retry waits longer than this, however many attempts failed. It bounds how long alerts
+/// wait after DingTalk recovers from an outage (`scripts/outage.sh` once measured 171 s with a
+/// 5-minute cap), and one attempt a minute is far below DingTalk's 20 a minute.
+pub const DEFAULT_CAP: Duration = Duration::from_secs(60);
 
 /// The delay before the next retry, after `attempt` failed attempts (0 for the first retry):
 /// uniform in `[0, min(cap, base * 2^attempt)]`.
