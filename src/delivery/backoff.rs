@@ -86,10 +86,16 @@ mod tests {
             Duration::from_secs(16)
         );
         assert_eq!(
-            ceiling(7, DEFAULT_BASE, DEFAULT_CAP),
+            ceiling(4, DEFAULT_BASE, DEFAULT_CAP),
+            Duration::from_secs(32)
+        );
+        // 64 s would pass the cap: from the sixth retry on, at most a minute.
+        assert_eq!(ceiling(5, DEFAULT_BASE, DEFAULT_CAP), DEFAULT_CAP);
+        assert_eq!(DEFAULT_CAP, Duration::from_secs(60));
+        assert_eq!(
+            ceiling(7, DEFAULT_BASE, Duration::from_secs(300)),
             Duration::from_secs(256)
         );
-        assert_eq!(ceiling(8, DEFAULT_BASE, DEFAULT_CAP), DEFAULT_CAP);
         // Late attempts use the whole [0, cap] range: some delays come close to the cap.
         let mut rng = StdRng::seed_from_u64(1);
         let longest = (0..1000)
