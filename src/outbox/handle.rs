@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::checkpoint::Checkpointer;
 use super::schema;
 use super::store::{Batch, Store};
 use super::{Enqueued, NewMessage, OutboxError, RobotStats, StoredMessage};
@@ -81,7 +80,6 @@ impl Outbox {
             ))
         })?;
         let conn = schema::open_daemon(&path).map_err(fail)?;
-        let checkpointer = Checkpointer::start(&path, &conn).map_err(fail)?;
         let (commands, receiver) = mpsc::channel(CHANNEL_CAPACITY);
         let shared = Arc::new(Shared {
             path: path.clone(),
@@ -90,7 +88,7 @@ impl Outbox {
         let thread_shared = shared.clone();
         std::thread::Builder::new()
             .name("outbox".to_owned())
-            .spawn(move || run(Store::new(conn), receiver, &thread_shared, &checkpointer))
+            .spawn(move || run(Store::new(conn), receiver, &thread_shared))
             .map_err(|e| fail(format!("cannot start the outbox thread: {e}")))?;
         tracing::debug!(path = %path.display(), "Opened the outbox.");
         Ok(Outbox { commands, shared })
@@ -286,12 +284,7 @@ async fn wait<T: Send + 'static>(answer: oneshot::Receiver<T>) -> Result<T, Outb
 }
 
 /// The thread: runs commands in order until closed or every handle is gone.
-fn run(
-    mut store: Store,
-    mut commands: mpsc::Receiver<Command>,
-    shared: &Shared,
-    checkpointer: &Checkpointer,
-) {
+fn run(mut store: Store, mut commands: mpsc::Receiver<Command>, shared: &Shared) {
     let mut held: Option<Command> = None;
     loop {
         let command = match held.take() {
@@ -315,7 +308,6 @@ fn run(
                     }
                 }
                 commit_group(&mut store, group, shared);
-                checkpointer.committed();
             }
             Command::Run(f) => f(&mut store),
             Command::Close(done) => {

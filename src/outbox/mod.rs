@@ -22,8 +22,6 @@
 //! - So a crash can duplicate only a send that was in flight at the crash (sent, but
 //!   `mark_delivered` not committed). Every row has a random 128-bit `uuid`, sent as DingTalk's
 //!   `msgUuid`; the resend carries the same one, so DingTalk can drop the repeat.
-//! - Checkpoints (copying the WAL into the main file) run on a thread of their own, off the commit
-//!   path; they do not bear on durability ([`checkpoint`]).
 //! - A message that can never be delivered (refused by DingTalk, too old, or a stored body that
 //!   cannot be read) moves to the dead letters (`state = dead`) and stays there until an operator
 //!   retries it (`dingrelay outbox retry`) or purges it (`dingrelay outbox purge`).
@@ -50,7 +48,6 @@
 //! limiter starts from what went out in the last minute ([`Outbox::attempts_since`]).
 
 mod admin;
-mod checkpoint;
 mod handle;
 mod schema;
 mod store;
