@@ -26,7 +26,7 @@
 #   LOAD_PAYLOAD      corpus file (default alertmanager/msteams.prom_post_request_2_alerts.json)
 #   LOAD_STARTS       start-up measurements (default 5, at most 20)
 #   LOAD_SKIP_BUILD   1: do not run `cargo build --release` (the binary and the example must exist)
-#   DINGRELAY_BIN     default target/release/dingrelay
+#   DINGRELAY_BIN     default target/release/dingrelay (another build, to compare: an absolute path)
 #   BASELINE_BIN      default target/release/examples/baseline
 #
 # Needs wrk (installed with apt-get when missing and run as root), python3 and curl. Everything
@@ -78,6 +78,9 @@ if [[ ${LOAD_SKIP_BUILD:-0} != 1 ]]; then
     timeout 1800 cargo build --release --quiet --bin dingrelay --example baseline ||
         die "the release build failed"
 fi
+# Relative paths are from the repository's root.
+[[ $BIN == /* ]] || BIN=$ROOT/$BIN
+[[ $BASELINE == /* ]] || BASELINE=$ROOT/$BASELINE
 [[ -x $BIN ]] || die "no binary at $BIN"
 [[ -x $BASELINE ]] || die "no baseline at $BASELINE"
 
@@ -265,7 +268,7 @@ start_relay() {
     DIR=$TMP/relay.$n
     config "$PORT" "$DIR"
     python3 "$TMP/start.py" "$TMP/pid" "$DIR/stderr.log" "$PORT" \
-        "$ROOT/$BIN" serve --config "$DIR/rules.yaml" >"$TMP/start.out" || {
+        "$BIN" serve --config "$DIR/rules.yaml" >"$TMP/start.out" || {
         PID=$(cat "$TMP/pid" 2>/dev/null || true)
         tail -n 20 "$DIR/stderr.log" >&2
         die "dingrelay did not become ready"
@@ -290,7 +293,7 @@ echo "load: dingrelay start to ready ($STARTS starts, fresh state dir each): $st
 # ---- baseline --------------------------------------------------------------------------------------
 PORT=$(free_port)
 baseline_start=$(python3 "$TMP/start.py" "$TMP/pid" "$TMP/baseline.log" "$PORT" \
-    "$ROOT/$BASELINE" "127.0.0.1:$PORT") || die "the baseline did not become ready"
+    "$BASELINE" "127.0.0.1:$PORT") || die "the baseline did not become ready"
 PID=$(cat "$TMP/pid")
 sleep 1
 baseline_idle=$(kb "$PID" VmRSS)
