@@ -55,31 +55,40 @@ pub fn register(env: &mut Environment<'_>) {
     env.add_filter(
         "distinct_labels",
         |labels: Value, common: Option<Value>, keys: Option<Value>, kwargs: Kwargs| {
-            let common = super::filters::arg("common", common, &kwargs)?;
-            let keys = super::filters::arg("keys", keys, &kwargs)?;
-            kwargs.assert_all_used()?;
-            let keys = identity_keys("distinct_labels", keys.as_ref())?;
-            Ok::<_, Error>(Value::from(distinct_labels(
-                &labels,
-                &common.unwrap_or(Value::UNDEFINED),
-                &keys,
-            )))
+            let (common, keys) = arguments("distinct_labels", "common", common, keys, &kwargs)?;
+            Ok::<_, Error>(Value::from(distinct_labels(&labels, &common, &keys)))
         },
     );
     env.add_filter(
         "silence_url",
         |labels: Value, base: Option<Value>, keys: Option<Value>, kwargs: Kwargs| {
-            let base = super::filters::arg("base", base, &kwargs)?;
-            let keys = super::filters::arg("keys", keys, &kwargs)?;
-            kwargs.assert_all_used()?;
-            let keys = identity_keys("silence_url", keys.as_ref())?;
-            let base = base
-                .filter(|b| b.is_true())
-                .map(|b| b.to_string())
-                .unwrap_or_default();
+            let (base, keys) = arguments("silence_url", "base", base, keys, &kwargs)?;
+            let base = if base.is_true() {
+                base.to_string()
+            } else {
+                String::new()
+            };
             silence_url(&labels, base.trim_end_matches('/'), &keys)
         },
     );
+}
+
+/// Both filters' arguments, by position or keyword: the first (undefined when absent) and
+/// `keys`.
+fn arguments(
+    filter: &str,
+    first_name: &str,
+    first: Option<Value>,
+    keys: Option<Value>,
+    kwargs: &Kwargs,
+) -> Result<(Value, Vec<Value>), Error> {
+    let first = super::filters::arg(first_name, first, kwargs)?;
+    let keys = super::filters::arg("keys", keys, kwargs)?;
+    kwargs.assert_all_used()?;
+    Ok((
+        first.unwrap_or(Value::UNDEFINED),
+        identity_keys(filter, keys.as_ref())?,
+    ))
 }
 
 /// The `keys` argument, or [`IDENTITY_KEYS`]; the key values are kept as they are (a few
