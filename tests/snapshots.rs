@@ -18,8 +18,10 @@
 //! INSTA_UPDATE=always cargo test --test snapshots     # or, with cargo-insta: cargo insta review
 //! ```
 
+mod support;
+
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use dingrelay::config::Config;
 use dingrelay::dingtalk::{
@@ -28,7 +30,7 @@ use dingrelay::dingtalk::{
 };
 use dingrelay::rules::{Routing, SkipReason};
 use dingrelay::source::{Event, Inbound, Rejection, SourceKind};
-use http::{HeaderMap, HeaderName, HeaderValue};
+use support::corpus;
 
 /// The time every template sees as `now` ("firing for 3h 12m").
 const NOW: &str = "2026-11-24T08:00:00Z";
@@ -42,10 +44,6 @@ const DIRS: [(&str, SourceKind); 4] = [
 
 fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn fixtures() -> PathBuf {
-    manifest_dir().join("tests/fixtures/corpus")
 }
 
 /// The built-in template for each GitHub and GitLab event that has one.
@@ -101,49 +99,6 @@ fn shipped_config() -> Config {
         .unwrap_or_else(|e| panic!("the shipped rules.yaml loads:\n{e}"))
 }
 
-/// `file -> replay headers`, from SOURCES.txt column 6 (`X-GitHub-Event: push ; action=...`),
-/// as tests/corpus.rs reads them.
-fn replay_headers(sources: &str, file: &str) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    let line = sources
-        .lines()
-        .find(|l| l.split('\t').next() == Some(file))
-        .unwrap_or_else(|| panic!("{file} is listed in SOURCES.txt"));
-    let column = line.split('\t').nth(5).unwrap_or("");
-    for part in column.split(';') {
-        if let Some((name, value)) = part.split_once(':') {
-            let name = name.trim();
-            if name.eq_ignore_ascii_case("x-github-event")
-                || name.eq_ignore_ascii_case("x-gitlab-event")
-            {
-                headers.insert(
-                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                    HeaderValue::from_str(value.trim()).unwrap(),
-                );
-            }
-        }
-    }
-    headers
-}
-
-/// The corpus payloads of one directory, sorted (`github/push.json`, ...).
-fn corpus_files(dir: &str) -> Vec<String> {
-    let mut files: Vec<String> = std::fs::read_dir(fixtures().join(dir))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.ends_with(".json"))
-        .map(|name| format!("{dir}/{name}"))
-        .collect();
-    files.sort();
-    files
-}
-
 /// `github/pull_request.closed.json` -> `github__pull_request.closed`.
 fn snapshot_name(file: &str) -> String {
     file.trim_end_matches(".json").replace('/', "__")
@@ -152,7 +107,6 @@ fn snapshot_name(file: &str) -> String {
 /// Parses one fixture as `kind`'s source of `config` would.
 fn parse_fixture(
     config: &Config,
-    sources: &str,
     file: &str,
     kind: SourceKind,
 ) -> (String, Result<Event, Rejection>) {
@@ -161,8 +115,8 @@ fn parse_fixture(
         .values()
         .find(|s| s.kind == kind)
         .unwrap_or_else(|| panic!("the config has a {} source", kind.as_str()));
-    let body = std::fs::read(fixtures().join(file)).unwrap();
-    let headers = replay_headers(sources, file);
+    let body = corpus::read(file);
+    let headers = corpus::headers(file);
     let inbound = Inbound {
         headers: &headers,
         query: "",
@@ -173,15 +127,9 @@ fn parse_fixture(
 
 /// Renders one fixture through the shipped rules as the text of its snapshot; when no shipped
 /// rule matches, also through its event's built-in template, if there is one.
-fn render_fixture(
-    shipped: &Config,
-    preview: &Config,
-    sources: &str,
-    file: &str,
-    kind: SourceKind,
-) -> String {
+fn render_fixture(shipped: &Config, preview: &Config, file: &str, kind: SourceKind) -> String {
     let mut out = String::new();
-    let (source, event) = parse_fixture(shipped, sources, file, kind);
+    let (source, event) = parse_fixture(shipped, file, kind);
     let event = match event {
         Ok(event) => event,
         Err(rejection) => {
@@ -227,7 +175,7 @@ fn render_fixture(
         }
     }
     if preview.sources.values().any(|s| s.kind == kind) {
-        let (_, event) = parse_fixture(preview, sources, file, kind);
+        let (_, event) = parse_fixture(preview, file, kind);
         let routing = preview.rules.route(&event.unwrap(), now);
         if !routing.deliveries.is_empty() || !routing.errors.is_empty() {
             let _ = writeln!(
@@ -393,16 +341,15 @@ fn write_block(out: &mut String, label: &str, text: &str) {
 fn every_corpus_payload_renders_as_its_snapshot() {
     let config = shipped_config();
     let preview = preview_config();
-    let sources = std::fs::read_to_string(fixtures().join("SOURCES.txt")).unwrap();
     let mut names = std::collections::BTreeSet::new();
     let mut changed = Vec::new();
     for (dir, kind) in DIRS {
-        let files = corpus_files(dir);
+        let files = corpus::files(dir);
         assert!(!files.is_empty(), "{dir} has payloads");
         for file in files {
             let name = snapshot_name(&file);
             names.insert(name.clone());
-            let text = render_fixture(&config, &preview, &sources, &file, kind);
+            let text = render_fixture(&config, &preview, &file, kind);
             // Every fixture is checked, and every changed one named, before the test fails.
             let result = std::panic::catch_unwind(|| {
                 insta::with_settings!({
