@@ -1,4 +1,4 @@
-# Shared by scripts/crash.sh, scripts/outage.sh and scripts/badinput.sh (sourced, not run).
+# Shared by scripts/storm.sh, crash.sh, outage.sh and badinput.sh (sourced, not run).
 #
 # A caller sets NAME (the prefix of its output lines) and `set -euo pipefail`, then sources this
 # file, which: goes to the repository root, checks the common tools, creates $TMP, and installs the
