@@ -32,3 +32,4 @@ pub mod serve;
 pub mod source;
 pub mod systemd;
 pub mod text;
+pub mod yaml;

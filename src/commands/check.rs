@@ -13,7 +13,7 @@ use std::path::Path;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::Config;
-use crate::config::locate::Location;
+use crate::yaml::locate::Location;
 use crate::dingtalk::Endpoint;
 use crate::rules::Rule;
 use crate::source::{Inbound, Source, SourceKind, examples};

@@ -23,8 +23,8 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
-use crate::config::diagnostic::{self, Diagnostic};
-use crate::config::locate::{Location, Locations, Path};
+use crate::yaml::diagnostic::{self, Diagnostic};
+use crate::yaml::locate::{Location, Locations, Path};
 use crate::config::{Config, ConfigError};
 use crate::dingtalk::message::CardAction;
 use crate::dingtalk::{Message, MessageBody};
@@ -558,7 +558,7 @@ fn config_failure(file: &str, config_file: &str, error: &ConfigError) -> String 
 
 /// A serde error as a diagnostic, with this format's struct names spelled out for people.
 fn serde_diagnostic(error: &serde_yaml::Error) -> Diagnostic {
-    let mut diagnostic = crate::config::serde_diagnostic(error);
+    let mut diagnostic = crate::yaml::serde_diagnostic(error);
     for (internal, shown) in [
         ("struct RawFile", "a test file (a mapping with `tests`)"),
         (

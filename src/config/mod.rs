@@ -12,9 +12,6 @@
 //! Relative paths (`state_dir`, `*_file`) are relative to the directory of the config file, so the
 //! meaning of a file does not depend on where the daemon is started from.
 
-pub mod diagnostic;
-pub mod expand;
-pub mod locate;
 pub mod raw;
 
 use std::collections::HashMap;
@@ -29,8 +26,7 @@ use crate::dingtalk::robot::WebhookUrl;
 use crate::dingtalk::{Endpoint, Robot};
 use crate::rules::RuleSet;
 use crate::source::{Auth, Source, SourceKind, auth::BasicAuth};
-use diagnostic::Diagnostic;
-use locate::{Locations, Path};
+use crate::yaml::{Checker, Diagnostic, Locations, Path, diagnostic, expand, serde_diagnostic};
 use raw::RawConfig;
 
 /// The default listen address: loopback only, so a fresh install is not reachable from outside.
@@ -197,166 +193,6 @@ impl Config {
     /// The robot of this name.
     pub fn robot(&self, name: &str) -> Option<&std::sync::Arc<Robot>> {
         self.robots.get(name)
-    }
-}
-
-/// A serde error as a diagnostic: the location serde found, and its message without the
-/// trailing "at line L column C" (the diagnostic says that itself).
-pub(crate) fn serde_diagnostic(error: &serde_yaml::Error) -> Diagnostic {
-    let mut message = error.to_string();
-    if let Some(at) = message.rfind(" at line ") {
-        message.truncate(at);
-    }
-    // serde quotes the offending key or value: control characters in it (an escape sequence in
-    // a file) are shown escaped, never sent to the terminal.
-    let message = message
-        .chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect();
-    Diagnostic {
-        location: error.location().map(|l| locate::Location {
-            line: l.line(),
-            column: l.column(),
-        }),
-        message,
-    }
-}
-
-/// Collects the diagnostics of one validation pass, and knows where every node is.
-pub(crate) struct Checker<'a> {
-    pub locations: &'a Locations,
-    pub lookup: &'a dyn Fn(&str) -> Option<String>,
-    pub base_dir: &'a FsPath,
-    pub diagnostics: Vec<Diagnostic>,
-    pub warnings: Vec<String>,
-}
-
-impl Checker<'_> {
-    /// Records an error about the node at `path`.
-    pub fn error(&mut self, path: &Path, message: impl Into<String>) {
-        self.diagnostics.push(Diagnostic {
-            location: Some(self.locations.nearest(path)),
-            message: message.into(),
-        });
-    }
-
-    /// Records an error about the key of the mapping entry at `path` (a name, a duplicate).
-    pub fn error_at_key(&mut self, path: &Path, message: impl Into<String>) {
-        let location = self
-            .locations
-            .key(path)
-            .unwrap_or_else(|| self.locations.nearest(path));
-        self.diagnostics.push(Diagnostic {
-            location: Some(location),
-            message: message.into(),
-        });
-    }
-
-    /// Expands `${VAR}`s in the value at `path`; records the error and returns `None` on failure.
-    pub fn expand(&mut self, path: &Path, value: &str) -> Option<String> {
-        match expand::expand(value, self.lookup) {
-            Ok(expanded) => Some(expanded),
-            Err(error) => {
-                self.error(path, format!("{path}: {error}"));
-                None
-            }
-        }
-    }
-
-    /// A secret given inline (`key`, expanded) or from a file (`key_file`). Both at once is an
-    /// error; an inline value that expands to nothing counts as absent (so `${TOKEN:-}` can make
-    /// a secret optional).
-    pub fn secret(
-        &mut self,
-        parent: &Path,
-        key: &str,
-        inline: Option<&str>,
-        file: Option<&str>,
-    ) -> Option<SecretString> {
-        let file_key = format!("{key}_file");
-        match (inline, file) {
-            (Some(_), Some(_)) => {
-                self.error_at_key(
-                    &parent.key(&file_key),
-                    format!("`{key}` and `{file_key}` are both set: keep one"),
-                );
-                None
-            }
-            (Some(value), None) => {
-                let expanded = self.expand(&parent.key(key), value)?;
-                let trimmed = expanded.trim();
-                (!trimmed.is_empty()).then(|| SecretString::from(trimmed.to_owned()))
-            }
-            (None, Some(file)) => {
-                let path = parent.key(&file_key);
-                let file = self.expand(&path, file)?;
-                let full = self.resolve(&file);
-                match expand::read_secret_file(&full) {
-                    Ok(value) if !value.trim().is_empty() => {
-                        Some(SecretString::from(value.trim().to_owned()))
-                    }
-                    Ok(_) => {
-                        self.error(&path, format!("{path}: {} is empty", full.display()));
-                        None
-                    }
-                    Err(error) => {
-                        self.error(
-                            &path,
-                            format!("{path}: cannot read {}: {error}", full.display()),
-                        );
-                        None
-                    }
-                }
-            }
-            (None, None) => None,
-        }
-    }
-
-    /// A duration like `10m`, `24h` or `1h 30m` (default when absent); records the error.
-    pub fn duration(
-        &mut self,
-        path: &Path,
-        value: Option<&str>,
-        default: std::time::Duration,
-    ) -> Option<std::time::Duration> {
-        let Some(value) = value else {
-            return Some(default);
-        };
-        let value = self.expand(path, value)?;
-        match value.trim().parse::<jiff::SignedDuration>() {
-            Ok(d) if !d.is_negative() && !d.is_zero() => d.try_into().ok(),
-            _ => {
-                self.error(
-                    path,
-                    format!(
-                        "{path}: `{value}` is not a positive duration like 30s, 10m, 24h or 1h 30m"
-                    ),
-                );
-                None
-            }
-        }
-    }
-
-    /// A path from the config, relative to the config file's directory.
-    pub fn resolve(&self, path: &str) -> PathBuf {
-        let path = FsPath::new(path);
-        if path.is_absolute() {
-            return path.to_path_buf();
-        }
-        // `./data` next to `./rules.yaml` is `data`, not `././data`.
-        let path = path.strip_prefix(".").unwrap_or(path);
-        if self.base_dir == FsPath::new(".") {
-            path.to_path_buf()
-        } else {
-            self.base_dir.join(path)
-        }
     }
 }
 

@@ -12,9 +12,9 @@ use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 
 use super::templates::{RawMessage, Templates};
 use super::{RuleSet, filters};
-use crate::config::Checker;
-use crate::config::diagnostic::Diagnostic;
-use crate::config::locate::{Location, Path};
+use crate::yaml::Checker;
+use crate::yaml::diagnostic::Diagnostic;
+use crate::yaml::locate::{Location, Path};
 use crate::config::raw::{self, BoolOrTemplate, Orientation, RawRule};
 use crate::dingtalk::Robot;
 use crate::dingtalk::message::BtnOrientation;

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use minijinja::Environment;
 
-use crate::config::locate::Location;
+use crate::yaml::locate::Location;
 use crate::dingtalk::{Message, Robot};
 
 pub use compile::Rule;

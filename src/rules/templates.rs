@@ -14,8 +14,8 @@
 use std::collections::BTreeMap;
 use std::path::Path as FsPath;
 
-use super::super::config::diagnostic::{self, Diagnostic};
-use super::super::config::locate;
+use crate::yaml::diagnostic::{self, Diagnostic};
+use crate::yaml::locate;
 use crate::config::raw::{
     RawActionCard, RawAt, RawFeedCard, RawLink, RawMarkdown, RawRule, RawTemplate, RawText,
 };
@@ -227,7 +227,7 @@ fn merge<T>(own: Option<T>, base: Option<T>, both: impl FnOnce(T, T) -> T) -> Op
 fn parse(file_name: &str, text: &str) -> Result<RawTemplate, String> {
     let fail = |diagnostics: Vec<Diagnostic>| diagnostic::render(file_name, text, &diagnostics);
     let raw: RawTemplate = serde_yaml::from_str(text)
-        .map_err(|error| fail(vec![crate::config::serde_diagnostic(&error)]))?;
+        .map_err(|error| fail(vec![crate::yaml::serde_diagnostic(&error)]))?;
     let types = RawMessage::of_template(&raw).types();
     if types.len() != 1 {
         return Err(fail(vec![Diagnostic {
