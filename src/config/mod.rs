@@ -25,6 +25,7 @@ use url::Url;
 use crate::dingtalk::robot::WebhookUrl;
 use crate::dingtalk::{Endpoint, Robot};
 use crate::rules::RuleSet;
+use crate::rules::compile::DeclaredSource;
 use crate::source::{Auth, Source, SourceKind, auth::BasicAuth};
 use crate::yaml::{Checker, Diagnostic, Locations, Path, diagnostic, expand, serde_diagnostic};
 use raw::RawConfig;
@@ -335,11 +336,22 @@ fn build(raw: RawConfig, checker: &mut Checker<'_>) -> Option<Config> {
             message: error,
         });
     }
+    let declared: IndexMap<String, DeclaredSource> = raw
+        .sources
+        .iter()
+        .map(|(name, source)| {
+            let declared = DeclaredSource {
+                kind: source.kind,
+                dedup: source.dedup.clone(),
+            };
+            (name.clone(), declared)
+        })
+        .collect();
     let rules = RuleSet::compile(
         &raw.rules,
         &raw.robots.keys().cloned().collect::<Vec<_>>(),
         &robots,
-        &raw.sources,
+        &declared,
         &templates,
         timezone.clone().unwrap_or(jiff::tz::TimeZone::UTC),
         &root.key("rules"),

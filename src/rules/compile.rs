@@ -15,8 +15,9 @@ use super::{RuleSet, filters};
 use crate::yaml::Checker;
 use crate::yaml::diagnostic::Diagnostic;
 use crate::yaml::locate::{Location, Path};
-use crate::config::raw::{self, BoolOrTemplate, Orientation, RawRule};
+use super::raw::{self, BoolOrTemplate, Orientation, RawRule};
 use crate::dingtalk::Robot;
+use crate::source::SourceKind;
 use crate::dingtalk::message::BtnOrientation;
 
 /// Bounds the work one template may do, so a huge payload or a runaway loop cannot stall intake.
@@ -198,6 +199,13 @@ pub fn environment(tz: jiff::tz::TimeZone) -> Environment<'static> {
     env
 }
 
+/// What compiling rules needs to know of a source declared in the config.
+pub struct DeclaredSource {
+    pub kind: SourceKind,
+    /// A json source's `dedup` template, as written (expanded when compiled).
+    pub dedup: Option<String>,
+}
+
 impl RuleSet {
     /// Compiles the rules. `robot_names` are all robots declared (valid or not, so an invalid
     /// robot is not also reported as unknown); `robots` the valid ones.
@@ -206,7 +214,7 @@ impl RuleSet {
         raw_rules: &[RawRule],
         robot_names: &[String],
         robots: &IndexMap<String, Arc<Robot>>,
-        sources: &IndexMap<String, raw::RawSource>,
+        sources: &IndexMap<String, DeclaredSource>,
         templates: &Templates,
         tz: jiff::tz::TimeZone,
         at: &Path,
@@ -244,7 +252,7 @@ impl RuleSet {
         }
         let mut dedup = std::collections::HashMap::new();
         for (name, source) in sources {
-            let Some(template) = &source.dedup else {
+            let Some(template) = source.dedup.as_deref() else {
                 continue;
             };
             let path = Path::root().key("sources").key(name.as_str()).key("dedup");
@@ -295,7 +303,7 @@ impl RuleCompiler<'_, '_> {
         raw: &RawRule,
         robot_names: &[String],
         robots: &IndexMap<String, Arc<Robot>>,
-        sources: &IndexMap<String, raw::RawSource>,
+        sources: &IndexMap<String, DeclaredSource>,
         templates: &Templates,
     ) -> Option<Rule> {
         let errors_before = self.checker.diagnostics.len();

@@ -13,6 +13,7 @@
 //! rule, the robot and the field.
 
 mod alert_labels;
+pub mod raw;
 pub mod compile;
 pub mod filters;
 mod render;

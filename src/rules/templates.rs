@@ -16,7 +16,7 @@ use std::path::Path as FsPath;
 
 use crate::yaml::diagnostic::{self, Diagnostic};
 use crate::yaml::locate;
-use crate::config::raw::{
+use super::raw::{
     RawActionCard, RawAt, RawFeedCard, RawLink, RawMarkdown, RawRule, RawTemplate, RawText,
 };
 
