@@ -88,7 +88,7 @@ fn render(c: &mut Criterion) {
         let event = source.parse(&inbound).expect("the payload parses");
         let routing = config.rules.route(&event, now);
         assert!(routing.errors.is_empty(), "{file}: the rules fail");
-        assert!(!routing.deliveries.is_empty(), "{file}: no message");
+        assert!(!routing.messages.is_empty(), "{file}: no message");
         c.bench_function(name, |b| {
             b.iter(|| {
                 let event = source.parse(black_box(&inbound)).unwrap();

@@ -210,7 +210,7 @@ fn team_templates_are_used_and_overridden_field_by_field() {
     let config =
         Config::parse("rules.yaml", &text, &dir, &|_| None).unwrap_or_else(|e| panic!("{e}"));
     let rule = &config.rules.rules()[0];
-    let fields: Vec<&str> = rule.fields().iter().map(|f| f.field.as_str()).collect();
+    let fields: Vec<&str> = rule.fields().iter().map(|f| f.name.as_str()).collect();
     assert_eq!(fields, ["markdown.title", "markdown.text"]);
 
     // Another message type than the template's, an unknown template, a broken template file.

@@ -66,14 +66,14 @@ fn every_corpus_payload_renders_valid_messages_or_matches_no_rule() {
                     .map(|e| e.to_string())
                     .collect::<Vec<_>>()
             );
-            if routing.deliveries.is_empty() {
+            if routing.messages.is_empty() {
                 assert!(
                     !routing.skipped.is_empty(),
                     "{file}: says which conditions were false"
                 );
                 unmatched += 1;
             }
-            for delivery in &routing.deliveries {
+            for delivery in &routing.messages {
                 let len = encoded_len(&delivery.message);
                 assert!(len <= MAX_BODY_BYTES, "{file}: {len} bytes");
                 *by_type.entry(delivery.message.body.msgtype()).or_default() += 1;

@@ -18,8 +18,6 @@ use std::sync::OnceLock;
 
 use base64::Engine as _;
 use dingrelay::config::Config;
-use dingrelay::config::diagnostic;
-use dingrelay::config::expand::{ExpandError, expand};
 use dingrelay::dingtalk::message::{
     ActionCard, BtnOrientation, Button, CardAction, FeedCard, FeedLink, Link, Markdown, Text,
 };
@@ -27,6 +25,8 @@ use dingrelay::dingtalk::validate::{MSG_UUID_RESERVE, encoded_len};
 use dingrelay::dingtalk::{At, Endpoint, MAX_BODY_BYTES, Message, MessageBody, Robot, prepare};
 use dingrelay::source::auth::BasicAuth;
 use dingrelay::source::{Auth, Inbound, Rejection, Source, SourceKind, examples};
+use dingrelay::yaml::diagnostic;
+use dingrelay::yaml::expand::{ExpandError, expand};
 use hmac::{Hmac, KeyInit, Mac};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use proptest::prelude::*;
@@ -1937,7 +1937,7 @@ fn now() -> jiff::Timestamp {
 /// Every delivery of a routing is a message `prepare` accepts unchanged.
 fn check_routing(config: &Config, event: &dingrelay::source::Event) -> dingrelay::rules::Routing {
     let routing = config.rules.route(event, now());
-    for delivery in &routing.deliveries {
+    for delivery in &routing.messages {
         assert!(encoded_len(&delivery.message) <= BUDGET);
         let again =
             prepare(delivery.message.clone(), &delivery.robot).expect("a routed message is valid");
@@ -2057,7 +2057,7 @@ proptest! {
         let routing = check_routing(config, &event);
         let n = doc["n"].as_u64();
         let s = doc["s"].as_str().unwrap_or_default();
-        for delivery in &routing.deliveries {
+        for delivery in &routing.messages {
             let MessageBody::Text { text } = &delivery.message.body else { continue };
             if delivery.cut_bytes > 0 {
                 continue;

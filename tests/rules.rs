@@ -99,7 +99,7 @@ fn every_matching_rule_fires_in_order_until_one_stops() {
     let routing = config
         .rules
         .route(&event(&config, "ci", &json!({"n": 3}), ""), now());
-    let fired: Vec<&str> = routing.deliveries.iter().map(|d| d.rule.as_str()).collect();
+    let fired: Vec<&str> = routing.messages.iter().map(|d| d.rule.as_str()).collect();
     assert_eq!(fired, ["first", "last"]);
     assert_eq!(routing.skipped.len(), 2);
     assert_eq!(
@@ -118,7 +118,7 @@ fn every_matching_rule_fires_in_order_until_one_stops() {
         &event(&config, "ci", &json!({"n": 30, "stop_here": true}), ""),
         now(),
     );
-    let fired: Vec<&str> = routing.deliveries.iter().map(|d| d.rule.as_str()).collect();
+    let fired: Vec<&str> = routing.messages.iter().map(|d| d.rule.as_str()).collect();
     assert_eq!(fired, ["first", "only-big", "stopper"]);
     assert_eq!(
         routing.skipped,
@@ -152,7 +152,7 @@ fn a_rule_sends_to_each_robot_and_is_validated_per_robot() {
         now(),
     );
     assert!(ok.errors.is_empty(), "{:?}", ok.errors);
-    assert_eq!(ok.deliveries.len(), 2);
+    assert_eq!(ok.messages.len(), 2);
 
     // `dev` requires a keyword the message lacks: an error naming rule, robot and keywords.
     let bad = config.rules.route(
@@ -198,7 +198,7 @@ fn mentions_come_from_templates_and_are_written_into_the_text() {
         ),
         now(),
     );
-    let message = &routing.deliveries[0].message;
+    let message = &routing.messages[0].message;
     let at = message.at.as_ref().unwrap();
     assert_eq!(at.at_mobiles, ["13800001111", "13900002222"]);
     assert_eq!(at.at_user_ids, ["manager01"]);
@@ -237,7 +237,7 @@ fn feed_card_links_come_from_a_list() {
     ));
     let items = json!({"items": [{"t": "a", "u": "https://x/a"}, {"t": "b", "u": "https://x/b"}, {"t": "c", "u": "https://x/c"}]});
     let routing = config.rules.route(&event(&config, "ci", &items, ""), now());
-    let json = serde_json::to_value(&routing.deliveries[0].message).unwrap();
+    let json = serde_json::to_value(&routing.messages[0].message).unwrap();
     assert_eq!(
         json,
         json!({"msgtype": "feedCard", "feedCard": {"links": [
@@ -271,7 +271,7 @@ fn a_too_long_alert_message_keeps_the_alerts_that_fit_and_says_how_many_more() {
         .rules
         .route(&event(&config, "am", &am_payload(alerts), ""), now());
     assert!(routing.errors.is_empty(), "{:?}", routing.errors);
-    let delivery = &routing.deliveries[0];
+    let delivery = &routing.messages[0];
     let MessageBody::Markdown { markdown } = &delivery.message.body else {
         panic!()
     };
@@ -313,7 +313,7 @@ fn a_too_long_json_message_is_cut_by_bytes_with_a_marker() {
     let routing = config
         .rules
         .route(&event(&config, "ci", &json!({ "log": log }), ""), now());
-    let delivery = &routing.deliveries[0];
+    let delivery = &routing.messages[0];
     assert!(delivery.cut_bytes > 20_000, "{}", delivery.cut_bytes);
     assert!(encoded_len(&delivery.message) <= MAX_BODY_BYTES);
     let MessageBody::Text { text } = &delivery.message.body else {
@@ -341,7 +341,7 @@ fn a_condition_that_cannot_be_evaluated_is_an_error_not_a_silent_skip() {
     let routing = config
         .rules
         .route(&event(&config, "ci", &json!({"n": 3}), ""), now());
-    assert!(routing.deliveries.is_empty());
+    assert!(routing.messages.is_empty());
     assert_eq!(routing.errors.len(), 1, "{routing:?}");
     assert!(routing.errors[0].to_string().contains("rule `bad-when`"));
 }
@@ -364,7 +364,7 @@ fn per_alert_sends_one_message_per_alert() {
         .rules
         .route(&event(&config, "am", &am_payload(alerts), ""), now());
     let texts: Vec<String> = routing
-        .deliveries
+        .messages
         .iter()
         .map(|d| match &d.message.body {
             MessageBody::Text { text } => text.content.clone(),
@@ -376,7 +376,7 @@ fn per_alert_sends_one_message_per_alert() {
         ["firing: 1 db-0", "firing: 1 db-1", "resolved: 1 db-2"]
     );
     let parts: Vec<_> = routing
-        .deliveries
+        .messages
         .iter()
         .map(|d| d.part.clone().unwrap())
         .collect();

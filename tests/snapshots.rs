@@ -156,7 +156,7 @@ fn render_fixture(shipped: &Config, preview: &Config, file: &str, kind: SourceKi
     let now: jiff::Timestamp = NOW.parse().unwrap();
     let routing = shipped.rules.route(&event, now);
     write_routing(&mut out, file, &routing);
-    if !routing.deliveries.is_empty() || !routing.errors.is_empty() {
+    if !routing.messages.is_empty() || !routing.errors.is_empty() {
         return out;
     }
     let _ = writeln!(out, "\nno rule matched");
@@ -177,7 +177,7 @@ fn render_fixture(shipped: &Config, preview: &Config, file: &str, kind: SourceKi
     if preview.sources.values().any(|s| s.kind == kind) {
         let (_, event) = parse_fixture(preview, file, kind);
         let routing = preview.rules.route(&event.unwrap(), now);
-        if !routing.deliveries.is_empty() || !routing.errors.is_empty() {
+        if !routing.messages.is_empty() || !routing.errors.is_empty() {
             let _ = writeln!(
                 out,
                 "\n--- not sent by the shipped rules.yaml; with its built-in template enabled for \
@@ -191,7 +191,7 @@ fn render_fixture(shipped: &Config, preview: &Config, file: &str, kind: SourceKi
 
 /// Each delivery (`rule -> robot (msgtype)` and the message), then each error.
 fn write_routing(out: &mut String, file: &str, routing: &Routing) {
-    for delivery in &routing.deliveries {
+    for delivery in &routing.messages {
         let message = &delivery.message;
         assert!(
             message.msg_uuid.is_none(),

@@ -87,8 +87,8 @@ fn every_corpus_payload_renders_through_a_built_in_template() {
                 "{file} through {template}: {:?}",
                 routing.errors
             );
-            assert_eq!(routing.deliveries.len(), 1, "{file} through {template}");
-            assert!(encoded_len(&routing.deliveries[0].message) <= MAX_BODY_BYTES);
+            assert_eq!(routing.messages.len(), 1, "{file} through {template}");
+            assert!(encoded_len(&routing.messages[0].message) <= MAX_BODY_BYTES);
             *rendered.entry(template).or_default() += 1;
         }
     }

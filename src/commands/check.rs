@@ -13,10 +13,10 @@ use std::path::Path;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::Config;
-use crate::yaml::locate::Location;
 use crate::dingtalk::Endpoint;
 use crate::rules::Rule;
 use crate::source::{Inbound, Source, SourceKind, examples};
+use crate::yaml::locate::Location;
 
 /// Names templates may use besides the context of the source kind: what the renderer adds, and
 /// minijinja's global functions.
@@ -293,7 +293,7 @@ fn unknown_variables(config: &Config, rule: &Rule, kind: SourceKind) -> Vec<Stri
         for name in unknown {
             problems.push(format!(
                 "error: rule `{}`: {}: unknown variable `{name}`: {kind} events have no such field (see the template context in the README)",
-                rule.name, field.field
+                rule.name, field.name
             ));
         }
     }

@@ -119,7 +119,7 @@ pub fn render(
     }
 
     let routing = config.rules.route(&event, now);
-    for delivery in &routing.deliveries {
+    for delivery in &routing.messages {
         let target = match &delivery.robot.endpoint {
             Endpoint::DryRun { .. } => "dry run".to_owned(),
             Endpoint::Webhook { url, .. } => url.redacted(),
@@ -157,7 +157,7 @@ pub fn render(
     for error in &routing.errors {
         let _ = writeln!(out, "error: {error}");
     }
-    if routing.deliveries.is_empty() && routing.errors.is_empty() {
+    if routing.messages.is_empty() && routing.errors.is_empty() {
         let _ = writeln!(out, "no rule matched this event:");
         if routing.skipped.is_empty() {
             let _ = writeln!(out, "  no rule is configured for source `{}`", source.name);

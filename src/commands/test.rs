@@ -23,13 +23,13 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
-use crate::yaml::diagnostic::{self, Diagnostic};
-use crate::yaml::locate::{Location, Locations, Path};
 use crate::config::{Config, ConfigError};
 use crate::dingtalk::message::CardAction;
 use crate::dingtalk::{Message, MessageBody};
-use crate::rules::{Delivery, SkipReason, Skipped};
+use crate::rules::{Rendered, SkipReason, Skipped};
 use crate::source::{Inbound, Rejection, Source, SourceKind};
+use crate::yaml::diagnostic::{self, Diagnostic};
+use crate::yaml::locate::{Location, Locations, Path};
 
 /// The time templates see when a test file does not set `now`.
 pub const DEFAULT_NOW: &str = "2026-01-01T00:00:00Z";
@@ -335,7 +335,7 @@ enum Outcome {
     Ignored { reason: String },
     /// The rules ran: these messages would be queued (none when no rule matched).
     Routed {
-        deliveries: Vec<Delivery>,
+        deliveries: Vec<Rendered>,
         skipped: Vec<Skipped>,
     },
 }
@@ -530,7 +530,7 @@ impl Suite {
                 error: errors.join("; "),
             };
         }
-        if !routing.deliveries.is_empty()
+        if !routing.messages.is_empty()
             && let Err(error) = self.config.rules.dedup_key(&event, case.now)
         {
             return Outcome::Refused {
@@ -539,7 +539,7 @@ impl Suite {
             };
         }
         Outcome::Routed {
-            deliveries: routing.deliveries,
+            deliveries: routing.messages,
             skipped: routing.skipped,
         }
     }
@@ -1080,7 +1080,7 @@ fn at(suite: &Suite, expected: &Expected) -> String {
 }
 
 /// Lists what the payload produced: each message, or each rule that did not fire and why.
-fn came_out(problems: &mut Vec<String>, deliveries: &[Delivery], skipped: &[Skipped]) {
+fn came_out(problems: &mut Vec<String>, deliveries: &[Rendered], skipped: &[Skipped]) {
     if deliveries.is_empty() {
         problems.push("nothing came out: no rule matched this event:".to_owned());
         if skipped.is_empty() {
@@ -1098,7 +1098,7 @@ fn came_out(problems: &mut Vec<String>, deliveries: &[Delivery], skipped: &[Skip
 }
 
 /// `rule `x` -> robot `y`: markdown "title"`.
-fn describe(delivery: &Delivery) -> String {
+fn describe(delivery: &Rendered) -> String {
     format!(
         "rule `{}` -> robot `{}`: {} {:?}",
         delivery.rule,
@@ -1128,7 +1128,7 @@ fn check_messages(
     problems: &mut Vec<String>,
     suite: &Suite,
     expected: &[Expected],
-    deliveries: &[Delivery],
+    deliveries: &[Rendered],
     skipped: &[Skipped],
 ) {
     let mut used = vec![false; deliveries.len()];
@@ -1146,7 +1146,7 @@ fn check_messages(
             None => missing.push(one),
         }
     }
-    let unexpected: Vec<&Delivery> = deliveries
+    let unexpected: Vec<&Rendered> = deliveries
         .iter()
         .zip(&used)
         .filter(|(_, used)| !**used)

@@ -351,7 +351,7 @@ async fn handle(intake: &Intake, live: &Live, source: &Source, request: Request)
             }),
         );
     }
-    if routing.deliveries.is_empty() {
+    if routing.messages.is_empty() {
         let skipped: Vec<String> = routing.skipped.iter().map(|s| s.to_string()).collect();
         tracing::info!(source = source_name, event = %event.name, "No rule matched a webhook.");
         return answer(
@@ -371,7 +371,7 @@ async fn handle(intake: &Intake, live: &Live, source: &Source, request: Request)
         }
     };
     let batch: Vec<NewMessage> = routing
-        .deliveries
+        .messages
         .iter()
         .map(|d| NewMessage {
             robot: d.robot.name.clone(),
@@ -385,7 +385,7 @@ async fn handle(intake: &Intake, live: &Live, source: &Source, request: Request)
         })
         .collect();
     let matched: std::collections::BTreeSet<&str> =
-        routing.deliveries.iter().map(|d| d.rule.as_str()).collect();
+        routing.messages.iter().map(|d| d.rule.as_str()).collect();
     for rule in &matched {
         intake.metrics.rule_matched(rule);
     }
@@ -411,7 +411,7 @@ async fn handle(intake: &Intake, live: &Live, source: &Source, request: Request)
 
     let mut queued = Vec::new();
     let mut duplicates = 0;
-    for (delivery, result) in routing.deliveries.iter().zip(&results) {
+    for (delivery, result) in routing.messages.iter().zip(&results) {
         let robot = delivery.robot.name.as_str();
         match result {
             Enqueued::Accepted { id } => {

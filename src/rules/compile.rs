@@ -10,181 +10,20 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 
-use super::templates::{RawMessage, Templates};
-use super::{RuleSet, filters};
-use crate::yaml::Checker;
-use crate::yaml::diagnostic::Diagnostic;
-use crate::yaml::locate::{Location, Path};
+use super::filters;
+use super::model::{
+    AllTemplate, AtTemplate, CardActionTemplate, EachTemplate, FeedLinkTemplate, FieldTemplate,
+    MessageTemplate, Rule, RuleSet, When, template_error,
+};
 use super::raw::{self, BoolOrTemplate, Orientation, RawRule};
+use super::templates::{RawMessage, Templates};
 use crate::dingtalk::Robot;
-use crate::source::SourceKind;
 use crate::dingtalk::message::BtnOrientation;
+use crate::source::SourceKind;
+use crate::yaml::{Checker, Diagnostic, Path};
 
 /// Bounds the work one template may do, so a huge payload or a runaway loop cannot stall intake.
 const TEMPLATE_FUEL: u64 = 20_000_000;
-
-/// A compiled template: its name in the environment and where it came from.
-#[derive(Debug, Clone)]
-pub struct Field {
-    /// The template's name in the environment, e.g. `rules[0].markdown.text`.
-    pub id: String,
-    /// The rule-relative field, e.g. `markdown.text`, used in error messages.
-    pub field: String,
-    /// Where the value is in the config file.
-    pub location: Option<Location>,
-    /// The value is a block scalar (`text: |`): template line N is N-1 lines below `location`.
-    pub block: bool,
-}
-
-impl Field {
-    /// Where a line of the template is in the config file, as near as is known.
-    pub fn location_of_line(&self, template_line: Option<usize>) -> Option<Location> {
-        let location = self.location?;
-        match template_line {
-            Some(line) if self.block && line > 1 => Some(Location {
-                line: location.line + line - 1,
-                column: location.column,
-            }),
-            _ => Some(location),
-        }
-    }
-}
-
-/// A `when` condition.
-#[derive(Debug, Clone)]
-pub struct When {
-    /// The expression as written, shown when it is false.
-    pub text: String,
-    /// A template wrapping the expression, rendering `true` or `false`.
-    pub template: Field,
-}
-
-/// A compiled rule.
-#[derive(Debug)]
-pub struct Rule {
-    pub name: String,
-    pub source: String,
-    pub when: Option<When>,
-    pub robots: Vec<Arc<Robot>>,
-    pub stop: bool,
-    /// One message per alert instead of one per group (alert sources only).
-    pub per_alert: bool,
-    pub message: MessageTemplate,
-    pub at: AtTemplate,
-    /// Where the rule starts in the config file.
-    pub location: Option<Location>,
-}
-
-impl Rule {
-    /// Every template of the rule, for inspection by `check`.
-    pub fn fields(&self) -> Vec<&Field> {
-        let mut fields: Vec<&Field> = self.when.iter().map(|w| &w.template).collect();
-        match &self.message {
-            MessageTemplate::Text { content } => fields.push(content),
-            MessageTemplate::Link {
-                title,
-                text,
-                message_url,
-                pic_url,
-            } => fields.extend([title, text, message_url].into_iter().chain(pic_url)),
-            MessageTemplate::Markdown { title, text } => fields.extend([title, text]),
-            MessageTemplate::ActionCard {
-                title,
-                text,
-                action,
-                ..
-            } => {
-                fields.extend([title, text]);
-                match action {
-                    CardActionTemplate::Single { title, url } => fields.extend([title, url]),
-                    CardActionTemplate::Buttons(buttons) => {
-                        fields.extend(buttons.iter().flat_map(|(t, u)| [t, u]))
-                    }
-                }
-            }
-            MessageTemplate::FeedCard { links, each } => {
-                for link in links.iter().chain(each.as_ref().map(|e| &e.link)) {
-                    fields.extend([&link.title, &link.message_url, &link.pic_url]);
-                }
-                if let Some(each) = each {
-                    fields.push(&each.list);
-                }
-            }
-        }
-        fields.extend(self.at.mobiles.iter().chain(&self.at.user_ids));
-        if let AllTemplate::Template(all) = &self.at.all {
-            fields.push(all);
-        }
-        fields
-    }
-}
-
-/// The message a rule renders, by type.
-#[derive(Debug)]
-pub enum MessageTemplate {
-    Text {
-        content: Field,
-    },
-    Link {
-        title: Field,
-        text: Field,
-        message_url: Field,
-        pic_url: Option<Field>,
-    },
-    Markdown {
-        title: Field,
-        text: Field,
-    },
-    ActionCard {
-        title: Field,
-        text: Field,
-        action: CardActionTemplate,
-        orientation: Option<BtnOrientation>,
-        hide_avatar: Option<bool>,
-    },
-    FeedCard {
-        links: Vec<FeedLinkTemplate>,
-        each: Option<EachTemplate>,
-    },
-}
-
-#[derive(Debug)]
-pub enum CardActionTemplate {
-    Single { title: Field, url: Field },
-    Buttons(Vec<(Field, Field)>),
-}
-
-#[derive(Debug)]
-pub struct FeedLinkTemplate {
-    pub title: Field,
-    pub message_url: Field,
-    pub pic_url: Field,
-}
-
-/// feedCard links generated from a list.
-#[derive(Debug)]
-pub struct EachTemplate {
-    /// Renders the list as JSON (`{{ (expr) | tojson }}`).
-    pub list: Field,
-    /// Rendered once per item, with the item as `item`.
-    pub link: FeedLinkTemplate,
-    pub max_links: usize,
-}
-
-#[derive(Debug, Default)]
-pub struct AtTemplate {
-    pub mobiles: Vec<Field>,
-    pub user_ids: Vec<Field>,
-    pub all: AllTemplate,
-}
-
-#[derive(Debug, Default)]
-pub enum AllTemplate {
-    #[default]
-    No,
-    Yes,
-    Template(Field),
-}
 
 /// The template environment every rule set uses: undefined values render empty (a missing label
 /// must not lose an alert), no HTML escaping (DingTalk is not HTML), bounded work, and no debug
@@ -264,9 +103,9 @@ impl RuleSet {
                 Ok(()) => {
                     dedup.insert(
                         name.clone(),
-                        Field {
+                        FieldTemplate {
                             id,
-                            field: "dedup".to_owned(),
+                            name: "dedup".to_owned(),
                             location: checker.locations.value(&path),
                             block: false,
                         },
@@ -394,7 +233,7 @@ impl RuleCompiler<'_, '_> {
     }
 
     /// Compiles one template field at `path` (relative to the rule, e.g. `markdown.text`).
-    fn template(&mut self, rel: &[&str], source: &str, field: &str) -> Option<Field> {
+    fn template(&mut self, rel: &[&str], source: &str, field: &str) -> Option<FieldTemplate> {
         let path = rel
             .iter()
             .fold(self.rule_at.clone(), |p, seg| match seg.parse::<usize>() {
@@ -406,7 +245,12 @@ impl RuleCompiler<'_, '_> {
 
     /// A field DingTalk requires: compiled, or an error saying neither the rule nor its
     /// template sets it.
-    fn required(&mut self, rel: &[&str], source: &Option<String>, field: &str) -> Option<Field> {
+    fn required(
+        &mut self,
+        rel: &[&str],
+        source: &Option<String>,
+        field: &str,
+    ) -> Option<FieldTemplate> {
         match source {
             Some(source) => self.template(rel, source, field),
             None => {
@@ -428,7 +272,7 @@ impl RuleCompiler<'_, '_> {
         source: &str,
         field: &str,
         wrap: Option<(&str, &str)>,
-    ) -> Option<Field> {
+    ) -> Option<FieldTemplate> {
         let expanded = self.checker.expand(path, source)?;
         let id = format!("rules[{}].{field}", self.index);
         let location = self.checker.locations.value(path);
@@ -440,9 +284,9 @@ impl RuleCompiler<'_, '_> {
             Some((before, after)) => format!("{before}{expanded}{after}"),
             None => expanded,
         };
-        let field = Field {
+        let field = FieldTemplate {
             id: id.clone(),
-            field: field.to_owned(),
+            name: field.to_owned(),
             location,
             block,
         };
@@ -452,7 +296,7 @@ impl RuleCompiler<'_, '_> {
                 let message = format!(
                     "rule `{}`: {}",
                     self.name,
-                    template_error(&field.field, &error)
+                    template_error(&field.name, &error)
                 );
                 self.checker.diagnostics.push(Diagnostic {
                     location: field
@@ -472,7 +316,7 @@ impl RuleCompiler<'_, '_> {
         expr: &str,
         field: &str,
         wrap: (&str, &str),
-    ) -> Option<Field> {
+    ) -> Option<FieldTemplate> {
         let expanded = self.checker.expand(path, expr)?;
         // Compile the bare expression first: its errors point into what the user wrote.
         if let Err(error) = self.env.compile_expression(&expanded) {
@@ -485,9 +329,9 @@ impl RuleCompiler<'_, '_> {
             .env
             .add_template_owned(id.clone(), format!("{}{expanded}{}", wrap.0, wrap.1))
         {
-            Ok(()) => Some(Field {
+            Ok(()) => Some(FieldTemplate {
                 id,
-                field: field.to_owned(),
+                name: field.to_owned(),
                 location: self.checker.locations.value(path),
                 block: false,
             }),
@@ -770,18 +614,5 @@ impl RuleCompiler<'_, '_> {
                 .unwrap_or_default(),
         };
         template
-    }
-}
-
-/// A minijinja error as text for the user: what went wrong and on which line of the template,
-/// without the environment's internal template name.
-pub fn template_error(field: &str, error: &minijinja::Error) -> String {
-    let detail = error
-        .detail()
-        .map(|d| format!("{}: {d}", error.kind()))
-        .unwrap_or_else(|| error.kind().to_string());
-    match error.line() {
-        Some(line) if line > 1 => format!("{field}: template line {line}: {detail}"),
-        _ => format!("{field}: {detail}"),
     }
 }

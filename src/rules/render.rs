@@ -8,10 +8,10 @@
 
 use minijinja::Value;
 
-use super::compile::{
-    AllTemplate, CardActionTemplate, FeedLinkTemplate, Field, MessageTemplate, Rule, template_error,
+use super::model::{
+    AllTemplate, CardActionTemplate, FeedLinkTemplate, FieldTemplate, MessageTemplate, Rendered,
+    Rule, RuleError, RuleSet, template_error,
 };
-use super::{Delivery, RuleError, RuleSet};
 use crate::dingtalk::message::{
     ActionCard, Button, CardAction, FeedCard, FeedLink, Link, Markdown, Text,
 };
@@ -36,7 +36,7 @@ impl RuleSet {
         rule: &Rule,
         event: &Event,
         now: jiff::Timestamp,
-    ) -> Result<Vec<Delivery>, Vec<RuleError>> {
+    ) -> Result<Vec<Rendered>, Vec<RuleError>> {
         self.render_with(rule, event, now, None)
     }
 
@@ -47,7 +47,7 @@ impl RuleSet {
         event: &Event,
         now: jiff::Timestamp,
         full_ctx: Option<&Value>,
-    ) -> Result<Vec<Delivery>, Vec<RuleError>> {
+    ) -> Result<Vec<Rendered>, Vec<RuleError>> {
         let mut deliveries = Vec::new();
         let mut errors = Vec::new();
         for (part, event) in parts(rule, event) {
@@ -58,7 +58,7 @@ impl RuleSet {
                 .map_err(|e| vec![e])?;
             for robot in &rule.robots {
                 match prepare(message.clone(), robot) {
-                    Ok(prepared) => deliveries.push(Delivery {
+                    Ok(prepared) => deliveries.push(Rendered {
                         rule: rule.name.clone(),
                         robot: robot.clone(),
                         message: prepared.message,
@@ -137,7 +137,7 @@ impl RuleSet {
     pub(super) fn render_source_field(
         &self,
         source: &str,
-        field: &Field,
+        field: &FieldTemplate,
         event: &Event,
         now: jiff::Timestamp,
     ) -> Result<String, RuleError> {
@@ -145,15 +145,20 @@ impl RuleSet {
         let fail = |e: &minijinja::Error| RuleError {
             rule: format!("(source {source})"),
             robot: None,
-            field: field.field.clone(),
-            reason: template_error(&field.field, e),
+            field: field.name.clone(),
+            reason: template_error(&field.name, e),
             location: field.location_of_line(e.line()),
         };
         let template = self.env.get_template(&field.id).map_err(|e| fail(&e))?;
         template.render(&ctx).map_err(|e| fail(&e))
     }
 
-    fn render_field(&self, rule: &Rule, field: &Field, ctx: &Value) -> Result<String, RuleError> {
+    fn render_field(
+        &self,
+        rule: &Rule,
+        field: &FieldTemplate,
+        ctx: &Value,
+    ) -> Result<String, RuleError> {
         let template = self
             .env
             .get_template(&field.id)
@@ -162,7 +167,7 @@ impl RuleSet {
     }
 
     fn render_message(&self, rule: &Rule, ctx: &Value) -> Result<Message, RuleError> {
-        let r = |field: &Field| self.render_field(rule, field, ctx);
+        let r = |field: &FieldTemplate| self.render_field(rule, field, ctx);
         let body = match &rule.message {
             MessageTemplate::Text { content } => MessageBody::Text {
                 text: Text {
@@ -233,7 +238,7 @@ impl RuleSet {
                         serde_json::from_str(&json).map_err(|e| RuleError {
                             rule: rule.name.clone(),
                             robot: None,
-                            field: each.list.field.clone(),
+                            field: each.list.name.clone(),
                             reason: format!("did not give a list ({e})"),
                             location: each.list.location,
                         })?;
@@ -244,7 +249,7 @@ impl RuleSet {
                             return Err(RuleError {
                                 rule: rule.name.clone(),
                                 robot: None,
-                                field: each.list.field.clone(),
+                                field: each.list.name.clone(),
                                 reason: format!("must give a list, gave {}", kind_of(&other)),
                                 location: each.list.location,
                             });
@@ -323,7 +328,7 @@ impl RuleSet {
                         return Err(RuleError {
                             rule: rule.name.clone(),
                             robot: None,
-                            field: field.field.clone(),
+                            field: field.name.clone(),
                             reason: format!("must render `true` or `false`, rendered `{other}`"),
                             location: field.location,
                         });
@@ -386,13 +391,13 @@ pub(super) fn context(
     event.template_context(alert_limit, Some(now))
 }
 
-fn error(rule: &Rule, field: &Field, error: &minijinja::Error) -> RuleError {
+fn error(rule: &Rule, field: &FieldTemplate, error: &minijinja::Error) -> RuleError {
     RuleError {
         rule: rule.name.clone(),
         robot: None,
-        field: field.field.clone(),
-        reason: template_error(&field.field, error)
-            .trim_start_matches(&format!("{}: ", field.field))
+        field: field.name.clone(),
+        reason: template_error(&field.name, error)
+            .trim_start_matches(&format!("{}: ", field.name))
             .to_owned(),
         location: field.location_of_line(error.line()),
     }

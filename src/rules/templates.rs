@@ -14,11 +14,11 @@
 use std::collections::BTreeMap;
 use std::path::Path as FsPath;
 
-use crate::yaml::diagnostic::{self, Diagnostic};
-use crate::yaml::locate;
 use super::raw::{
     RawActionCard, RawAt, RawFeedCard, RawLink, RawMarkdown, RawRule, RawTemplate, RawText,
 };
+use crate::yaml::diagnostic::{self, Diagnostic};
+use crate::yaml::locate;
 
 include!(concat!(env!("OUT_DIR"), "/builtin_templates.rs"));
 

@@ -1,8 +1,9 @@
 //! Template filters over an alert's labels (Alertmanager, Grafana), registered by
-//! [`super::filters::register`]:
+//! [`super::register`]:
 //!
 //! | filter | example | result |
 //! |---|---|---|
+//! | `label_pairs(sep=", ", kv="=", exclude=[])` | `{{ alert.labels \| label_pairs }}` | `alertname=Disk, severity=critical` |
 //! | `distinct_labels(common, keys=IDENTITY_KEYS)` | `{{ alert.labels \| distinct_labels(commonLabels) \| join(" · ") }}` | `DiskFull · instance=db2 · critical` |
 //! | `silence_url(base, keys=IDENTITY_KEYS)` | `{{ alert.labels \| silence_url(externalURL) }}` | `http://am:9093/#/silences/new?filter=%7Balertname%3D%22DiskFull%22...` |
 //!
@@ -28,7 +29,11 @@
 //! is true in a template's `if`, and compared with `==`.
 
 use minijinja::value::{Kwargs, Value, ValueKind};
+use std::fmt::Write as _;
+
 use minijinja::{Environment, Error};
+
+use super::args::{arg, invalid};
 
 /// The labels that usually say *where* an alert is (instance, pod, job, ...): the default `keys`.
 pub const IDENTITY_KEYS: &[&str] = &[
@@ -82,8 +87,8 @@ fn arguments(
     keys: Option<Value>,
     kwargs: &Kwargs,
 ) -> Result<(Value, Vec<Value>), Error> {
-    let first = super::filters::arg(first_name, first, kwargs)?;
-    let keys = super::filters::arg("keys", keys, kwargs)?;
+    let first = arg(first_name, first, kwargs)?;
+    let keys = arg("keys", keys, kwargs)?;
     kwargs.assert_all_used()?;
     Ok((
         first.unwrap_or(Value::UNDEFINED),
@@ -98,7 +103,7 @@ fn identity_keys(filter: &str, keys: Option<&Value>) -> Result<Vec<Value>, Error
         return Ok(IDENTITY_KEYS.iter().map(|k| Value::from(*k)).collect());
     };
     if keys.kind() != ValueKind::Seq {
-        return Err(super::filters::invalid(format!(
+        return Err(invalid(format!(
             "{filter}: `keys` must be a list of label names, got {keys:?}"
         )));
     }
@@ -201,6 +206,46 @@ fn silence_url(labels: &Value, base: &str, keys: &[Value]) -> Result<String, Err
     ))
 }
 
+/// `label_pairs`: `key=value` pairs of a map, in the map's order, minus the `exclude`d keys.
+pub(super) fn label_pairs(
+    value: &Value,
+    sep: &str,
+    kv: &str,
+    exclude: Option<&Value>,
+) -> Result<String, Error> {
+    if value.kind() != ValueKind::Map {
+        return Err(invalid(format!(
+            "label_pairs: expected a map (such as an alert's labels), got {} {value:?}",
+            value.kind()
+        )));
+    }
+    let excluded: Vec<String> = match exclude {
+        None => Vec::new(),
+        Some(list) if list.kind() == ValueKind::String => vec![list.to_string()],
+        Some(list) => list
+            .try_iter()
+            .map_err(|_| {
+                invalid(format!(
+                    "label_pairs: `exclude` must be a list of keys, got {list:?}"
+                ))
+            })?
+            .map(|key| key.to_string())
+            .collect(),
+    };
+    let mut out = String::new();
+    for key in value.try_iter()? {
+        let name = key.to_string();
+        if excluded.contains(&name) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(sep);
+        }
+        let _ = write!(out, "{name}{kv}{}", value.get_item(&key)?);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,7 +276,7 @@ mod tests {
 
     fn env() -> Environment<'static> {
         let mut env = Environment::new();
-        super::super::filters::register(&mut env, jiff::tz::TimeZone::UTC);
+        register(&mut env);
         env
     }
 
