@@ -17,7 +17,7 @@
 use serde_json::{Map, Value};
 
 use super::alerts;
-use super::{Parsed, Rejection, describe};
+use super::request::{Parsed, Rejection, describe};
 
 /// The payload version this module reads.
 pub const PAYLOAD_VERSION: &str = "4";

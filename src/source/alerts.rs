@@ -13,7 +13,7 @@
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{Rejection, describe};
+use super::request::{Rejection, describe};
 
 /// Whether an alert (or a group) is firing or resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

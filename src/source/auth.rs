@@ -14,7 +14,7 @@ use http::HeaderMap;
 use http::header::AUTHORIZATION;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{Rejection, ct_eq};
+use super::request::{Rejection, ct_eq};
 
 /// How a caller authenticates with an `Authorization` header. Both may be set: either passes.
 #[derive(Debug, Clone, Default)]

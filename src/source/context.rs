@@ -16,8 +16,9 @@ use indexmap::IndexMap;
 use minijinja::Value;
 use serde_json::Value as Json;
 
-use super::Event;
 use super::alerts::{self, Status};
+use super::event::Event;
+use super::kind::SourceKind;
 
 type Fields = IndexMap<Value, Value>;
 
@@ -166,7 +167,7 @@ impl Event {
                 ("commonAnnotations", empty()),
                 ("truncatedAlerts", Value::from(0u64)),
             ];
-            if self.kind == super::SourceKind::Grafana {
+            if self.kind == SourceKind::Grafana {
                 defaults.push(("title", Value::from("")));
                 defaults.push(("message", Value::from("")));
             }

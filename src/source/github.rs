@@ -18,7 +18,7 @@ use http::HeaderMap;
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
-use super::{Inbound, Parsed, Rejection, header_text, quote, single_header};
+use super::request::{Inbound, Parsed, Rejection, header_text, quote, single_header};
 
 /// The header carrying the event name.
 pub const EVENT_HEADER: &str = "X-GitHub-Event";

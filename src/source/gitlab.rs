@@ -14,7 +14,7 @@
 use http::HeaderMap;
 use serde_json::{Map, Value};
 
-use super::{Inbound, Parsed, Rejection, ct_eq, header_text, single_header};
+use super::request::{Inbound, Parsed, Rejection, ct_eq, header_text, single_header};
 
 /// The header carrying the secret token.
 pub const TOKEN_HEADER: &str = "X-Gitlab-Token";

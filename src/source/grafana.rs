@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 use sha2::Sha256;
 
 use super::alerts::{self, Status};
-use super::{Inbound, Parsed, Rejection, describe, single_header};
+use super::request::{Inbound, Parsed, Rejection, describe, single_header};
 
 /// The signature header Grafana's UI suggests and documents.
 pub const DEFAULT_SIGNATURE_HEADER: &str = "X-Grafana-Alerting-Signature";

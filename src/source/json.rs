@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use super::Parsed;
+use super::request::Parsed;
 
 /// The query parameter naming the event.
 pub const EVENT_PARAMETER: &str = "event";

@@ -6,7 +6,7 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::SourceKind;
+use super::kind::SourceKind;
 
 /// One example request: what a sender of the kind would post.
 #[derive(Debug, Clone, Copy)]
