@@ -41,7 +41,8 @@ use std::io;
 use url::Url;
 
 use super::message::{ActionCard, CardAction, FeedLink};
-use super::{Message, MessageBody, Robot};
+use super::message::{Message, MessageBody};
+use super::robot::Robot;
 
 /// DingTalk refuses bodies over 20,000 bytes (errcode 460101).
 pub const MAX_BODY_BYTES: usize = 20_000;
@@ -696,8 +697,8 @@ fn check_keywords(message: &Message, robot: &Robot) -> Result<(), InvalidMessage
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dingtalk::Endpoint;
     use crate::dingtalk::message::{At, BtnOrientation, Button, FeedCard, Link, Markdown, Text};
+    use crate::dingtalk::robot::Endpoint;
 
     const URL: &str = "https://example.com/x";
     const PIC: &str = "https://example.com/p.png";

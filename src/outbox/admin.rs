@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
-use super::State;
+use super::model::State;
 use super::schema;
 
 /// Why `dingrelay outbox` cannot do what it was asked.

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::model::{Enqueued, NewMessage, OutboxError, RobotStats, StoredMessage};
 use super::schema;
 use super::store::{Batch, Store};
-use super::{Enqueued, NewMessage, OutboxError, RobotStats, StoredMessage};
 
 /// How many commands may wait for the thread before callers wait to send.
 const CHANNEL_CAPACITY: usize = 1024;

@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
-use super::{Enqueued, NewMessage, OutboxError, RobotStats, StoredMessage};
+use super::model::{Enqueued, NewMessage, OutboxError, RobotStats, StoredMessage};
 use crate::dingtalk::Message;
 
 /// What a database error becomes for callers: a reason, without bodies or secrets.

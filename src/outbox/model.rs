@@ -1,0 +1,113 @@
+//! What goes into the outbox and what comes out: a message to queue, the answer to queuing it,
+//! a stored message with its state, and per-robot counts.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::dingtalk::Message;
+
+/// A message to queue for one robot.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// The robot's name; must not be empty (the schema refuses it).
+    pub robot: String,
+    pub rule: String,
+    pub source: String,
+    /// Identifies the event, rule and robot across redeliveries: a second message with the same
+    /// key for the same robot within the dedup window is not queued again.
+    pub dedup_key: Option<String>,
+    /// The validated message, without `msgUuid` (the outbox sets it from the row).
+    pub message: Message,
+}
+
+/// What happened to one message of an enqueued batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Stored as row `id`.
+    Accepted { id: i64 },
+    /// Already queued within the dedup window, as row `id`: not stored again.
+    Duplicate { id: i64 },
+}
+
+/// A queued message, as a worker sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredMessage {
+    pub id: i64,
+    pub robot: String,
+    pub rule: String,
+    pub source: String,
+    /// The message with `msgUuid` set from the row, so a resend after a crash carries the same key.
+    pub message: Message,
+    /// Attempts so far that got an answer or may have reached DingTalk.
+    pub attempts: u32,
+    /// When it was accepted (Unix ms).
+    pub accepted_at: i64,
+    /// Where its maximum age counts from: `accepted_at`, or the time of a manual retry.
+    pub age_from: i64,
+    /// When it is due (Unix ms).
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+}
+
+/// One robot's share of the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RobotStats {
+    pub robot: String,
+    pub pending: usize,
+    pub dead: usize,
+    /// When the oldest pending message was accepted (Unix ms), if any is pending.
+    pub oldest_pending_at: Option<i64>,
+}
+
+/// The outbox cannot take or give messages: the daemon answers 503 so senders retry.
+///
+/// The reason names what failed (never a message body or a secret); the intake may show it to
+/// the sender.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OutboxError {
+    #[error("the outbox is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Where a row is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum State {
+    /// Waiting to be sent (again) at `next_attempt_at`.
+    Pending,
+    /// DingTalk answered `errcode 0`.
+    Delivered,
+    /// Given up on: kept for the operator, who may retry or purge it.
+    Dead,
+}
+
+impl State {
+    /// The value stored in the `state` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Delivered => "delivered",
+            State::Dead => "dead",
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for State {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<State, String> {
+        match s {
+            "pending" => Ok(State::Pending),
+            "delivered" => Ok(State::Delivered),
+            "dead" => Ok(State::Dead),
+            other => Err(format!(
+                "unknown state `{other}` (expected pending, delivered or dead)"
+            )),
+        }
+    }
+}
