@@ -1,0 +1,285 @@
+//! The audit of a loaded config: what only shows when its templates run.
+//!
+//! Loading ([`super::Config::load`]) finds syntax errors, unknown keys, bad references and unset
+//! variables. The audit renders every rule against the built-in example payloads of its source
+//! kind, and finds unknown filters, type errors, messages DingTalk would refuse (empty fields,
+//! missing keywords), and top-level variables the source kind never provides (a typo like
+//! `comonLabels`).
+//!
+//! It returns [`Finding`]s, in the order `dingrelay check` prints them; the daemon asks the same
+//! question before it swaps in a reloaded config, and reads the answer as data.
+
+use std::collections::BTreeSet;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::model::Config;
+use crate::rules::Rule;
+use crate::source::{Event, Inbound, Source, SourceKind, examples};
+use crate::yaml::Location;
+
+/// Names templates may use besides the context of the source kind: what the renderer adds, and
+/// minijinja's global functions.
+const ALWAYS_DEFINED: &[&str] = &[
+    "now",
+    "item",
+    "loop",
+    "range",
+    "dict",
+    "namespace",
+    "debug",
+    "self",
+    "super",
+    "varargs",
+    "kwargs",
+    "caller",
+    "true",
+    "false",
+    "none",
+    "True",
+    "False",
+    "None",
+];
+
+/// What the audit found, in the order it found it.
+#[derive(Debug, Default)]
+pub struct Audit {
+    pub findings: Vec<Finding>,
+}
+
+/// One thing the audit found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// A rule turned an example into a message DingTalk accepts.
+    Valid {
+        rule: String,
+        example: &'static str,
+        robot: String,
+        msgtype: &'static str,
+        /// The size of the JSON body sent to DingTalk.
+        bytes: usize,
+    },
+    /// Something that would fail at run time.
+    Problem(Problem),
+    /// Worth knowing, not wrong: a rule no example reaches, whose templates ran anyway.
+    Note(String),
+}
+
+/// An error the audit found: where, what, and on which built-in examples.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Where in the config file, when known.
+    pub location: Option<Location>,
+    pub message: String,
+    /// The examples it happened on (one line names them all, so a rule that fails on every
+    /// example is one problem, not five).
+    pub examples: Vec<&'static str>,
+}
+
+impl Problem {
+    /// `rules.yaml:12:5: error: … (on example a, b)`.
+    pub fn render(&self, file_name: &str) -> String {
+        let at = self
+            .location
+            .map(|l| format!("{file_name}:{}:{}: ", l.line, l.column))
+            .unwrap_or_default();
+        let examples = if self.examples.is_empty() {
+            String::new()
+        } else {
+            format!(" (on example {})", self.examples.join(", "))
+        };
+        format!("{at}error: {}{examples}", self.message)
+    }
+}
+
+impl Audit {
+    /// The problems found.
+    pub fn problems(&self) -> impl Iterator<Item = &Problem> {
+        self.findings.iter().filter_map(|f| match f {
+            Finding::Problem(problem) => Some(problem),
+            _ => None,
+        })
+    }
+
+    /// How many example messages were valid.
+    pub fn valid_messages(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| matches!(f, Finding::Valid { .. }))
+            .count()
+    }
+
+    /// True when nothing would fail at run time.
+    pub fn passed(&self) -> bool {
+        self.problems().next().is_none()
+    }
+}
+
+/// Audits a loaded config. `now` is what templates see as `now`.
+pub fn audit(config: &Config, now: jiff::Timestamp) -> Audit {
+    let mut audit = Audit::default();
+    let findings = &mut audit.findings;
+    for rule in config.rules.rules() {
+        let source = &config.sources[&rule.source];
+        for message in unknown_variables(config, rule, source.kind) {
+            findings.push(Finding::Problem(Problem {
+                location: rule.location,
+                message,
+                examples: Vec::new(),
+            }));
+        }
+
+        let mut matched_any = false;
+        let mut first_event = None;
+        // The same error on several examples is reported once, naming them.
+        let mut failures: Vec<Problem> = Vec::new();
+        for example in examples::for_kind(source.kind) {
+            let Some(event) = parse_example(source, example) else {
+                findings.push(Finding::Problem(Problem {
+                    location: None,
+                    message: format!("built-in example `{}` does not parse", example.name),
+                    examples: Vec::new(),
+                }));
+                continue;
+            };
+            if event.ignored.is_some() {
+                continue;
+            }
+            match config.rules.route_one(rule, &event, now) {
+                Ok(None) => {}
+                Ok(Some(rendered)) => {
+                    for rendered in rendered {
+                        findings.push(Finding::Valid {
+                            rule: rule.name.clone(),
+                            example: example.name,
+                            robot: rendered.robot.name.clone(),
+                            msgtype: rendered.message.body.msgtype(),
+                            bytes: crate::dingtalk::validate::encoded_len(&rendered.message),
+                        });
+                    }
+                    matched_any = true;
+                }
+                Err(rule_errors) => {
+                    for error in rule_errors {
+                        let message = error.to_string();
+                        match failures
+                            .iter_mut()
+                            .find(|p| p.location == error.location && p.message == message)
+                        {
+                            Some(problem) => problem.examples.push(example.name),
+                            None => failures.push(Problem {
+                                location: error.location,
+                                message,
+                                examples: vec![example.name],
+                            }),
+                        }
+                    }
+                    matched_any = true;
+                }
+            }
+            first_event.get_or_insert(event);
+        }
+        findings.extend(failures.into_iter().map(Finding::Problem));
+        if !matched_any {
+            // No example satisfies `when`: still run the templates to find what only shows then.
+            let Some(event) = first_event else { continue };
+            findings.extend(unmatched_rule(config, rule, source.kind, &event, now));
+        }
+    }
+    audit
+}
+
+/// A rule no example matches: its templates run on the first example anyway.
+fn unmatched_rule(
+    config: &Config,
+    rule: &Rule,
+    kind: SourceKind,
+    event: &Event,
+    now: jiff::Timestamp,
+) -> Vec<Finding> {
+    match config.rules.render(rule, event, now) {
+        Ok(_) => vec![Finding::Note(format!(
+            "rule `{}`: no built-in {kind} example matches its condition; its templates ran without errors on `{}`",
+            rule.name, event.name
+        ))],
+        Err(rule_errors) => {
+            let mut findings: Vec<Finding> = rule_errors
+                .iter()
+                .filter(|e| e.robot.is_none())
+                .map(|error| {
+                    Finding::Problem(Problem {
+                        location: error.location,
+                        message: error.to_string(),
+                        examples: Vec::new(),
+                    })
+                })
+                .collect();
+            if rule_errors.iter().all(|e| e.robot.is_some()) {
+                findings.push(Finding::Note(format!(
+                    "rule `{}`: no built-in {kind} example matches its condition; its templates ran (the output was not validated)",
+                    rule.name
+                )));
+            }
+            findings
+        }
+    }
+}
+
+fn parse_example(source: &Source, example: &examples::Example) -> Option<Event> {
+    let mut headers = HeaderMap::new();
+    for (name, value) in example.headers {
+        headers.insert(
+            HeaderName::from_bytes(name.as_bytes()).ok()?,
+            HeaderValue::from_str(value).ok()?,
+        );
+    }
+    if !headers.contains_key(http::header::CONTENT_TYPE) {
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    let inbound = Inbound {
+        headers: &headers,
+        query: "",
+        body: example.body.as_bytes(),
+    };
+    source.parse(&inbound).ok()
+}
+
+/// Top-level variables a rule's templates use that its source kind never provides. Not checked
+/// for json sources, whose payloads can hold anything.
+fn unknown_variables(config: &Config, rule: &Rule, kind: SourceKind) -> Vec<String> {
+    if kind == SourceKind::Json {
+        return Vec::new();
+    }
+    let mut known: BTreeSet<String> = ALWAYS_DEFINED.iter().map(|s| s.to_string()).collect();
+    let source = &config.sources[&rule.source];
+    for example in examples::for_kind(kind) {
+        if let Some(event) = parse_example(source, example)
+            && let serde_json::Value::Object(map) = event.context(None).0
+        {
+            known.extend(map.keys().cloned());
+        }
+    }
+    let env = config.rules.environment();
+    let mut problems = Vec::new();
+    for field in rule.fields() {
+        let Ok(template) = env.get_template(&field.id) else {
+            continue;
+        };
+        let mut unknown: Vec<String> = template
+            .undeclared_variables(false)
+            .into_iter()
+            .filter(|name| !known.contains(name))
+            .collect();
+        unknown.sort();
+        for name in unknown {
+            problems.push(format!(
+                "rule `{}`: {}: unknown variable `{name}`: {kind} events have no such field (see the template context in the README)",
+                rule.name, field.name
+            ));
+        }
+    }
+    problems
+}

@@ -1,0 +1,318 @@
+//! Loading: the file is parsed into [`RawConfig`], then each part is validated by a
+//! [`Checker`] that collects every error, located at its node; a [`Config`] is built only when
+//! there is none.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path as FsPath;
+
+use indexmap::IndexMap;
+
+use super::model::{Config, DEFAULT_LISTEN, DEFAULT_TIMEZONE, DeliverySettings, IntakeSettings};
+use super::raw::{self, RawConfig};
+use super::robots::{build_robot, build_robot_delivery};
+use super::sources::build_source;
+use crate::rules::{DeclaredSource, RuleSet};
+use crate::yaml::{Checker, Diagnostic, Locations, Path, diagnostic, expand, serde_diagnostic};
+
+/// A config that could not be loaded: every problem found, rendered as
+/// `rules.yaml:LINE:COL: what is wrong` with the offending line and a caret.
+#[derive(Debug, thiserror::Error)]
+#[error("{rendered}")]
+pub struct ConfigError {
+    pub diagnostics: Vec<Diagnostic>,
+    pub rendered: String,
+}
+
+impl ConfigError {
+    fn io(file_name: &str, error: std::io::Error) -> Self {
+        let message = format!("cannot read the file: {error}");
+        ConfigError {
+            rendered: format!("{file_name}: {message}"),
+            diagnostics: vec![Diagnostic {
+                location: None,
+                message,
+            }],
+        }
+    }
+}
+
+impl Config {
+    /// Loads and validates a config file, expanding `${VAR}`s from the process environment.
+    pub fn load(path: &FsPath) -> Result<Config, ConfigError> {
+        let file_name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(&file_name, e))?;
+        let base_dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| FsPath::new("."));
+        Config::parse(&file_name, &text, base_dir, &expand::env_lookup)
+    }
+
+    /// Validates config text. `lookup` resolves `${VAR}`s (the environment, or a map in tests);
+    /// `base_dir` anchors relative paths.
+    pub fn parse(
+        file_name: &str,
+        text: &str,
+        base_dir: &FsPath,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let locations = Locations::index(text);
+        let fail = |diagnostics: Vec<Diagnostic>| ConfigError {
+            rendered: diagnostic::render(file_name, text, &diagnostics),
+            diagnostics,
+        };
+
+        let duplicates: Vec<Diagnostic> = locations
+            .duplicate_keys()
+            .into_iter()
+            .map(|(path, location)| Diagnostic {
+                location: Some(location),
+                message: format!("duplicate key `{path}`: each key may appear once"),
+            })
+            .collect();
+        if !duplicates.is_empty() {
+            return Err(fail(duplicates));
+        }
+
+        let raw: RawConfig = match serde_yaml::from_str(text) {
+            Ok(raw) => raw,
+            Err(error) => return Err(fail(vec![serde_diagnostic(&error)])),
+        };
+
+        let mut checker = Checker {
+            locations: &locations,
+            lookup,
+            base_dir,
+            diagnostics: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let config = build(raw, &mut checker);
+        if checker.diagnostics.is_empty() {
+            let mut config = config.expect("a config is built when there are no diagnostics");
+            config.warnings = checker.warnings;
+            Ok(config)
+        } else {
+            checker
+                .diagnostics
+                .sort_by_key(|d| d.location.map(|l| (l.line, l.column)));
+            Err(fail(checker.diagnostics))
+        }
+    }
+}
+
+/// Validates everything; returns the config only if no error was recorded.
+fn build(raw: RawConfig, checker: &mut Checker<'_>) -> Option<Config> {
+    let root = Path::root();
+
+    let listen = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    let listen = checker
+        .expand(&root.key("listen"), listen)
+        .and_then(|listen| match listen.parse::<SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                checker.error(
+                    &root.key("listen"),
+                    format!("listen: `{listen}` is not an address like 127.0.0.1:8060"),
+                );
+                None
+            }
+        });
+
+    let state_dir = raw.state_dir.as_deref().unwrap_or("./data");
+    let state_dir = checker
+        .expand(&root.key("state_dir"), state_dir)
+        .map(|dir| checker.resolve(&dir));
+
+    let timezone_name = raw.timezone.as_deref().unwrap_or(DEFAULT_TIMEZONE);
+    let timezone_name = checker.expand(&root.key("timezone"), timezone_name);
+    let timezone = timezone_name.as_deref().and_then(|name| {
+        match jiff::tz::TimeZone::get(name) {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                checker.error(
+                    &root.key("timezone"),
+                    format!("timezone: unknown time zone `{name}` (use an IANA name like Asia/Shanghai or UTC)"),
+                );
+                None
+            }
+        }
+    });
+
+    let secs = std::time::Duration::from_secs;
+    let body_limit = match &raw.body_limit {
+        None => Some(26 * 1024 * 1024),
+        Some(size) => body_size(size).or_else(|| {
+            checker.error(
+                &root.key("body_limit"),
+                "body_limit: expected a size like 26MiB, 512KiB or a number of bytes (at least 1KiB)",
+            );
+            None
+        }),
+    };
+    let request_timeout = checker.duration(
+        &root.key("request_timeout"),
+        raw.request_timeout.as_deref(),
+        secs(10),
+    );
+    let dedup_window = checker.duration(
+        &root.key("dedup_window"),
+        raw.dedup_window.as_deref(),
+        secs(600),
+    );
+    let connect_timeout = checker.duration(
+        &root.key("connect_timeout"),
+        raw.connect_timeout.as_deref(),
+        secs(5),
+    );
+    let send_timeout = checker.duration(
+        &root.key("send_timeout"),
+        raw.send_timeout.as_deref(),
+        secs(15),
+    );
+    let shutdown_timeout = checker.duration(
+        &root.key("shutdown_timeout"),
+        raw.shutdown_timeout.as_deref(),
+        secs(20),
+    );
+    let keep_delivered = checker.duration(
+        &root.key("keep_delivered"),
+        raw.keep_delivered.as_deref(),
+        secs(7 * 24 * 3600),
+    );
+
+    if let (Some(keep), Some(window)) = (keep_delivered, dedup_window)
+        && keep < window
+    {
+        checker.error(
+            &root.key("keep_delivered"),
+            "keep_delivered must be at least dedup_window: pruned messages can no longer be recognised as duplicates",
+        );
+    }
+
+    let reload_token = checker.secret(
+        &root,
+        "reload_token",
+        raw.reload_token.as_deref(),
+        raw.reload_token_file.as_deref(),
+    );
+
+    let mut robots = IndexMap::new();
+    let mut robot_delivery = IndexMap::new();
+    for (name, robot) in &raw.robots {
+        let at = root.key("robots").key(name);
+        if let Some(robot) = build_robot(name, robot, &at, checker) {
+            robots.insert(name.clone(), std::sync::Arc::new(robot));
+        }
+        if let Some(delivery) = build_robot_delivery(name, robot, &at, checker) {
+            robot_delivery.insert(name.clone(), delivery);
+        }
+    }
+    if raw.robots.is_empty() {
+        checker.error(&root, "no robots: add at least one under `robots:`");
+    }
+
+    let mut sources = IndexMap::new();
+    let mut paths: HashMap<String, String> = HashMap::new();
+    for (name, source) in &raw.sources {
+        let at = root.key("sources").key(name);
+        if let Some(source) = build_source(name, source, &at, checker) {
+            if let Some(other) = paths.insert(source.path.clone(), name.clone()) {
+                checker.error(
+                    &at.key("path"),
+                    format!(
+                        "sources.{name}: path `{}` is already used by source `{other}`",
+                        source.path
+                    ),
+                );
+            }
+            sources.insert(name.clone(), source);
+        }
+    }
+    if raw.sources.is_empty() {
+        checker.error(&root, "no sources: add at least one under `sources:`");
+    }
+
+    let (templates, template_errors) = crate::rules::templates::Templates::load(checker.base_dir);
+    for error in template_errors {
+        checker.diagnostics.push(Diagnostic {
+            location: None,
+            message: error,
+        });
+    }
+    let declared: IndexMap<String, DeclaredSource> = raw
+        .sources
+        .iter()
+        .map(|(name, source)| {
+            let declared = DeclaredSource {
+                kind: source.kind,
+                dedup: source.dedup.clone(),
+            };
+            (name.clone(), declared)
+        })
+        .collect();
+    let rules = RuleSet::compile(
+        &raw.rules,
+        &raw.robots.keys().cloned().collect::<Vec<_>>(),
+        &robots,
+        &declared,
+        &templates,
+        timezone.clone().unwrap_or(jiff::tz::TimeZone::UTC),
+        &root.key("rules"),
+        checker,
+    );
+
+    if !checker.diagnostics.is_empty() {
+        return None;
+    }
+    Some(Config {
+        listen: listen?,
+        state_dir: state_dir?,
+        timezone_name: timezone_name?,
+        timezone: timezone?,
+        robots,
+        sources,
+        rules: rules?,
+        intake: IntakeSettings {
+            body_limit: body_limit?,
+            request_timeout: request_timeout?,
+            dedup_window: dedup_window?,
+        },
+        delivery: DeliverySettings {
+            connect_timeout: connect_timeout?,
+            send_timeout: send_timeout?,
+            shutdown_timeout: shutdown_timeout?,
+            keep_delivered: keep_delivered?,
+        },
+        robot_delivery,
+        reload_token,
+        warnings: Vec::new(),
+    })
+}
+
+/// `26MiB`, `512 KiB`, `1MB`, `2048`: a size in bytes, at least 1 KiB.
+fn body_size(size: &raw::BodySize) -> Option<usize> {
+    let bytes = match size {
+        raw::BodySize::Bytes(n) => *n,
+        raw::BodySize::Text(text) => {
+            let text = text.trim();
+            let split = text
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(text.len());
+            let (number, unit) = text.split_at(split);
+            let number: u64 = number.parse().ok()?;
+            let unit = match unit.trim().to_ascii_lowercase().as_str() {
+                "" | "b" => 1,
+                "k" | "kb" => 1000,
+                "kib" => 1024,
+                "m" | "mb" => 1000 * 1000,
+                "mib" => 1024 * 1024,
+                _ => return None,
+            };
+            number.checked_mul(unit)?
+        }
+    };
+    (bytes >= 1024)
+        .then(|| usize::try_from(bytes).ok())
+        .flatten()
+}

@@ -1,0 +1,95 @@
+//! A validated configuration: what the rest of dingrelay sees of `rules.yaml`. Every value is
+//! expanded, every reference resolved and every template compiled.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use indexmap::IndexMap;
+use secrecy::SecretString;
+
+use crate::dingtalk::Robot;
+use crate::rules::RuleSet;
+use crate::source::Source;
+
+/// The default listen address: loopback only, so a fresh install is not reachable from outside.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8060";
+/// The default time zone for times shown in messages: DingTalk's home.
+pub const DEFAULT_TIMEZONE: &str = "Asia/Shanghai";
+/// The only host a robot webhook may point at unless the robot names another in `allow_host`.
+pub const DINGTALK_HOST: &str = "oapi.dingtalk.com";
+
+/// A validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub state_dir: PathBuf,
+    /// The IANA name, kept for display.
+    pub timezone_name: String,
+    pub timezone: jiff::tz::TimeZone,
+    pub robots: IndexMap<String, std::sync::Arc<Robot>>,
+    pub sources: IndexMap<String, Source>,
+    pub rules: RuleSet,
+    pub intake: IntakeSettings,
+    pub delivery: DeliverySettings,
+    /// Per robot, by name: how its worker delivers.
+    pub robot_delivery: IndexMap<String, RobotDelivery>,
+    /// The bearer token of `POST /-/reload`; `None` keeps the route off.
+    pub reload_token: Option<SecretString>,
+    /// Things that work but deserve the operator's attention (an unauthenticated source, ...).
+    pub warnings: Vec<String>,
+}
+
+/// How webhooks are taken in.
+#[derive(Debug, Clone)]
+pub struct IntakeSettings {
+    /// Larger bodies are answered 413. Default 26 MiB: GitHub's cap is 25 MB.
+    pub body_limit: usize,
+    /// A request that takes longer (reading the body included) is answered 503/408.
+    pub request_timeout: std::time::Duration,
+    /// A message whose dedup key was accepted within this window is not queued again.
+    pub dedup_window: std::time::Duration,
+}
+
+/// How messages leave, for every robot.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    pub connect_timeout: std::time::Duration,
+    /// Total time one request to DingTalk may take.
+    pub send_timeout: std::time::Duration,
+    /// How long shutdown waits for sends in flight before exiting anyway.
+    pub shutdown_timeout: std::time::Duration,
+    /// Delivered rows are pruned after this long.
+    pub keep_delivered: std::time::Duration,
+}
+
+/// How one robot's worker delivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RobotDelivery {
+    /// DingTalk's limit for the robot per minute; the limiter keeps one below it.
+    pub rate_per_minute: u32,
+    /// The pause after DingTalk answers "too fast".
+    pub throttle_penalty: std::time::Duration,
+    /// Transient failures are retried until a message is this old, then dead-lettered.
+    pub max_age: std::time::Duration,
+    /// Merge the backlog into digests when it would take longer than this to drain; `None`
+    /// sends every message on its own.
+    pub digest_after: Option<std::time::Duration>,
+}
+
+impl Default for RobotDelivery {
+    fn default() -> Self {
+        RobotDelivery {
+            rate_per_minute: 20,
+            throttle_penalty: std::time::Duration::from_secs(600),
+            max_age: std::time::Duration::from_secs(24 * 3600),
+            digest_after: Some(std::time::Duration::from_secs(60)),
+        }
+    }
+}
+
+impl Config {
+    /// The robot of this name.
+    pub fn robot(&self, name: &str) -> Option<&std::sync::Arc<Robot>> {
+        self.robots.get(name)
+    }
+}
