@@ -20,16 +20,14 @@
 
 pub mod cli;
 pub mod clock;
-pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod delivery;
 pub mod dingtalk;
 pub mod intake;
 pub mod metrics;
 pub mod outbox;
 pub mod rules;
-pub mod serve;
 pub mod source;
-pub mod systemd;
 pub mod text;
 pub mod yaml;

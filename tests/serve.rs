@@ -15,10 +15,10 @@ use std::time::Duration;
 use axum::body::Body;
 use dingrelay::clock::Clock;
 use dingrelay::config::Config;
+use dingrelay::daemon::{Daemon, Services};
 use dingrelay::delivery::transport::{HttpTransport, Transport};
 use dingrelay::metrics::Metrics;
 use dingrelay::outbox::{Admin, State};
-use dingrelay::serve::{Daemon, Services};
 use http::{Request, StatusCode};
 use serde_json::{Value, json};
 use support::mock_dingtalk::{Fault, MockDingTalk, webhook_url};
@@ -311,9 +311,9 @@ async fn a_security_refusal_is_dead_lettered_at_once_and_listed() {
 
     // `outbox list` shows it with its error.
     let mut out = Vec::new();
-    let code = dingrelay::commands::outbox::run(
+    let code = dingrelay::cli::outbox::run(
         &harness.state_dir,
-        &dingrelay::commands::outbox::OutboxCommand::List {
+        &dingrelay::cli::outbox::OutboxCommand::List {
             robot: None,
             state: None,
         },
@@ -584,7 +584,7 @@ async fn a_posted_webhook_arrives_signed_with_the_right_body() {
         metrics: Arc::new(Metrics::new()),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon = tokio::spawn(dingrelay::serve::run(
+    let daemon = tokio::spawn(dingrelay::daemon::run(
         load(&text),
         listener,
         async move {

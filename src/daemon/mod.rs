@@ -17,6 +17,8 @@
 //! in flight, workers finish the send in flight, and the outbox is closed; all bounded by
 //! `shutdown_timeout`. Pending messages stay in the outbox for the next start.
 
+pub mod systemd;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
@@ -242,7 +244,7 @@ impl Daemon {
     /// Reloads the config from its file: validates it fully, then swaps it in. On failure the
     /// running config stays and the errors are returned (and logged).
     pub async fn reload(&mut self) -> Result<(), String> {
-        crate::systemd::reloading();
+        systemd::reloading();
         let result = self.try_reload().await;
         match &result {
             Ok(()) => {
@@ -256,9 +258,9 @@ impl Daemon {
                 );
             }
         }
-        crate::systemd::ready();
+        systemd::ready();
         if result.is_err() {
-            crate::systemd::status(
+            systemd::status(
                 "Reload refused: rules.yaml is invalid; the previous rules keep serving (see the log).",
             );
         }
@@ -271,19 +273,16 @@ impl Daemon {
         };
         let loaded = tokio::task::spawn_blocking(move || {
             let config = Config::load(&path).map_err(|e| e.to_string())?;
-            let mut report = Vec::new();
-            let code = crate::commands::check::check(
-                &config,
-                &path.display().to_string(),
-                jiff::Timestamp::now(),
-                &mut report,
-            );
-            if code != 0 {
-                let report = String::from_utf8_lossy(&report);
-                let errors: Vec<&str> = report
-                    .lines()
-                    .filter(|l| l.contains("error") || l.starts_with("check failed"))
-                    .collect();
+            let audit = crate::config::audit(&config, jiff::Timestamp::now());
+            if !audit.passed() {
+                let file_name = path.display().to_string();
+                let mut errors: Vec<String> =
+                    audit.problems().map(|p| p.render(&file_name)).collect();
+                let count = errors.len();
+                errors.push(format!(
+                    "check failed: {count} error{}",
+                    if count == 1 { "" } else { "s" }
+                ));
                 return Err(errors.join("\n"));
             }
             Ok(config)
@@ -389,8 +388,8 @@ pub async fn run(
         stopped(&mut server_signal).await;
     });
     let mut server = tokio::spawn(async move { server.await });
-    crate::systemd::ready();
-    let watchdog = crate::systemd::spawn_watchdog();
+    systemd::ready();
+    let watchdog = systemd::spawn_watchdog();
 
     tokio::select! {
         result = &mut server => {
@@ -406,7 +405,7 @@ pub async fn run(
         _ = daemon.run_until(&mut hangups, signal_rx.clone()) => {}
     }
 
-    crate::systemd::stopping();
+    systemd::stopping();
     tracing::info!("Shutting down: no new webhooks; finishing sends in flight.");
     let deadline = tokio::time::Instant::now() + daemon.config().delivery.shutdown_timeout;
     // Intake first, so every request that got in is answered, then the workers.

@@ -221,7 +221,8 @@ mod tests {
         let mut command = Command::new(std::env::current_exe().unwrap());
         command
             .args([
-                &format!("systemd::tests::{name}"),
+                // This module's path without the crate: the test's name in the harness.
+                &format!("{}::{name}", module_path!().split_once("::").unwrap().1),
                 "--exact",
                 "--ignored",
                 "--nocapture",

@@ -1,14 +1,18 @@
 //! The command line: `dingrelay check` and `dingrelay render`.
 //!
 //! `main` parses [`Cli`], sets up logging and calls [`run`]; everything else lives here and in
-//! [`crate::commands`], so the binary stays thin.
+//! its submodules, so the binary stays thin.
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::commands;
+pub mod check;
+pub mod outbox;
+pub mod render;
+pub mod serve;
+pub mod test;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -92,7 +96,7 @@ Works while the daemon runs. The outbox is found through the config's `state_dir
         #[arg(long)]
         state_dir: Option<PathBuf>,
         #[command(subcommand)]
-        command: commands::outbox::OutboxCommand,
+        command: outbox::OutboxCommand,
     },
     /// Validate rules.yaml and render every rule against built-in example payloads.
     #[command(after_help = "\
@@ -143,8 +147,8 @@ says which rule conditions were false. Authentication is not checked.")]
 /// Runs a parsed command line. Returns the process exit code.
 pub fn run(cli: Cli, out: &mut dyn Write) -> u8 {
     match cli.command {
-        Command::Serve { config } => commands::serve::run(&config, out),
-        Command::Test { files } => commands::test::run(&files, out),
+        Command::Serve { config } => serve::run(&config, out),
+        Command::Test { files } => test::run(&files, out),
         Command::Outbox {
             config,
             state_dir,
@@ -165,9 +169,9 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> u8 {
                     }
                 },
             };
-            commands::outbox::run(&state_dir, &command, out)
+            outbox::run(&state_dir, &command, out)
         }
-        Command::Check { config } => commands::check::run(&config, out),
+        Command::Check { config } => check::run(&config, out),
         Command::Render {
             payload,
             source,
@@ -176,7 +180,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> u8 {
             config,
             pretty,
         } => {
-            let request = commands::render::RenderRequest {
+            let request = render::RenderRequest {
                 config,
                 payload,
                 source,
@@ -184,7 +188,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> u8 {
                 headers,
                 pretty,
             };
-            match commands::render::run(&request, out) {
+            match render::run(&request, out) {
                 Ok(code) => code,
                 Err(error) => {
                     let _ = writeln!(out, "error: {error}");

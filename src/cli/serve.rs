@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::daemon::{self, Services};
 use crate::delivery::transport::HttpTransport;
 use crate::metrics::Metrics;
-use crate::serve::{self, Services};
 
 /// Runs the daemon. Returns the exit code: 0 after a clean shutdown, 1 when it cannot start.
 pub fn run(config_path: &Path, out: &mut dyn Write) -> u8 {
@@ -57,9 +57,9 @@ pub fn run(config_path: &Path, out: &mut dyn Write) -> u8 {
             config_path: Some(config_path.to_path_buf()),
             metrics: Arc::new(Metrics::new()),
         };
-        match serve::run(config, listener, shutdown_signal(), hangups(), services).await {
+        match daemon::run(config, listener, shutdown_signal(), hangups(), services).await {
             Ok(()) => 0,
-            Err(serve::ServeError::Outbox(error)) => {
+            Err(daemon::ServeError::Outbox(error)) => {
                 tracing::error!("Cannot start: {error}. Check that state_dir exists and is writable by this user.");
                 1
             }
