@@ -7,16 +7,26 @@
 //!   -> outbox (durable) -> per-robot worker (rate limit, sign, send, classify, retry or dead-letter)
 //! ```
 //!
-//! - [`config`]: `rules.yaml`, parsed into raw structs, then validated into [`config::Config`], which
-//!   holds compiled templates and resolved references. The rest of the code only sees that.
+//! The list below runs lowest first: each module imports only from those above it (a test,
+//! `cargo test layering`, holds the code to that, and ARCHITECTURE.md draws the map).
+//!
+//! - [`text`], [`clock`], [`metrics`]: leaves every stage may use.
+//! - [`yaml`]: locating nodes of a YAML file, rustc-style diagnostics, `${VAR}` expansion, and the
+//!   checker that validates a document collecting every error.
+//! - [`dingtalk`]: the typed robot message, its validation against DingTalk's real rules, and
+//!   signing.
 //! - [`source`]: one module per sender kind; verifies a request over its raw bytes, then parses it
-//!   into an [`source::Event`].
-//! - [`rules`]: matches an event against the rules and renders DingTalk messages through templates.
-//! - [`dingtalk`]: the typed robot message, its validation against DingTalk's real rules, and signing.
+//!   into a [`source::Event`].
+//! - [`rules`]: the raw and compiled rules; matches an event and renders DingTalk messages through
+//!   templates.
+//! - [`config`]: `rules.yaml`, parsed into raw structs, then validated into [`config::Config`],
+//!   which holds compiled templates and resolved references (the rest of the code only sees
+//!   that), and its audit.
 //! - [`outbox`]: the durable queue between intake and delivery (SQLite).
 //! - [`delivery`]: one worker per robot: rate limit, sign, send, classify, retry or dead-letter.
-//! - [`intake`]: the HTTP routes; [`serve`] wires everything into the daemon.
-//! - [`commands`]: `check`, `render`, `serve` and `outbox`.
+//! - [`intake`]: the HTTP routes.
+//! - [`daemon`]: wires everything into the running service, with systemd's notifications.
+//! - [`cli`]: the commands `check`, `render`, `test`, `serve` and `outbox`.
 
 pub mod cli;
 pub mod clock;
