@@ -28,8 +28,9 @@
 //! - `r = 1` leaves no room for a margin of one message: the limiter sends one message per 61 s
 //!   (burst 1), i.e. at most 1 in any 60 s window, with one second of margin instead.
 //! - `r = 0` would never send anything, which would lose messages silently; it is treated as
-//!   `r = 1`. The configuration should refuse 0 (`rate_per_minute` must be at least 1) so the
-//!   operator learns about it; this clamp only keeps the limiter total.
+//!   `r = 1`. The configuration refuses anything below 2 (`rate_per_minute` must be at least 2,
+//!   so that one below it still sends), so the operator learns about it; this clamp only keeps
+//!   the limiter total.
 //!
 //! # Time
 //!
@@ -226,7 +227,7 @@ impl RateLimiter {
         self.burst.saturating_add(per_window).saturating_sub(1)
     }
 
-    /// The rate this limiter was made for (at least 1).
+    /// The rate this limiter was made for (the config demands at least 2; 0 is taken as 1).
     pub fn rate_per_minute(&self) -> u32 {
         self.rate_per_minute
     }
