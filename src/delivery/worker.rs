@@ -32,7 +32,7 @@ use crate::clock::Clock;
 use crate::config::RobotDelivery;
 use crate::dingtalk::{Endpoint, Message, Robot, sign};
 use crate::metrics::{FailureClass, Metrics};
-use crate::outbox::{Outbox, StoredMessage};
+use crate::outbox::{Due, Outbox, StoredMessage};
 
 /// How many due messages a worker reads at once (a digest merges at most these).
 const BATCH: usize = 400;
@@ -129,9 +129,9 @@ impl Worker {
                 runtime.paused_until.store(0, Ordering::SeqCst);
             }
             let now = self.clock.now_ms();
-            match self.in_order_due(now).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(next)) => {
+            match self.outbox.due_in_order(&self.robot.name, now, BATCH).await {
+                Ok(Due::Messages(_)) => {}
+                Ok(Due::NextAt(next)) => {
                     // Nothing pending (`None`), or the oldest pending message is not due yet:
                     // nothing younger may overtake it.
                     self.wait(next, true).await;
@@ -150,10 +150,11 @@ impl Worker {
                 _ = limiter.until_ready() => {}
                 _ = self.shutdown.changed() => continue,
             }
-            let due = match self.in_order_due(self.clock.now_ms()).await {
-                Ok(Ok(due)) => due,
+            let now = self.clock.now_ms();
+            let due = match self.outbox.due_in_order(&self.robot.name, now, BATCH).await {
+                Ok(Due::Messages(due)) => due,
                 // Gone meanwhile (an operator purged it): the permit is spent, nothing is lost.
-                Ok(Err(_)) | Err(_) => continue,
+                Ok(Due::NextAt(_)) | Err(_) => continue,
             };
             let (message, rows) = self.next_message(&due).await;
             match self.send(message, &rows, &mut rng).await {
@@ -162,26 +163,6 @@ impl Worker {
             }
         }
         tracing::debug!(robot = %self.robot.name, "Robot worker stopped.");
-    }
-
-    /// The robot's pending messages that are due, in acceptance order, up to the first one that
-    /// is not due yet: `Err(next due time)` when the oldest pending message is not due (or
-    /// `Err(None)` when nothing is pending). After a restart during a backoff, younger messages
-    /// are due while the one that failed is not: they wait for it, so order is kept.
-    async fn in_order_due(
-        &self,
-        now: i64,
-    ) -> Result<Result<Vec<StoredMessage>, Option<i64>>, crate::outbox::OutboxError> {
-        let pending = self.outbox.due(&self.robot.name, i64::MAX, BATCH).await?;
-        let due: Vec<StoredMessage> = pending
-            .iter()
-            .take_while(|m| m.next_attempt_at <= now)
-            .cloned()
-            .collect();
-        if due.is_empty() {
-            return Ok(Err(pending.first().map(|m| m.next_attempt_at)));
-        }
-        Ok(Ok(due))
     }
 
     /// Waits until `until` (or the poll interval), a wake-up for new messages, or shutdown.
