@@ -4,6 +4,7 @@
 pub mod backoff;
 pub mod classify;
 pub mod digest;
+pub mod dry_run;
 pub mod limiter;
 pub mod transport;
 pub mod worker;

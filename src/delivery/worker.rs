@@ -14,18 +14,19 @@
 //! - when the backlog would take longer than `digest_after` to drain at the robot's rate, due
 //!   messages are merged into one digest; the merged rows count as delivered only when it is.
 
-use std::io::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::sync::{Notify, watch};
+use url::Url;
 
 use super::backoff::{DEFAULT_BASE, DEFAULT_CAP, retry_delay};
 use super::classify::{Outcome, classify};
 use super::digest;
+use super::dry_run::{self, DryRunTransport};
 use super::limiter::RateLimiter;
 use super::transport::{Transport, TransportError};
 use crate::clock::Clock;
@@ -38,11 +39,7 @@ use crate::outbox::{Due, Outbox, StoredMessage};
 const BATCH: usize = 400;
 /// How often an idle worker looks at the outbox anyway, to pick up `outbox retry` from the CLI.
 const POLL: Duration = Duration::from_secs(5);
-/// Where a dry-run robot's requests go.
-const DRY_RUN_URL: &str = "https://oapi.dingtalk.com/robot/send?access_token=DRY-RUN";
-
-/// Where dry-run robots print the requests they would send (stdout in the daemon).
-pub type DryRunOutput = Arc<Mutex<Box<dyn Write + Send>>>;
+pub use super::dry_run::DryRunOutput;
 
 /// What outlives a robot's worker across config reloads: its pace and its pause, so a reload
 /// never lets a robot send faster than its rate or cut a throttle penalty short.
@@ -71,6 +68,8 @@ pub struct Worker {
     pub robot: Arc<Robot>,
     pub settings: RobotDelivery,
     pub outbox: Outbox,
+    /// The transport to DingTalk every worker shares; a dry-run robot's worker posts through a
+    /// [`DryRunTransport`] on `dry_run` instead.
     pub transport: Arc<dyn Transport>,
     pub clock: Clock,
     /// Total time one request may take.
@@ -83,6 +82,13 @@ pub struct Worker {
     /// Kept across reloads (see [`RobotRuntime`]).
     pub runtime: Arc<RobotRuntime>,
     pub metrics: Arc<Metrics>,
+}
+
+/// Where the robot's requests go, and what carries them (chosen once, when the worker starts).
+struct Destination {
+    /// The webhook, or for a dry-run robot [`dry_run::URL`]; signed afresh for every attempt.
+    url: Url,
+    transport: Arc<dyn Transport>,
 }
 
 /// What one send did.
@@ -99,6 +105,7 @@ impl Worker {
         let runtime = self.runtime.clone();
         let limiter = &runtime.limiter;
         let mut rng = StdRng::from_os_rng();
+        let destination = self.destination();
         // After a restart the limiter is empty: count what the outbox says went out lately.
         if !runtime.counted.swap(true, Ordering::SeqCst) {
             let now = self.clock.now_ms();
@@ -157,12 +164,27 @@ impl Worker {
                 Ok(Due::NextAt(_)) | Err(_) => continue,
             };
             let (message, rows) = self.next_message(&due).await;
-            match self.send(message, &rows, &mut rng).await {
+            match self.send(&destination, message, &rows, &mut rng).await {
                 Sent::Continue => {}
                 Sent::PauseUntil(until) => runtime.paused_until.store(until, Ordering::SeqCst),
             }
         }
         tracing::debug!(robot = %self.robot.name, "Robot worker stopped.");
+    }
+
+    /// The robot's webhook over the shared transport, or for a dry-run robot the placeholder URL
+    /// through a [`DryRunTransport`].
+    fn destination(&self) -> Destination {
+        match &self.robot.endpoint {
+            Endpoint::DryRun { .. } => Destination {
+                url: Url::parse(dry_run::URL).expect("constant URL"),
+                transport: Arc::new(DryRunTransport::new(&self.robot.name, self.dry_run.clone())),
+            },
+            Endpoint::Webhook { url, .. } => Destination {
+                url: url.expose().clone(),
+                transport: self.transport.clone(),
+            },
+        }
     }
 
     /// Waits until `until` (or the poll interval), a wake-up for new messages, or shutdown.
@@ -215,7 +237,13 @@ impl Worker {
     }
 
     /// Sends one message (or digest) and records the outcome for its rows.
-    async fn send(&self, message: Message, rows: &[StoredMessage], rng: &mut StdRng) -> Sent {
+    async fn send(
+        &self,
+        destination: &Destination,
+        message: Message,
+        rows: &[StoredMessage],
+        rng: &mut StdRng,
+    ) -> Sent {
         let robot = &self.robot.name;
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         let now = self.clock.now_ms();
@@ -233,33 +261,13 @@ impl Worker {
             tracing::warn!(robot = %robot, "Could not record a send attempt: {error}.");
         }
 
-        let outcome = match &self.robot.endpoint {
-            Endpoint::DryRun { secret } => {
-                let url = url::Url::parse(DRY_RUN_URL).expect("constant URL");
-                let url = sign::signed_url(&url, secret.as_ref(), now);
-                if let Ok(mut out) = self.dry_run.lock() {
-                    let _ = writeln!(
-                        out,
-                        "# dry run: robot `{robot}` would send (messages {ids:?}):\nPOST {url}\nContent-Type: application/json; charset=utf-8\n\n{}\n",
-                        String::from_utf8_lossy(&body)
-                    );
-                    let _ = out.flush();
-                }
-                Outcome::Delivered
-            }
-            Endpoint::Webhook { url, secret } => {
-                // A fresh timestamp and sign for every attempt.
-                let url = sign::signed_url(url.expose(), secret.as_ref(), now);
-                let answer =
-                    match tokio::time::timeout(self.send_timeout, self.transport.post(&url, body))
-                        .await
-                    {
-                        Ok(answer) => answer,
-                        Err(_) => Err(TransportError::Timeout),
-                    };
-                classify(answer)
-            }
-        };
+        // A fresh timestamp and sign for every attempt.
+        let url = sign::signed_url(&destination.url, self.robot.endpoint.secret(), now);
+        let post = destination.transport.post_messages(&url, body, &ids);
+        let answer = tokio::time::timeout(self.send_timeout, post)
+            .await
+            .unwrap_or(Err(TransportError::Timeout));
+        let outcome = classify(answer);
 
         let now = self.clock.now_ms();
         match outcome {
