@@ -6,5 +6,6 @@ pub mod classify;
 pub mod digest;
 pub mod dry_run;
 pub mod limiter;
+pub mod outcome;
 pub mod transport;
 pub mod worker;

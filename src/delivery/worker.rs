@@ -13,6 +13,10 @@
 //!   for DingTalk's penalty;
 //! - when the backlog would take longer than `digest_after` to drain at the robot's rate, due
 //!   messages are merged into one digest; the merged rows count as delivered only when it is.
+//!
+//! What a send comes to is a [`DeliveryOutcome`], which decides the rows' fate and makes the log
+//! line and metrics; the worker writes it to the outbox. A dry-run robot's worker is the same, with
+//! a [`DryRunTransport`] printing its requests.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -23,23 +27,28 @@ use rand::rngs::StdRng;
 use tokio::sync::{Notify, watch};
 use url::Url;
 
-use super::backoff::{DEFAULT_BASE, DEFAULT_CAP, retry_delay};
 use super::classify::{Outcome, classify};
 use super::digest;
 use super::dry_run::{self, DryRunTransport};
 use super::limiter::RateLimiter;
+use super::outcome::{DeadLetter, DeliveryOutcome, Next};
 use super::transport::{Transport, TransportError};
 use crate::clock::Clock;
 use crate::config::RobotDelivery;
 use crate::dingtalk::{Endpoint, Message, Robot, sign};
-use crate::metrics::{FailureClass, Metrics};
+use crate::metrics::Metrics;
 use crate::outbox::{Due, Outbox, StoredMessage};
+
+pub use super::dry_run::DryRunOutput;
+
+/// The target of delivery's log lines, wherever in delivery they are written (log filters name
+/// it).
+pub(super) const LOG_TARGET: &str = module_path!();
 
 /// How many due messages a worker reads at once (a digest merges at most these).
 const BATCH: usize = 400;
 /// How often an idle worker looks at the outbox anyway, to pick up `outbox retry` from the CLI.
 const POLL: Duration = Duration::from_secs(5);
-pub use super::dry_run::DryRunOutput;
 
 /// What outlives a robot's worker across config reloads: its pace and its pause, so a reload
 /// never lets a robot send faster than its rate or cut a throttle penalty short.
@@ -78,6 +87,7 @@ pub struct Worker {
     pub wake: Arc<Notify>,
     /// Turns true when the daemon stops: the worker finishes the send in flight and returns.
     pub shutdown: watch::Receiver<bool>,
+    /// Where a dry-run robot prints its requests.
     pub dry_run: DryRunOutput,
     /// Kept across reloads (see [`RobotRuntime`]).
     pub runtime: Arc<RobotRuntime>,
@@ -89,14 +99,6 @@ struct Destination {
     /// The webhook, or for a dry-run robot [`dry_run::URL`]; signed afresh for every attempt.
     url: Url,
     transport: Arc<dyn Transport>,
-}
-
-/// What one send did.
-enum Sent {
-    /// Go on with the next message.
-    Continue,
-    /// Pause the robot until this wall-clock time.
-    PauseUntil(i64),
 }
 
 impl Worker {
@@ -165,8 +167,8 @@ impl Worker {
             };
             let (message, rows) = self.next_message(&due).await;
             match self.send(&destination, message, &rows, &mut rng).await {
-                Sent::Continue => {}
-                Sent::PauseUntil(until) => runtime.paused_until.store(until, Ordering::SeqCst),
+                Next::Continue => {}
+                Next::PauseUntil(until) => runtime.paused_until.store(until, Ordering::SeqCst),
             }
         }
         tracing::debug!(robot = %self.robot.name, "Robot worker stopped.");
@@ -243,150 +245,79 @@ impl Worker {
         message: Message,
         rows: &[StoredMessage],
         rng: &mut StdRng,
-    ) -> Sent {
-        let robot = &self.robot.name;
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        let now = self.clock.now_ms();
-        let body = match serde_json::to_vec(&message) {
-            Ok(body) => body,
-            Err(error) => {
-                // Cannot happen for a validated message; never lose it silently if it does.
-                let reason = format!("the message could not be encoded: {error}");
-                let all: Vec<&StoredMessage> = rows.iter().collect();
-                self.dead(&all, now, None, &reason).await;
-                return Sent::Continue;
+    ) -> Next {
+        let outcome = match serde_json::to_vec(&message) {
+            Ok(body) => {
+                let answer = self.post(destination, body, rows).await;
+                let dry_run = matches!(self.robot.endpoint, Endpoint::DryRun { .. });
+                let now = self.clock.now_ms();
+                DeliveryOutcome::of(answer, rows, &self.settings, dry_run, now, rng)
             }
+            // Cannot happen for a validated message; never lose it silently if it does.
+            Err(error) => DeliveryOutcome::unencodable(&error, rows, self.clock.now_ms()),
         };
+        self.apply(&outcome, rows).await;
+        outcome.record(&self.metrics, &self.robot.name, rows);
+        outcome.log(&self.robot.name, rows);
+        outcome.next()
+    }
+
+    /// Records the attempt, signs a fresh URL and posts `body`; classifies the answer.
+    async fn post(
+        &self,
+        destination: &Destination,
+        body: Vec<u8>,
+        rows: &[StoredMessage],
+    ) -> Outcome {
+        let robot = &self.robot.name;
+        let now = self.clock.now_ms();
         if let Err(error) = self.outbox.record_attempt(robot, now).await {
             tracing::warn!(robot = %robot, "Could not record a send attempt: {error}.");
         }
-
         // A fresh timestamp and sign for every attempt.
         let url = sign::signed_url(&destination.url, self.robot.endpoint.secret(), now);
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         let post = destination.transport.post_messages(&url, body, &ids);
         let answer = tokio::time::timeout(self.send_timeout, post)
             .await
             .unwrap_or(Err(TransportError::Timeout));
-        let outcome = classify(answer);
-
-        let now = self.clock.now_ms();
-        match outcome {
-            Outcome::Delivered => {
-                if let Err(error) = self.outbox.mark_delivered(&ids, now).await {
-                    // DingTalk has it; the row stays pending and will be sent again with the
-                    // same msgUuid, which DingTalk drops.
-                    tracing::warn!(robot = %robot, "Delivered, but could not record it: {error}.");
-                }
-                if matches!(self.robot.endpoint, Endpoint::DryRun { .. }) {
-                    tracing::info!(robot = %robot, rules = %rules(rows), messages = ids.len(), first = ids[0], "Dry run: printed the request instead of sending it.");
-                } else {
-                    tracing::info!(robot = %robot, rules = %rules(rows), messages = ids.len(), first = ids[0], "Delivered to DingTalk.");
-                }
-                self.metrics.sent(robot, ids.len() as u64);
-                for row in rows {
-                    let latency = (now - row.accepted_at).max(0) as f64 / 1000.0;
-                    self.metrics.delivery_latency(robot, latency);
-                }
-                Sent::Continue
-            }
-            Outcome::Throttled { errcode, errmsg } => {
-                let until = now + self.settings.throttle_penalty.as_millis() as i64;
-                let reason = format!("DingTalk throttled the robot (errcode {errcode}: {errmsg})");
-                self.retry(&ids, until, &reason).await;
-                self.metrics.failed(robot, FailureClass::Throttled);
-                self.metrics.throttle_pause(robot);
-                tracing::warn!(
-                    robot = %robot,
-                    rules = %rules(rows),
-                    errcode,
-                    errmsg = %errmsg,
-                    action = "pause the robot for the penalty, then resume; nothing is lost",
-                    pause_secs = self.settings.throttle_penalty.as_secs(),
-                    "DingTalk throttled the robot."
-                );
-                Sent::PauseUntil(until)
-            }
-            Outcome::Transient { reason } => {
-                self.metrics.failed(robot, FailureClass::Transient);
-                let max_age = self.settings.max_age.as_millis() as i64;
-                let (expired, alive): (Vec<&StoredMessage>, Vec<&StoredMessage>) =
-                    rows.iter().partition(|r| now - r.age_from >= max_age);
-                if !expired.is_empty() {
-                    let reason = format!(
-                        "still failing after the maximum age of {}s: {reason}",
-                        self.settings.max_age.as_secs()
-                    );
-                    self.dead(&expired, now, None, &reason).await;
-                }
-                let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(0);
-                let delay = retry_delay(attempts, DEFAULT_BASE, DEFAULT_CAP, rng);
-                let until = now + delay.as_millis() as i64;
-                let alive: Vec<i64> = alive.iter().map(|r| r.id).collect();
-                if !alive.is_empty() {
-                    self.retry(&alive, until, &reason).await;
-                    self.metrics.retry(robot, alive.len() as u64);
-                    tracing::warn!(
-                        robot = %robot,
-                        rules = %rules(rows),
-                        errcode = "none",
-                        errmsg = %reason,
-                        attempt = attempts + 1,
-                        action = "retry after a backoff",
-                        retry_in_ms = delay.as_millis() as u64,
-                        "Sending to DingTalk failed."
-                    );
-                }
-                Sent::PauseUntil(until)
-            }
-            Outcome::Permanent {
-                errcode,
-                errmsg,
-                advice,
-            } => {
-                self.metrics.failed(robot, FailureClass::Permanent);
-                let reason =
-                    format!("DingTalk refused the message (errcode {errcode}: {errmsg}); {advice}");
-                let all: Vec<&StoredMessage> = rows.iter().collect();
-                self.dead(&all, now, Some(errcode), &reason).await;
-                Sent::Continue
-            }
-        }
+        classify(answer)
     }
 
-    async fn retry(&self, ids: &[i64], until: i64, reason: &str) {
-        debug_assert!(!ids.is_empty());
-        if let Err(error) = self.outbox.mark_retry(ids, until, reason).await {
+    /// Writes an outcome to the outbox: the rows delivered, dead-lettered or retried.
+    async fn apply(&self, outcome: &DeliveryOutcome<'_>, rows: &[StoredMessage]) {
+        if let DeliveryOutcome::Delivered { at, .. } = outcome {
+            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+            if let Err(error) = self.outbox.mark_delivered(&ids, *at).await {
+                // DingTalk has it; the row stays pending and will be sent again with the
+                // same msgUuid, which DingTalk drops.
+                tracing::warn!(robot = %self.robot.name, "Delivered, but could not record it: {error}.");
+            }
+        }
+        if let Some(dead) = outcome.dead_letter() {
+            self.dead(dead).await;
+        }
+        if let Some(retry) = outcome.retry(rows)
+            && let Err(error) = self
+                .outbox
+                .mark_retry(&retry.ids, retry.at, &retry.reason)
+                .await
+        {
             tracing::warn!(robot = %self.robot.name, "Could not record a retry: {error}.");
         }
     }
 
-    /// Moves rows to the dead letters: one ERROR line, since an operator must act.
-    async fn dead(&self, rows: &[&StoredMessage], now: i64, errcode: Option<i64>, reason: &str) {
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        let ids = ids.as_slice();
-        let mut rules: Vec<&str> = rows.iter().map(|r| r.rule.as_str()).collect();
-        rules.sort_unstable();
-        rules.dedup();
-        self.metrics.dead_letter(&self.robot.name, ids.len() as u64);
-        tracing::error!(
-            robot = %self.robot.name,
-            rules = %rules.join(", "),
-            errcode = errcode.map_or_else(|| "none".to_owned(), |c| c.to_string()),
-            errmsg = %reason,
-            messages = ?ids,
-            action = "dead-lettered: see `dingrelay outbox list`, fix the cause, then `dingrelay outbox retry`",
-            "DingTalk will not take these messages."
-        );
-        if let Err(error) = self.outbox.mark_dead(ids, now, reason).await {
+    /// Moves rows to the dead letters: counted and logged (at ERROR, since an operator must act)
+    /// before they are written.
+    async fn dead(&self, dead: &DeadLetter<'_>) {
+        dead.record(&self.metrics, &self.robot.name);
+        dead.log(&self.robot.name);
+        if let Err(error) = self
+            .outbox
+            .mark_dead(&dead.ids(), dead.at, &dead.reason)
+            .await
+        {
             tracing::error!(robot = %self.robot.name, "Could not record dead letters: {error}.");
         }
     }
-}
-
-/// The rules of the rows, for log lines: `alerts` or `alerts, deploys`.
-fn rules(rows: &[StoredMessage]) -> String {
-    let mut rules: Vec<&str> = rows.iter().map(|r| r.rule.as_str()).collect();
-    rules.sort_unstable();
-    rules.dedup();
-    rules.join(", ")
 }
