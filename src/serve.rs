@@ -29,7 +29,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::delivery::transport::Transport;
 use crate::delivery::worker::{DryRunOutput, RobotRuntime, Worker};
 use crate::intake::refusals::RefusalLog;
@@ -54,6 +54,27 @@ pub enum ServeError {
     Outbox(#[from] OutboxError),
     #[error("the HTTP server failed: {0}")]
     Http(std::io::Error),
+}
+
+/// Why a reload was refused; the running config stays. Its `Display` is what the operator reads
+/// (in the log and in the answer to `POST /-/reload`).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The running config did not come from a file (tests), so there is nothing to reload.
+    #[error("the config was not loaded from a file")]
+    NotFromFile,
+    /// The file cannot be read or is not a valid config.
+    #[error("{0}")]
+    Load(#[from] ConfigError),
+    /// The file loads, but `dingrelay check` finds errors (a sample render fails, say).
+    #[error("{}", .lines.join("\n"))]
+    Check {
+        /// The lines of `check`'s report that tell the errors.
+        lines: Vec<String>,
+    },
+    /// The task loading the file failed.
+    #[error("the reload task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// How often delivered rows past `keep_delivered` are pruned.
@@ -240,7 +261,8 @@ impl Daemon {
     }
 
     /// Reloads the config from its file: validates it fully, then swaps it in. On failure the
-    /// running config stays and the errors are returned (and logged).
+    /// running config stays and the errors are returned (and logged), as the text of a
+    /// [`ReloadError`].
     pub async fn reload(&mut self) -> Result<(), String> {
         crate::systemd::reloading();
         let result = self.try_reload().await;
@@ -249,10 +271,10 @@ impl Daemon {
                 self.services.metrics.reload(ReloadResult::Ok);
                 tracing::info!("Reloaded the config.");
             }
-            Err(errors) => {
+            Err(error) => {
                 self.services.metrics.reload(ReloadResult::Invalid);
                 tracing::error!(
-                    "Refused to reload: the config is invalid; the running config stays. Fix it (`dingrelay check` shows every problem):\n{errors}"
+                    "Refused to reload: the config is invalid; the running config stays. Fix it (`dingrelay check` shows every problem):\n{error}"
                 );
             }
         }
@@ -262,15 +284,15 @@ impl Daemon {
                 "Reload refused: rules.yaml is invalid; the previous rules keep serving (see the log).",
             );
         }
-        result
+        result.map_err(|error| error.to_string())
     }
 
-    async fn try_reload(&mut self) -> Result<(), String> {
+    async fn try_reload(&mut self) -> Result<(), ReloadError> {
         let Some(path) = self.services.config_path.clone() else {
-            return Err("the config was not loaded from a file".to_owned());
+            return Err(ReloadError::NotFromFile);
         };
         let loaded = tokio::task::spawn_blocking(move || {
-            let config = Config::load(&path).map_err(|e| e.to_string())?;
+            let config = Config::load(&path)?;
             let mut report = Vec::new();
             let code = crate::commands::check::check(
                 &config,
@@ -280,16 +302,16 @@ impl Daemon {
             );
             if code != 0 {
                 let report = String::from_utf8_lossy(&report);
-                let errors: Vec<&str> = report
+                let lines = report
                     .lines()
                     .filter(|l| l.contains("error") || l.starts_with("check failed"))
+                    .map(str::to_owned)
                     .collect();
-                return Err(errors.join("\n"));
+                return Err(ReloadError::Check { lines });
             }
             Ok(config)
         })
-        .await
-        .map_err(|e| format!("the reload task failed: {e}"))??;
+        .await??;
 
         let old = self.config();
         if loaded.listen != old.listen || loaded.state_dir != old.state_dir {
