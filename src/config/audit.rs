@@ -109,6 +109,17 @@ impl Audit {
             .count()
     }
 
+    /// The problems, one line each, then `check failed: N errors`.
+    pub fn problem_report(&self, file_name: &str) -> String {
+        let mut lines: Vec<String> = self.problems().map(|p| p.render(file_name)).collect();
+        let count = lines.len();
+        lines.push(format!(
+            "check failed: {count} error{}",
+            if count == 1 { "" } else { "s" }
+        ));
+        lines.join("\n")
+    }
+
     /// True when nothing would fail at run time.
     pub fn passed(&self) -> bool {
         self.problems().next().is_none()

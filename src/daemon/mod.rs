@@ -31,7 +31,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Audit, Config, ConfigError};
 use crate::delivery::transport::Transport;
 use crate::delivery::worker::{DryRunOutput, RobotRuntime, Worker};
 use crate::intake::refusals::RefusalLog;
@@ -56,6 +56,25 @@ pub enum ServeError {
     Outbox(#[from] OutboxError),
     #[error("the HTTP server failed: {0}")]
     Http(std::io::Error),
+}
+
+/// Why a reload was refused; the running config stays. Its `Display` is what the operator reads
+/// (in the log and in the answer to `POST /-/reload`).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The running config did not come from a file (tests), so there is nothing to reload.
+    #[error("the config was not loaded from a file")]
+    NotFromFile,
+    /// The file cannot be read or is not a valid config.
+    #[error("{0}")]
+    Load(#[from] ConfigError),
+    /// The file loads, but its audit finds errors (a sample render fails, say): told the way
+    /// `dingrelay check` tells them.
+    #[error("{}", .audit.problem_report(.file_name))]
+    Audit { file_name: String, audit: Audit },
+    /// The task loading the file failed.
+    #[error("the reload task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// How often delivered rows past `keep_delivered` are pruned.
@@ -242,7 +261,8 @@ impl Daemon {
     }
 
     /// Reloads the config from its file: validates it fully, then swaps it in. On failure the
-    /// running config stays and the errors are returned (and logged).
+    /// running config stays and the errors are returned (and logged), as the text of a
+    /// [`ReloadError`].
     pub async fn reload(&mut self) -> Result<(), String> {
         systemd::reloading();
         let result = self.try_reload().await;
@@ -251,10 +271,10 @@ impl Daemon {
                 self.services.metrics.reload(ReloadResult::Ok);
                 tracing::info!("Reloaded the config.");
             }
-            Err(errors) => {
+            Err(error) => {
                 self.services.metrics.reload(ReloadResult::Invalid);
                 tracing::error!(
-                    "Refused to reload: the config is invalid; the running config stays. Fix it (`dingrelay check` shows every problem):\n{errors}"
+                    "Refused to reload: the config is invalid; the running config stays. Fix it (`dingrelay check` shows every problem):\n{error}"
                 );
             }
         }
@@ -264,31 +284,23 @@ impl Daemon {
                 "Reload refused: rules.yaml is invalid; the previous rules keep serving (see the log).",
             );
         }
-        result
+        result.map_err(|error| error.to_string())
     }
 
-    async fn try_reload(&mut self) -> Result<(), String> {
+    async fn try_reload(&mut self) -> Result<(), ReloadError> {
         let Some(path) = self.services.config_path.clone() else {
-            return Err("the config was not loaded from a file".to_owned());
+            return Err(ReloadError::NotFromFile);
         };
         let loaded = tokio::task::spawn_blocking(move || {
-            let config = Config::load(&path).map_err(|e| e.to_string())?;
+            let config = Config::load(&path)?;
             let audit = crate::config::audit(&config, jiff::Timestamp::now());
             if !audit.passed() {
                 let file_name = path.display().to_string();
-                let mut errors: Vec<String> =
-                    audit.problems().map(|p| p.render(&file_name)).collect();
-                let count = errors.len();
-                errors.push(format!(
-                    "check failed: {count} error{}",
-                    if count == 1 { "" } else { "s" }
-                ));
-                return Err(errors.join("\n"));
+                return Err(ReloadError::Audit { file_name, audit });
             }
             Ok(config)
         })
-        .await
-        .map_err(|e| format!("the reload task failed: {e}"))??;
+        .await??;
 
         let old = self.config();
         if loaded.listen != old.listen || loaded.state_dir != old.state_dir {

@@ -4,6 +4,8 @@
 pub mod backoff;
 pub mod classify;
 pub mod digest;
+pub mod dry_run;
 pub mod limiter;
+pub mod outcome;
 pub mod transport;
 pub mod worker;

@@ -2,7 +2,8 @@
 //!
 //! [`HttpTransport`] is the production [`Transport`]: one `reqwest::Client` for the whole process
 //! (a keep-alive connection pool shared by every robot's worker, HTTP/2 when the server offers
-//! it, TLS by rustls).
+//! it, TLS by rustls). A dry-run robot's worker posts through a
+//! [`DryRunTransport`](super::dry_run::DryRunTransport) instead, which prints the request.
 //!
 //! Invariants:
 //! - **no URL and no secret in an error**: the webhook URL carries the robot's `access_token`
@@ -56,6 +57,19 @@ pub type PostFuture<'a> =
 /// Posts a JSON body to a URL.
 pub trait Transport: Send + Sync + 'static {
     fn post<'a>(&'a self, url: &'a Url, body: Vec<u8>) -> PostFuture<'a>;
+
+    /// Posts a body that carries the outbox rows `messages` (what a worker calls). Only a
+    /// transport that reports what it sends needs the rows ([`DryRunTransport`](super::dry_run::DryRunTransport));
+    /// by default this is [`Transport::post`].
+    fn post_messages<'a>(
+        &'a self,
+        url: &'a Url,
+        body: Vec<u8>,
+        messages: &[i64],
+    ) -> PostFuture<'a> {
+        let _ = messages;
+        self.post(url, body)
+    }
 }
 
 /// The most of an answer body that is read: DingTalk's answers are a few dozen bytes; anything

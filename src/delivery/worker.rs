@@ -13,36 +13,38 @@
 //!   for DingTalk's penalty;
 //! - when the backlog would take longer than `digest_after` to drain at the robot's rate, due
 //!   messages are merged into one digest; the merged rows count as delivered only when it is.
+//!
+//! What a send comes to is a [`DeliveryOutcome`], which decides the rows' fate and makes the log
+//! line and metrics; the worker writes it to the outbox. A dry-run robot's worker is the same, with
+//! a [`DryRunTransport`] printing its requests.
 
-use std::io::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::sync::{Notify, watch};
+use url::Url;
 
-use super::backoff::{DEFAULT_BASE, DEFAULT_CAP, retry_delay};
 use super::classify::{Outcome, classify};
 use super::digest;
+use super::dry_run::{self, DryRunTransport};
 use super::limiter::RateLimiter;
+use super::outcome::{DeadLetter, DeliveryOutcome, Next};
 use super::transport::{Transport, TransportError};
 use crate::clock::Clock;
 use crate::config::RobotDelivery;
 use crate::dingtalk::{Endpoint, Message, Robot, sign};
-use crate::metrics::{FailureClass, Metrics};
-use crate::outbox::{Outbox, StoredMessage};
+use crate::metrics::Metrics;
+use crate::outbox::{Due, Outbox, StoredMessage};
+
+pub use super::dry_run::DryRunOutput;
 
 /// How many due messages a worker reads at once (a digest merges at most these).
 const BATCH: usize = 400;
 /// How often an idle worker looks at the outbox anyway, to pick up `outbox retry` from the CLI.
 const POLL: Duration = Duration::from_secs(5);
-/// Where a dry-run robot's requests go.
-const DRY_RUN_URL: &str = "https://oapi.dingtalk.com/robot/send?access_token=DRY-RUN";
-
-/// Where dry-run robots print the requests they would send (stdout in the daemon).
-pub type DryRunOutput = Arc<Mutex<Box<dyn Write + Send>>>;
 
 /// What outlives a robot's worker across config reloads: its pace and its pause, so a reload
 /// never lets a robot send faster than its rate or cut a throttle penalty short.
@@ -71,6 +73,8 @@ pub struct Worker {
     pub robot: Arc<Robot>,
     pub settings: RobotDelivery,
     pub outbox: Outbox,
+    /// The transport to DingTalk every worker shares; a dry-run robot's worker posts through a
+    /// [`DryRunTransport`] on `dry_run` instead.
     pub transport: Arc<dyn Transport>,
     pub clock: Clock,
     /// Total time one request may take.
@@ -79,18 +83,18 @@ pub struct Worker {
     pub wake: Arc<Notify>,
     /// Turns true when the daemon stops: the worker finishes the send in flight and returns.
     pub shutdown: watch::Receiver<bool>,
+    /// Where a dry-run robot prints its requests.
     pub dry_run: DryRunOutput,
     /// Kept across reloads (see [`RobotRuntime`]).
     pub runtime: Arc<RobotRuntime>,
     pub metrics: Arc<Metrics>,
 }
 
-/// What one send did.
-enum Sent {
-    /// Go on with the next message.
-    Continue,
-    /// Pause the robot until this wall-clock time.
-    PauseUntil(i64),
+/// Where the robot's requests go, and what carries them (chosen once, when the worker starts).
+struct Destination {
+    /// The webhook, or for a dry-run robot [`dry_run::URL`]; signed afresh for every attempt.
+    url: Url,
+    transport: Arc<dyn Transport>,
 }
 
 impl Worker {
@@ -99,6 +103,7 @@ impl Worker {
         let runtime = self.runtime.clone();
         let limiter = &runtime.limiter;
         let mut rng = StdRng::from_os_rng();
+        let destination = self.destination();
         // After a restart the limiter is empty: count what the outbox says went out lately.
         if !runtime.counted.swap(true, Ordering::SeqCst) {
             let now = self.clock.now_ms();
@@ -129,9 +134,9 @@ impl Worker {
                 runtime.paused_until.store(0, Ordering::SeqCst);
             }
             let now = self.clock.now_ms();
-            match self.in_order_due(now).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(next)) => {
+            match self.outbox.due_in_order(&self.robot.name, now, BATCH).await {
+                Ok(Due::Messages(_)) => {}
+                Ok(Due::NextAt(next)) => {
                     // Nothing pending (`None`), or the oldest pending message is not due yet:
                     // nothing younger may overtake it.
                     self.wait(next, true).await;
@@ -150,38 +155,34 @@ impl Worker {
                 _ = limiter.until_ready() => {}
                 _ = self.shutdown.changed() => continue,
             }
-            let due = match self.in_order_due(self.clock.now_ms()).await {
-                Ok(Ok(due)) => due,
+            let now = self.clock.now_ms();
+            let due = match self.outbox.due_in_order(&self.robot.name, now, BATCH).await {
+                Ok(Due::Messages(due)) => due,
                 // Gone meanwhile (an operator purged it): the permit is spent, nothing is lost.
-                Ok(Err(_)) | Err(_) => continue,
+                Ok(Due::NextAt(_)) | Err(_) => continue,
             };
             let (message, rows) = self.next_message(&due).await;
-            match self.send(message, &rows, &mut rng).await {
-                Sent::Continue => {}
-                Sent::PauseUntil(until) => runtime.paused_until.store(until, Ordering::SeqCst),
+            match self.send(&destination, message, &rows, &mut rng).await {
+                Next::Continue => {}
+                Next::PauseUntil(until) => runtime.paused_until.store(until, Ordering::SeqCst),
             }
         }
         tracing::debug!(robot = %self.robot.name, "Robot worker stopped.");
     }
 
-    /// The robot's pending messages that are due, in acceptance order, up to the first one that
-    /// is not due yet: `Err(next due time)` when the oldest pending message is not due (or
-    /// `Err(None)` when nothing is pending). After a restart during a backoff, younger messages
-    /// are due while the one that failed is not: they wait for it, so order is kept.
-    async fn in_order_due(
-        &self,
-        now: i64,
-    ) -> Result<Result<Vec<StoredMessage>, Option<i64>>, crate::outbox::OutboxError> {
-        let pending = self.outbox.due(&self.robot.name, i64::MAX, BATCH).await?;
-        let due: Vec<StoredMessage> = pending
-            .iter()
-            .take_while(|m| m.next_attempt_at <= now)
-            .cloned()
-            .collect();
-        if due.is_empty() {
-            return Ok(Err(pending.first().map(|m| m.next_attempt_at)));
+    /// The robot's webhook over the shared transport, or for a dry-run robot the placeholder URL
+    /// through a [`DryRunTransport`].
+    fn destination(&self) -> Destination {
+        match &self.robot.endpoint {
+            Endpoint::DryRun { .. } => Destination {
+                url: Url::parse(dry_run::URL).expect("constant URL"),
+                transport: Arc::new(DryRunTransport::new(&self.robot.name, self.dry_run.clone())),
+            },
+            Endpoint::Webhook { url, .. } => Destination {
+                url: url.expose().clone(),
+                transport: self.transport.clone(),
+            },
         }
-        Ok(Ok(due))
     }
 
     /// Waits until `until` (or the poll interval), a wake-up for new messages, or shutdown.
@@ -234,170 +235,85 @@ impl Worker {
     }
 
     /// Sends one message (or digest) and records the outcome for its rows.
-    async fn send(&self, message: Message, rows: &[StoredMessage], rng: &mut StdRng) -> Sent {
-        let robot = &self.robot.name;
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        let now = self.clock.now_ms();
-        let body = match serde_json::to_vec(&message) {
-            Ok(body) => body,
-            Err(error) => {
-                // Cannot happen for a validated message; never lose it silently if it does.
-                let reason = format!("the message could not be encoded: {error}");
-                let all: Vec<&StoredMessage> = rows.iter().collect();
-                self.dead(&all, now, None, &reason).await;
-                return Sent::Continue;
+    async fn send(
+        &self,
+        destination: &Destination,
+        message: Message,
+        rows: &[StoredMessage],
+        rng: &mut StdRng,
+    ) -> Next {
+        let outcome = match serde_json::to_vec(&message) {
+            Ok(body) => {
+                let answer = self.post(destination, body, rows).await;
+                let dry_run = matches!(self.robot.endpoint, Endpoint::DryRun { .. });
+                let now = self.clock.now_ms();
+                DeliveryOutcome::of(answer, rows, &self.settings, dry_run, now, rng)
             }
+            // Cannot happen for a validated message; never lose it silently if it does.
+            Err(error) => DeliveryOutcome::unencodable(&error, rows, self.clock.now_ms()),
         };
+        self.apply(&outcome, rows).await;
+        outcome.record(&self.metrics, &self.robot.name, rows);
+        outcome.log(&self.robot.name, rows);
+        outcome.next()
+    }
+
+    /// Records the attempt, signs a fresh URL and posts `body`; classifies the answer.
+    async fn post(
+        &self,
+        destination: &Destination,
+        body: Vec<u8>,
+        rows: &[StoredMessage],
+    ) -> Outcome {
+        let robot = &self.robot.name;
+        let now = self.clock.now_ms();
         if let Err(error) = self.outbox.record_attempt(robot, now).await {
             tracing::warn!(robot = %robot, "Could not record a send attempt: {error}.");
         }
-
-        let outcome = match &self.robot.endpoint {
-            Endpoint::DryRun { secret } => {
-                let url = url::Url::parse(DRY_RUN_URL).expect("constant URL");
-                let url = sign::signed_url(&url, secret.as_ref(), now);
-                if let Ok(mut out) = self.dry_run.lock() {
-                    let _ = writeln!(
-                        out,
-                        "# dry run: robot `{robot}` would send (messages {ids:?}):\nPOST {url}\nContent-Type: application/json; charset=utf-8\n\n{}\n",
-                        String::from_utf8_lossy(&body)
-                    );
-                    let _ = out.flush();
-                }
-                Outcome::Delivered
-            }
-            Endpoint::Webhook { url, secret } => {
-                // A fresh timestamp and sign for every attempt.
-                let url = sign::signed_url(url.expose(), secret.as_ref(), now);
-                let answer =
-                    match tokio::time::timeout(self.send_timeout, self.transport.post(&url, body))
-                        .await
-                    {
-                        Ok(answer) => answer,
-                        Err(_) => Err(TransportError::Timeout),
-                    };
-                classify(answer)
-            }
-        };
-
-        let now = self.clock.now_ms();
-        match outcome {
-            Outcome::Delivered => {
-                if let Err(error) = self.outbox.mark_delivered(&ids, now).await {
-                    // DingTalk has it; the row stays pending and will be sent again with the
-                    // same msgUuid, which DingTalk drops.
-                    tracing::warn!(robot = %robot, "Delivered, but could not record it: {error}.");
-                }
-                if matches!(self.robot.endpoint, Endpoint::DryRun { .. }) {
-                    tracing::info!(robot = %robot, rules = %rules(rows), messages = ids.len(), first = ids[0], "Dry run: printed the request instead of sending it.");
-                } else {
-                    tracing::info!(robot = %robot, rules = %rules(rows), messages = ids.len(), first = ids[0], "Delivered to DingTalk.");
-                }
-                self.metrics.sent(robot, ids.len() as u64);
-                for row in rows {
-                    let latency = (now - row.accepted_at).max(0) as f64 / 1000.0;
-                    self.metrics.delivery_latency(robot, latency);
-                }
-                Sent::Continue
-            }
-            Outcome::Throttled { errcode, errmsg } => {
-                let until = now + self.settings.throttle_penalty.as_millis() as i64;
-                let reason = format!("DingTalk throttled the robot (errcode {errcode}: {errmsg})");
-                self.retry(&ids, until, &reason).await;
-                self.metrics.failed(robot, FailureClass::Throttled);
-                self.metrics.throttle_pause(robot);
-                tracing::warn!(
-                    robot = %robot,
-                    rules = %rules(rows),
-                    errcode,
-                    errmsg = %errmsg,
-                    action = "pause the robot for the penalty, then resume; nothing is lost",
-                    pause_secs = self.settings.throttle_penalty.as_secs(),
-                    "DingTalk throttled the robot."
-                );
-                Sent::PauseUntil(until)
-            }
-            Outcome::Transient { reason } => {
-                self.metrics.failed(robot, FailureClass::Transient);
-                let max_age = self.settings.max_age.as_millis() as i64;
-                let (expired, alive): (Vec<&StoredMessage>, Vec<&StoredMessage>) =
-                    rows.iter().partition(|r| now - r.age_from >= max_age);
-                if !expired.is_empty() {
-                    let reason = format!(
-                        "still failing after the maximum age of {}s: {reason}",
-                        self.settings.max_age.as_secs()
-                    );
-                    self.dead(&expired, now, None, &reason).await;
-                }
-                let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(0);
-                let delay = retry_delay(attempts, DEFAULT_BASE, DEFAULT_CAP, rng);
-                let until = now + delay.as_millis() as i64;
-                let alive: Vec<i64> = alive.iter().map(|r| r.id).collect();
-                if !alive.is_empty() {
-                    self.retry(&alive, until, &reason).await;
-                    self.metrics.retry(robot, alive.len() as u64);
-                    tracing::warn!(
-                        robot = %robot,
-                        rules = %rules(rows),
-                        errcode = "none",
-                        errmsg = %reason,
-                        attempt = attempts + 1,
-                        action = "retry after a backoff",
-                        retry_in_ms = delay.as_millis() as u64,
-                        "Sending to DingTalk failed."
-                    );
-                }
-                Sent::PauseUntil(until)
-            }
-            Outcome::Permanent {
-                errcode,
-                errmsg,
-                advice,
-            } => {
-                self.metrics.failed(robot, FailureClass::Permanent);
-                let reason =
-                    format!("DingTalk refused the message (errcode {errcode}: {errmsg}); {advice}");
-                let all: Vec<&StoredMessage> = rows.iter().collect();
-                self.dead(&all, now, Some(errcode), &reason).await;
-                Sent::Continue
-            }
-        }
+        // A fresh timestamp and sign for every attempt.
+        let url = sign::signed_url(&destination.url, self.robot.endpoint.secret(), now);
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let post = destination.transport.post_messages(&url, body, &ids);
+        let answer = tokio::time::timeout(self.send_timeout, post)
+            .await
+            .unwrap_or(Err(TransportError::Timeout));
+        classify(answer)
     }
 
-    async fn retry(&self, ids: &[i64], until: i64, reason: &str) {
-        debug_assert!(!ids.is_empty());
-        if let Err(error) = self.outbox.mark_retry(ids, until, reason).await {
+    /// Writes an outcome to the outbox: the rows delivered, dead-lettered or retried.
+    async fn apply(&self, outcome: &DeliveryOutcome<'_>, rows: &[StoredMessage]) {
+        if let DeliveryOutcome::Delivered { at, .. } = outcome {
+            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+            if let Err(error) = self.outbox.mark_delivered(&ids, *at).await {
+                // DingTalk has it; the row stays pending and will be sent again with the
+                // same msgUuid, which DingTalk drops.
+                tracing::warn!(robot = %self.robot.name, "Delivered, but could not record it: {error}.");
+            }
+        }
+        if let Some(dead) = outcome.dead_letter() {
+            self.dead(dead).await;
+        }
+        if let Some(retry) = outcome.retry(rows)
+            && let Err(error) = self
+                .outbox
+                .mark_retry(&retry.ids, retry.at, &retry.reason)
+                .await
+        {
             tracing::warn!(robot = %self.robot.name, "Could not record a retry: {error}.");
         }
     }
 
-    /// Moves rows to the dead letters: one ERROR line, since an operator must act.
-    async fn dead(&self, rows: &[&StoredMessage], now: i64, errcode: Option<i64>, reason: &str) {
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        let ids = ids.as_slice();
-        let mut rules: Vec<&str> = rows.iter().map(|r| r.rule.as_str()).collect();
-        rules.sort_unstable();
-        rules.dedup();
-        self.metrics.dead_letter(&self.robot.name, ids.len() as u64);
-        tracing::error!(
-            robot = %self.robot.name,
-            rules = %rules.join(", "),
-            errcode = errcode.map_or_else(|| "none".to_owned(), |c| c.to_string()),
-            errmsg = %reason,
-            messages = ?ids,
-            action = "dead-lettered: see `dingrelay outbox list`, fix the cause, then `dingrelay outbox retry`",
-            "DingTalk will not take these messages."
-        );
-        if let Err(error) = self.outbox.mark_dead(ids, now, reason).await {
+    /// Moves rows to the dead letters: counted and logged (at ERROR, since an operator must act)
+    /// before they are written.
+    async fn dead(&self, dead: &DeadLetter<'_>) {
+        dead.record(&self.metrics, &self.robot.name);
+        dead.log(&self.robot.name);
+        if let Err(error) = self
+            .outbox
+            .mark_dead(&dead.ids(), dead.at, &dead.reason)
+            .await
+        {
             tracing::error!(robot = %self.robot.name, "Could not record dead letters: {error}.");
         }
     }
-}
-
-/// The rules of the rows, for log lines: `alerts` or `alerts, deploys`.
-fn rules(rows: &[StoredMessage]) -> String {
-    let mut rules: Vec<&str> = rows.iter().map(|r| r.rule.as_str()).collect();
-    rules.sort_unstable();
-    rules.dedup();
-    rules.join(", ")
 }

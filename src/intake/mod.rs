@@ -19,12 +19,18 @@
 //! A request cut off by the timeout after its commit is answered 408 although its messages are
 //! queued; the sender's retry is then recognised as a duplicate within `dedup_window`.
 //!
-//! Refusals are logged through [`refusals::RefusalLog`]: a flood of bad requests gives a line a
-//! minute per source and status, not a line each.
+//! What a webhook comes to is one value, a [`Refusal`] or an [`Acceptance`], which makes its
+//! answer, its log line and its metrics; the handler only decides which it is, and every answer is
+//! counted in `dingrelay_requests_total` in one place. Refusals are logged through
+//! [`refusals::RefusalLog`]: a flood of bad requests gives a line a minute per source and status,
+//! not a line each.
 
+mod acceptance;
+mod answer;
+mod refusal;
 pub mod refusals;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -43,7 +49,12 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::outbox::{Enqueued, NewMessage, Outbox};
-use crate::source::{Inbound, Rejection, Source};
+use crate::rules::Rendered;
+use crate::source::{Inbound, Source};
+pub use acceptance::{Acceptance, QueuedMessage};
+pub use refusal::Refusal;
+
+use answer::{answer, refused};
 use refusals::RefusalLog;
 
 /// What a reload swaps at once: the config, and the wake-ups of the workers serving its robots.
@@ -88,24 +99,6 @@ async fn operator_method_not_allowed(request: Request) -> Response {
     refused(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("{path} answers {allowed} only"),
-    )
-}
-
-/// An answer: status and a JSON body.
-fn answer(status: StatusCode, body: serde_json::Value) -> Response {
-    let mut response = (status, axum::Json(body)).into_response();
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("30"));
-    }
-    response
-}
-
-fn refused(status: StatusCode, error: impl std::fmt::Display) -> Response {
-    answer(
-        status,
-        json!({ "status": "rejected", "error": error.to_string() }),
     )
 }
 
@@ -194,255 +187,176 @@ async fn webhook(State(intake): State<Arc<Intake>>, request: Request) -> Respons
     let live = intake.live.load_full();
     let path = request.uri().path().to_owned();
     let Some(source) = live.config.sources.values().find(|s| s.path == path) else {
-        intake.metrics.request("-", 404);
-        return refused(
-            StatusCode::NOT_FOUND,
-            format!("no source is served at {path}"),
-        );
+        return intake.conclude("-", Err(Refusal::UnknownPath { path }));
     };
-    if request.method() != Method::POST {
-        intake.metrics.request(&source.name, 405);
-        let mut response = refused(StatusCode::METHOD_NOT_ALLOWED, "webhooks are POSTed");
-        response
-            .headers_mut()
-            .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
-        return response;
-    }
-    let timeout = live.config.intake.request_timeout;
-    let response =
-        match tokio::time::timeout(timeout, handle(&intake, &live, source, request)).await {
-            Ok(response) => response,
-            Err(_) => {
-                intake.refusals.refused(
-                    intake.clock.now_ms(),
-                    &source.name,
-                    StatusCode::REQUEST_TIMEOUT,
-                    "A webhook request took longer than request_timeout; answered 408.",
-                    &format_args!("{} s", timeout.as_secs()),
-                );
-                refused(
-                    StatusCode::REQUEST_TIMEOUT,
-                    format!(
-                        "the request took longer than {} s (request_timeout)",
-                        timeout.as_secs()
-                    ),
-                )
+    let outcome = if request.method() == Method::POST {
+        let timeout = live.config.intake.request_timeout;
+        tokio::time::timeout(timeout, handle(&intake, &live, source, request))
+            .await
+            .unwrap_or(Err(Refusal::TimedOut { after: timeout }))
+    } else {
+        Err(Refusal::NotPost)
+    };
+    intake.conclude(&source.name, outcome)
+}
+
+impl Intake {
+    /// Records, logs and answers a webhook's outcome; every answer is counted in
+    /// `dingrelay_requests_total` under `source` (`-` when no source is served at the path).
+    fn conclude(&self, source: &str, outcome: Result<Acceptance, Refusal>) -> Response {
+        let response = match outcome {
+            Ok(acceptance) => {
+                acceptance.record(&self.metrics);
+                acceptance.log(source);
+                acceptance.into_response()
+            }
+            Err(refusal) => {
+                refusal.record(&self.metrics, source);
+                refusal.log(&self.refusals, self.clock.now_ms(), source);
+                refusal.into_response()
             }
         };
-    intake
-        .metrics
-        .request(&source.name, response.status().as_u16());
-    response
+        self.metrics.request(source, response.status().as_u16());
+        response
+    }
 }
 
 /// Reads the body, up to the limit.
-async fn read_body(request: Request, limit: usize) -> Result<(HeaderMap, String, Bytes), Response> {
+async fn read_body(request: Request, limit: usize) -> Result<(HeaderMap, String, Bytes), Refusal> {
     let (parts, body) = request.into_parts();
-    let too_large = || {
-        refused(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is larger than the limit of {limit} bytes (body_limit)"),
-        )
-    };
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
+        return Err(Refusal::TooLarge { limit });
     }
     let limited = http_body_util::Limited::new(body, limit);
     let bytes = match http_body_util::BodyExt::collect(limited).await {
         Ok(collected) => collected.to_bytes(),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            return Err(Refusal::TooLarge { limit });
+        }
         Err(error) => {
-            return Err(refused(
-                StatusCode::BAD_REQUEST,
-                format!("the body could not be read: {error}"),
-            ));
+            return Err(Refusal::Unreadable {
+                reason: error.to_string(),
+            });
         }
     };
     let query = parts.uri.query().unwrap_or("").to_owned();
     Ok((parts.headers, query, bytes))
 }
 
-async fn handle(intake: &Intake, live: &Live, source: &Source, request: Request) -> Response {
+/// A POSTed webhook: verify, parse, route, store; what it comes to is answered by the caller.
+async fn handle(
+    intake: &Intake,
+    live: &Live,
+    source: &Source,
+    request: Request,
+) -> Result<Acceptance, Refusal> {
     let config = &live.config;
-    let source_name = source.name.as_str();
-    let (headers, query, body) = match read_body(request, config.intake.body_limit).await {
-        Ok(read) => read,
-        Err(response) => {
-            intake.refusals.refused(
-                intake.clock.now_ms(),
-                source_name,
-                response.status(),
-                "Refused a webhook whose body could not be read.",
-                &response.status(),
-            );
-            return response;
-        }
-    };
+    let (headers, query, body) = read_body(request, config.intake.body_limit).await?;
     let inbound = Inbound {
         headers: &headers,
         query: &query,
         body: &body,
     };
-
-    if let Err(rejection) = source.verify(&inbound) {
-        intake.metrics.auth_failure(source_name);
-        intake.refusals.refused(
-            intake.clock.now_ms(),
-            source_name,
-            StatusCode::UNAUTHORIZED,
-            "Refused an unauthenticated webhook.",
-            &rejection,
-        );
-        return refused(StatusCode::UNAUTHORIZED, rejection);
-    }
-    let event = match source.parse(&inbound) {
-        Ok(event) => event,
-        Err(rejection) => {
-            let status = match rejection {
-                Rejection::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-                Rejection::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                Rejection::Malformed(_) => StatusCode::BAD_REQUEST,
-            };
-            intake.refusals.refused(
-                intake.clock.now_ms(),
-                source_name,
-                status,
-                "Refused a webhook.",
-                &rejection,
-            );
-            return refused(status, rejection);
-        }
-    };
+    source.verify(&inbound).map_err(Refusal::Unauthenticated)?;
+    let event = source.parse(&inbound).map_err(Refusal::Rejected)?;
     if let Some(reason) = &event.ignored {
-        tracing::info!(source = source_name, event = %event.name, "Ignored a webhook: {reason}.");
-        return answer(
-            StatusCode::ACCEPTED,
-            json!({ "status": "ignored", "matched": 0, "queued": 0, "reason": reason }),
-        );
+        return Ok(Acceptance::Ignored {
+            event: event.name.clone(),
+            reason: reason.clone(),
+        });
     }
 
     let now = intake.clock.timestamp();
     let routing = config.rules.route(&event, now);
     if !routing.errors.is_empty() {
-        let errors: Vec<_> = routing
-            .errors
-            .iter()
-            .map(|e| json!({ "rule": e.rule, "robot": e.robot, "field": e.field, "reason": e.reason }))
-            .collect();
-        for error in &routing.errors {
-            tracing::error!(
-                source = source_name,
-                event = %event.name,
-                rule = %error.rule,
-                "A rule failed for this webhook; nothing of it was queued: {error}. Fix the rule (dingrelay render reproduces it)."
-            );
-        }
-        return answer(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            json!({
-                "status": "rejected",
-                "error": format!("{} rule(s) failed to render or validate; nothing was queued", errors.len()),
-                "errors": errors,
-            }),
-        );
+        return Err(Refusal::RulesFailed {
+            event: event.name,
+            errors: routing.errors,
+        });
     }
     if routing.messages.is_empty() {
-        let skipped: Vec<String> = routing.skipped.iter().map(|s| s.to_string()).collect();
-        tracing::info!(source = source_name, event = %event.name, "No rule matched a webhook.");
-        return answer(
-            StatusCode::ACCEPTED,
-            json!({ "status": "ignored", "matched": 0, "queued": 0, "reason": "no rule matched", "rules": skipped }),
-        );
+        return Ok(Acceptance::NoMatch {
+            event: event.name,
+            skipped: routing.skipped.iter().map(|s| s.to_string()).collect(),
+        });
     }
-
-    let event_key = match config.rules.dedup_key(&event, now) {
-        Ok(key) => key,
-        Err(error) => {
-            tracing::error!(
-                source = source_name,
-                "The source's dedup template failed: {error}."
-            );
-            return refused(StatusCode::UNPROCESSABLE_ENTITY, error);
-        }
-    };
-    let batch: Vec<NewMessage> = routing
-        .messages
-        .iter()
-        .map(|d| NewMessage {
-            robot: d.robot.name.clone(),
-            rule: d.rule.clone(),
-            source: source_name.to_owned(),
-            dedup_key: event_key.as_ref().map(|k| match &d.part {
-                Some(part) => format!("{k}/{}/{part}", d.rule),
-                None => format!("{k}/{}", d.rule),
-            }),
-            message: d.message.clone(),
-        })
-        .collect();
-    let matched: std::collections::BTreeSet<&str> =
-        routing.messages.iter().map(|d| d.rule.as_str()).collect();
+    let event_key = config
+        .rules
+        .dedup_key(&event, now)
+        .map_err(Refusal::DedupFailed)?;
+    let matched: BTreeSet<&str> = routing.messages.iter().map(|d| d.rule.as_str()).collect();
     for rule in &matched {
         intake.metrics.rule_matched(rule);
     }
+
+    let batch = new_messages(&source.name, &routing.messages, event_key.as_deref());
     let window = config.intake.dedup_window.as_millis() as i64;
-    let results = match intake
+    let results = intake
         .outbox
         .enqueue(batch, intake.clock.now_ms(), window)
         .await
-    {
-        Ok(results) => results,
-        Err(error) => {
-            tracing::error!(
-                source = source_name,
-                event = %event.name,
-                "Could not queue a webhook's messages; answered 503 so the sender retries: {error}. Check the disk and the state directory."
-            );
-            return answer(
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({ "status": "unavailable", "error": error.to_string() }),
-            );
-        }
-    };
+        .map_err(|error| Refusal::Unavailable {
+            event: event.name.clone(),
+            error,
+        })?;
+    Ok(queued(
+        live,
+        event.name,
+        matched.len(),
+        &routing.messages,
+        &results,
+    ))
+}
 
-    let mut queued = Vec::new();
-    let mut duplicates = 0;
-    for (delivery, result) in routing.messages.iter().zip(&results) {
-        let robot = delivery.robot.name.as_str();
+/// The outbox rows of a request's rendered messages, each with its dedup key.
+fn new_messages(source: &str, rendered: &[Rendered], event_key: Option<&str>) -> Vec<NewMessage> {
+    rendered
+        .iter()
+        .map(|r| NewMessage {
+            robot: r.robot.name.clone(),
+            rule: r.rule.clone(),
+            source: source.to_owned(),
+            dedup_key: r.dedup_key(event_key),
+            message: r.message.clone(),
+        })
+        .collect()
+}
+
+/// What the outbox took: wakes the worker of every robot with a new message.
+fn queued(
+    live: &Live,
+    event: String,
+    matched: usize,
+    rendered: &[Rendered],
+    results: &[Enqueued],
+) -> Acceptance {
+    let mut messages = Vec::new();
+    let mut duplicates = Vec::new();
+    for (delivery, result) in rendered.iter().zip(results) {
+        let robot = delivery.robot.name.clone();
         match result {
             Enqueued::Accepted { id } => {
-                intake.metrics.queued(robot, 1);
-                if let Some(wake) = live.wake.get(robot) {
+                if let Some(wake) = live.wake.get(&robot) {
                     wake.notify_one();
                 }
-                queued.push(json!({ "id": id, "rule": delivery.rule, "robot": robot }));
+                messages.push(QueuedMessage {
+                    id: *id,
+                    rule: delivery.rule.clone(),
+                    robot,
+                });
             }
-            Enqueued::Duplicate { .. } => {
-                intake.metrics.duplicates(robot, 1);
-                duplicates += 1;
-            }
+            Enqueued::Duplicate { .. } => duplicates.push(robot),
         }
     }
-    tracing::info!(
-        source = source_name,
-        event = %event.name,
-        matched = matched.len(),
-        queued = queued.len(),
+    Acceptance::Queued {
+        event,
+        matched,
+        messages,
         duplicates,
-        "Accepted a webhook."
-    );
-    answer(
-        StatusCode::ACCEPTED,
-        json!({
-            "status": "accepted",
-            "matched": matched.len(),
-            "queued": queued.len(),
-            "duplicates": duplicates,
-            "messages": queued,
-        }),
-    )
+    }
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::model::{Enqueued, NewMessage, OutboxError, RobotStats, StoredMessage};
+use super::model::{Due, Enqueued, NewMessage, OutboxError, RobotStats, StoredMessage};
 use super::schema;
 use super::store::{Batch, Store};
 
@@ -145,6 +145,28 @@ impl Outbox {
         let robot = robot.to_owned();
         self.call(move |store| store.due(&robot, now_ms, limit))
             .await
+    }
+
+    /// The robot's pending messages that are due at `now_ms`, in acceptance order, up to the first
+    /// one that is not due yet (at most `limit` are read): [`Due::NextAt`] when the oldest pending
+    /// message is not due, or nothing is pending. After a restart during a backoff, younger
+    /// messages are due while the one that failed is not: they wait for it, so order is kept.
+    pub async fn due_in_order(
+        &self,
+        robot: &str,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Due, OutboxError> {
+        let pending = self.due(robot, i64::MAX, limit).await?;
+        let due: Vec<StoredMessage> = pending
+            .iter()
+            .take_while(|m| m.next_attempt_at <= now_ms)
+            .cloned()
+            .collect();
+        if due.is_empty() {
+            return Ok(Due::NextAt(pending.first().map(|m| m.next_attempt_at)));
+        }
+        Ok(Due::Messages(due))
     }
 
     /// The earliest next_attempt_at of the robot's pending messages.
@@ -356,5 +378,73 @@ fn commit_group(store: &mut Store, group: Vec<EnqueueCall>, shared: &Shared) {
                 let _ = call.reply.send(Err(error.clone()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dingtalk::Message;
+    use crate::dingtalk::MessageBody;
+    use crate::dingtalk::message::Text;
+
+    fn new(content: &str) -> NewMessage {
+        NewMessage {
+            robot: "ops".to_owned(),
+            rule: "rule".to_owned(),
+            source: "src".to_owned(),
+            dedup_key: None,
+            message: Message {
+                body: MessageBody::Text {
+                    text: Text {
+                        content: content.to_owned(),
+                    },
+                },
+                at: None,
+                msg_uuid: None,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn nothing_younger_overtakes_a_message_waiting_for_its_retry() {
+        let dir = std::env::temp_dir().join(format!(
+            "dingrelay-due-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let outbox = Outbox::open(&dir).unwrap();
+        assert_eq!(
+            outbox.due_in_order("ops", 1_000, 10).await.unwrap(),
+            Due::NextAt(None)
+        );
+        let batch = vec![new("one"), new("two"), new("three")];
+        outbox.enqueue(batch, 1_000, 0).await.unwrap();
+        let Due::Messages(due) = outbox.due_in_order("ops", 1_000, 10).await.unwrap() else {
+            panic!("all three are due");
+        };
+        let ids: Vec<i64> = due.iter().map(|m| m.id).collect();
+        assert_eq!(ids.len(), 3);
+
+        // The second waits for its retry: only the first may go; then, nothing before 5 s.
+        outbox
+            .mark_retry(&ids[1..2], 5_000, "failed")
+            .await
+            .unwrap();
+        let Due::Messages(due) = outbox.due_in_order("ops", 1_000, 10).await.unwrap() else {
+            panic!("the first is due");
+        };
+        assert_eq!(due.iter().map(|m| m.id).collect::<Vec<_>>(), ids[..1]);
+        outbox.mark_delivered(&ids[..1], 1_000).await.unwrap();
+        assert_eq!(
+            outbox.due_in_order("ops", 1_000, 10).await.unwrap(),
+            Due::NextAt(Some(5_000))
+        );
+        let Due::Messages(due) = outbox.due_in_order("ops", 5_000, 10).await.unwrap() else {
+            panic!("both are due at 5 s");
+        };
+        assert_eq!(due.iter().map(|m| m.id).collect::<Vec<_>>(), ids[1..]);
+        outbox.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -55,5 +55,5 @@ mod store;
 
 pub use admin::{Admin, AdminError, Detail, Listing, Purgeable, RobotCounts};
 pub use handle::Outbox;
-pub use model::{Enqueued, NewMessage, OutboxError, RobotStats, State, StoredMessage};
+pub use model::{Due, Enqueued, NewMessage, OutboxError, RobotStats, State, StoredMessage};
 pub use schema::{FILE_NAME, SCHEMA_VERSION};

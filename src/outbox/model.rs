@@ -49,6 +49,19 @@ pub struct StoredMessage {
     pub last_error: Option<String>,
 }
 
+/// What a robot's worker may send now, in acceptance order ([`Outbox::due_in_order`]).
+///
+/// [`Outbox::due_in_order`]: super::Outbox::due_in_order
+#[derive(Debug, Clone, PartialEq)]
+pub enum Due {
+    /// The pending messages that are due, oldest first, up to the first one that is not due yet
+    /// (never empty): nothing younger overtakes a message waiting for its retry.
+    Messages(Vec<StoredMessage>),
+    /// Nothing may be sent yet: the oldest pending message is due at this time (Unix ms), or
+    /// nothing is pending (`None`).
+    NextAt(Option<i64>),
+}
+
 /// One robot's share of the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RobotStats {

@@ -41,6 +41,20 @@ pub struct Rendered {
     pub part: Option<String>,
 }
 
+impl Rendered {
+    /// The message's dedup key: the event's ([`RuleSet::dedup_key`]), made particular to the rule
+    /// and, when a rule sends one message per alert, to the alert. `None` when the event has none.
+    ///
+    /// [`RuleSet::dedup_key`]: super::RuleSet::dedup_key
+    pub fn dedup_key(&self, event_key: Option<&str>) -> Option<String> {
+        let key = event_key?;
+        Some(match &self.part {
+            Some(part) => format!("{key}/{}/{part}", self.rule),
+            None => format!("{key}/{}", self.rule),
+        })
+    }
+}
+
 /// A rule of the event's source that did not fire, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skipped {
