@@ -21,8 +21,9 @@
 # Loopback only; everything started is stopped and the temporary directory removed on exit.
 # Exit status: 0 PASS, 1 FAIL, 2 setup error. The last line is the verdict.
 #
-# Note: the Python stand-in does not drop repeated msgUuids the way DingTalk may, so a resend of a
-# message that was delivered just before the crash would show here as a duplicate.
+# Note: the stand-in (like the Python tool it twins) does not drop repeated msgUuids the way
+# DingTalk may, so a resend of a message that was delivered just before the crash would show here
+# as a duplicate.
 
 set -euo pipefail
 NAME=crash

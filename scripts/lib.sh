@@ -6,9 +6,12 @@
 # registered with `track`) and remove $TMP on exit, whatever happens.
 #
 # Common environment (the names storm.sh uses):
-#   MOCK_DINGTALK     the Python stand-in (default ../shared/tools/mock-dingtalk, from the repo root)
-#   STORM_SKIP_BUILD  1: do not run `cargo build --release`
+#   MOCK_DINGTALK     the DingTalk stand-in to run (default: the mock-dingtalk binary of
+#                     crates/mock-dingtalk, target/release/mock-dingtalk; the Python tool it twins,
+#                     shared/tools/mock-dingtalk, takes the same options and answers the same)
+#   STORM_SKIP_BUILD  1: do not run `cargo build --release` (of dingrelay and mock-dingtalk)
 #   DINGRELAY_BIN     the binary to run (default target/release/dingrelay)
+#   CARGO_TARGET_DIR  where cargo builds (default target): the default binaries are looked for there
 #   FAULTS_KEEP_TMP   1: keep the temporary directory (logs, outbox, stand-in stats) for a look
 #
 # Exit status convention: 0 PASS, 1 FAIL, 2 setup error (`die`). Everything is on 127.0.0.1.
@@ -16,8 +19,9 @@
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
 
-MOCK=${MOCK_DINGTALK:-../shared/tools/mock-dingtalk}
-BIN=${DINGRELAY_BIN:-target/release/dingrelay}
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+MOCK=${MOCK_DINGTALK:-$TARGET_DIR/release/mock-dingtalk}
+BIN=${DINGRELAY_BIN:-$TARGET_DIR/release/dingrelay}
 RATE=20                                  # what the stand-in allows per robot per 60 s
 TOKEN=$NAME-robot-token
 SECRET=SEC${NAME}0123456789abcdef0123456789abcdef0123456789abcdef01234567
@@ -40,7 +44,6 @@ check_int() {
 for tool in python3 curl timeout; do
     command -v "$tool" >/dev/null || die "needs $tool"
 done
-[[ -f $MOCK ]] || die "no DingTalk stand-in at $MOCK (set MOCK_DINGTALK)"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/dingrelay-$NAME.XXXXXX")
 MOCK_PID=
@@ -108,15 +111,17 @@ free_port() {
 # ---- build ---------------------------------------------------------------------------------------
 build_release() {
     if [[ ${STORM_SKIP_BUILD:-0} != 1 ]]; then
-        say "cargo build --release"
-        timeout 1800 cargo build --release --quiet || die "the release build failed"
+        say "cargo build --release (dingrelay and the DingTalk stand-in)"
+        timeout 1800 cargo build --release --quiet -p dingrelay -p mock-dingtalk ||
+            die "the release build failed"
     fi
     [[ -x $BIN ]] || die "no binary at $BIN"
+    [[ -x $MOCK ]] || die "no DingTalk stand-in at $MOCK (set MOCK_DINGTALK)"
 }
 
 # ---- the DingTalk stand-in -----------------------------------------------------------------------
 start_mock() {
-    python3 "$MOCK" --host 127.0.0.1 --port-file "$TMP/mock.port" \
+    "$MOCK" --host 127.0.0.1 --port-file "$TMP/mock.port" \
         --robot "$TOKEN:$SECRET:$KEYWORD" --rate "$RATE" >"$TMP/mock.log" 2>&1 &
     MOCK_PID=$!
     wait_for 10 test -s "$TMP/mock.port" || { cat "$TMP/mock.log" >&2; die "the stand-in did not start"; }

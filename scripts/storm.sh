@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A bounded alert storm on loopback: 200 distinct Alertmanager webhooks posted as fast as curl can,
-# through the release binary, to the Python DingTalk stand-in. Checks that every alert reaches the
-# group (in some message) while DingTalk never sees more than 20 messages a minute.
+# through the release binary, to the DingTalk stand-in (crates/mock-dingtalk). Checks that every
+# alert reaches the group (in some message) while DingTalk never sees more than 20 messages a minute.
 #
 # Usage: scripts/storm.sh            (from anywhere; works in the repository root)
 #

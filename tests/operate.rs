@@ -15,7 +15,7 @@ use dingrelay::metrics::Metrics;
 use dingrelay::outbox::{Admin, State};
 use http::{Request, StatusCode};
 use serde_json::{Value, json};
-use support::mock_dingtalk::{Fault, MockDingTalk, webhook_url};
+use support::mock_dingtalk::{Fault, MockDingTalk, MockTransport, webhook_url};
 use tower::ServiceExt;
 
 const TOKEN: &str = "operate-robot";
@@ -70,7 +70,7 @@ async fn start(name: &str, robots: &[&str], sources: &[(&str, &str)]) -> Harness
         .clock(move || clock.now_ms());
     let metrics = Arc::new(Metrics::new());
     let services = Services {
-        transport: Arc::new(mock.clone()) as Arc<dyn Transport>,
+        transport: Arc::new(MockTransport(mock.clone())) as Arc<dyn Transport>,
         clock,
         dry_run: Arc::new(Mutex::new(Box::new(std::io::sink()))),
         config_path: Some(path.clone()),

@@ -1,5 +1,5 @@
 //! The daemon end to end, against an in-process stand-in for DingTalk that behaves like
-//! shared/tools/mock-dingtalk (tests/support/mock_dingtalk.rs): signatures, keywords, required
+//! shared/tools/mock-dingtalk (crates/mock-dingtalk): signatures, keywords, required
 //! fields, 20 per minute with the 10-minute block, faults.
 //!
 //! Tests that count time run under tokio's paused clock with the stand-in as the transport (no
@@ -21,7 +21,7 @@ use dingrelay::metrics::Metrics;
 use dingrelay::outbox::{Admin, State};
 use http::{Request, StatusCode};
 use serde_json::{Value, json};
-use support::mock_dingtalk::{Fault, MockDingTalk, webhook_url};
+use support::mock_dingtalk::{Fault, MockDingTalk, MockTransport, webhook_url};
 use tower::ServiceExt;
 
 const TOKEN: &str = "robot-token-1";
@@ -130,7 +130,7 @@ async fn start_paused(mock: MockDingTalk, robot_extra: &str, top_extra: &str) ->
         top_extra,
     ));
     let services = Services {
-        transport: Arc::new(mock.clone()) as Arc<dyn Transport>,
+        transport: Arc::new(MockTransport(mock.clone())) as Arc<dyn Transport>,
         clock,
         dry_run: Arc::new(Mutex::new(Box::new(std::io::sink()))),
         config_path: None,
@@ -492,7 +492,7 @@ async fn an_ignored_event_is_202_with_matched_zero() {
     );
     let clock = Clock::starting_at(START_MS);
     let services = Services {
-        transport: Arc::new(mock.clone()),
+        transport: Arc::new(MockTransport(mock.clone())),
         clock,
         dry_run: Arc::new(Mutex::new(Box::new(std::io::sink()))),
         config_path: None,
@@ -536,7 +536,7 @@ async fn a_dry_run_robot_prints_the_exact_signed_request() {
         }
     }
     let services = Services {
-        transport: Arc::new(MockDingTalk::new()),
+        transport: Arc::new(MockTransport(MockDingTalk::new())),
         clock: Clock::starting_at(START_MS),
         dry_run: Arc::new(Mutex::new(Box::new(Shared(printed.clone())))),
         config_path: None,
@@ -650,7 +650,7 @@ async fn a_json_source_dedup_template_drops_redeliveries() {
         "  ci: { kind: json, dedup: \"{{ id }}\" }",
     );
     let services = Services {
-        transport: Arc::new(mock.clone()),
+        transport: Arc::new(MockTransport(mock.clone())),
         clock,
         dry_run: Arc::new(Mutex::new(Box::new(std::io::sink()))),
         config_path: None,
@@ -688,7 +688,7 @@ async fn a_restart_during_a_backoff_keeps_the_order() {
         "",
     );
     let services = || Services {
-        transport: Arc::new(mock.clone()) as Arc<dyn Transport>,
+        transport: Arc::new(MockTransport(mock.clone())) as Arc<dyn Transport>,
         clock,
         dry_run: Arc::new(Mutex::new(Box::new(std::io::sink()))),
         config_path: None,
@@ -725,4 +725,65 @@ async fn a_restart_during_a_backoff_keeps_the_order() {
     daemon
         .stop(tokio::time::Instant::now() + Duration::from_secs(5))
         .await;
+}
+
+/// The stand-in as dingrelay's transport (tests/support/mock_dingtalk.rs): dingrelay's signed URL
+/// is accepted on the shared paused clock and goes stale with it, answers come back as they
+/// would over HTTP, and a reset fault is a request without an answer.
+#[tokio::test(start_paused = true)]
+async fn the_stand_in_takes_dingrelay_signatures_and_clock_through_the_transport() {
+    use dingrelay::delivery::transport::{HttpAnswer, TransportError};
+    use dingrelay::dingtalk::sign::signed_url;
+    use secrecy::SecretString;
+
+    let clock = Clock::starting_at(START_MS);
+    let mock = MockDingTalk::new()
+        .robot(TOKEN, Some(SECRET), &[])
+        .clock(move || clock.now_ms());
+    let transport = MockTransport(mock.clone());
+    let webhook = url::Url::parse(&webhook_url("https://oapi.dingtalk.com", TOKEN)).unwrap();
+    let secret = SecretString::from(SECRET.to_owned());
+    let body = || json!({ "msgtype": "text", "text": { "content": "x" } }).to_string();
+    let errcode = |answer: &HttpAnswer| -> i64 {
+        serde_json::from_slice::<Value>(&answer.body).unwrap()["errcode"]
+            .as_i64()
+            .unwrap()
+    };
+
+    let url = signed_url(&webhook, Some(&secret), clock.now_ms());
+    let answer = transport.post(&url, body().into_bytes()).await.unwrap();
+    assert_eq!(
+        answer,
+        HttpAnswer {
+            status: 200,
+            content_type: Some("application/json".to_owned()),
+            body: br#"{"errcode":0,"errmsg":"ok"}"#.to_vec(),
+        }
+    );
+    assert_eq!(mock.messages()[0].at_ms, START_MS);
+    // Good for an hour of paused time, stale one millisecond later.
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    let answer = transport.post(&url, body().into_bytes()).await.unwrap();
+    assert_eq!(errcode(&answer), 0);
+    tokio::time::advance(Duration::from_millis(1)).await;
+    let answer = transport.post(&url, body().into_bytes()).await.unwrap();
+    assert_eq!(errcode(&answer), 310000);
+    let fresh = signed_url(&webhook, Some(&secret), clock.now_ms());
+    assert_eq!(
+        errcode(&transport.post(&fresh, body().into_bytes()).await.unwrap()),
+        0
+    );
+
+    mock.set_fault(Fault::Http500, Some(1));
+    let answer = transport.post(&fresh, body().into_bytes()).await.unwrap();
+    assert_eq!(
+        (answer.status, answer.content_type.as_deref()),
+        (500, Some("text/plain"))
+    );
+    mock.set_fault(Fault::Reset, Some(1));
+    assert!(matches!(
+        transport.post(&fresh, body().into_bytes()).await,
+        Err(TransportError::Other(_))
+    ));
+    assert_eq!(mock.stats().accepted, 3);
 }

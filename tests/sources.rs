@@ -1,8 +1,9 @@
 //! Acceptance tests for `dingrelay::source`: authentication, parsing, template context and the
 //! built-in examples.
 //!
-//! Fixtures under `tests/fixtures/sources/` are byte-exact copies of real payloads (see
-//! `SOURCES.txt` and `ATTRIBUTION.md` there); nothing outside this crate is read at run time.
+//! Fixtures are byte-exact copies of real payloads in `tests/fixtures/corpus/`; the ones these
+//! tests run over are listed in `tests/fixtures/sources/SOURCES.txt` (with `ATTRIBUTION.md`
+//! there); nothing outside this crate is read at run time.
 
 use std::path::{Path, PathBuf};
 
@@ -120,8 +121,20 @@ fn basic_header(user: &str, password: &str) -> String {
     )
 }
 
+/// Where the payloads are: the corpus.
 fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sources")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus")
+}
+
+/// The corpus files these tests run over: the first column of tests/fixtures/sources/SOURCES.txt.
+fn listed() -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sources/SOURCES.txt");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .map(|line| line.split('\t').next().unwrap_or("").to_owned())
+        .collect()
 }
 
 fn fixture(path: &str) -> Vec<u8> {
@@ -129,20 +142,21 @@ fn fixture(path: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
-/// Every `*.json` directly in a fixture sub-directory, sorted.
+/// Every listed `*.json` directly in a corpus sub-directory, sorted by name.
 fn fixtures_in(dir: &str) -> Vec<(String, Vec<u8>)> {
-    let mut files: Vec<_> = std::fs::read_dir(fixtures_dir().join(dir))
-        .expect("fixture directory")
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+    let prefix = format!("{dir}/");
+    let mut names: Vec<String> = listed()
+        .iter()
+        .filter_map(|file| file.strip_prefix(&prefix))
+        .filter(|name| !name.contains('/') && name.ends_with(".json"))
+        .map(str::to_owned)
         .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no fixtures in {dir}");
-    files
+    names.sort();
+    assert!(!names.is_empty(), "no fixtures in {dir}");
+    names
         .into_iter()
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            let bytes = std::fs::read(&p).expect("fixture");
+        .map(|name| {
+            let bytes = fixture(&format!("{dir}/{name}"));
             (name, bytes)
         })
         .collect()
