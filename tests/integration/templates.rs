@@ -1,15 +1,14 @@
 //! Every corpus payload renders through a built-in template into a valid message: the template
 //! of its event, or the generic `github-event` / `gitlab-event` for events without one.
 
-mod support;
-
 use std::path::Path;
 
 use dingrelay::config::Config;
 use dingrelay::dingtalk::MAX_BODY_BYTES;
 use dingrelay::dingtalk::validate::encoded_len;
 use dingrelay::source::{Inbound, SourceKind};
-use support::corpus;
+
+use crate::support::corpus;
 
 /// The template for an event of a kind.
 fn template_for(kind: SourceKind, event: &str) -> &'static str {

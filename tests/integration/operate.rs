@@ -1,7 +1,5 @@
 //! Operating the daemon: live reload, health and readiness, metrics after a full flow.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,8 +13,9 @@ use dingrelay::metrics::Metrics;
 use dingrelay::outbox::{Admin, State};
 use http::{Request, StatusCode};
 use serde_json::{Value, json};
-use support::mock_dingtalk::{Fault, MockDingTalk, MockTransport, webhook_url};
 use tower::ServiceExt;
+
+use crate::support::mock_dingtalk::{Fault, MockDingTalk, MockTransport, webhook_url};
 
 const TOKEN: &str = "operate-robot";
 const SECRET: &str = "SECoperate0123";

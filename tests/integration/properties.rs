@@ -7,7 +7,7 @@
 //! case count of every property here, e.g.
 //!
 //! ```text
-//! PROPTEST_CASES=20000 cargo test --release --test properties
+//! PROPTEST_CASES=20000 cargo test --release --test integration properties::
 //! ```
 //!
 //! Failures are not persisted to `proptest-regressions/`: a minimal failing input found by a long
@@ -1244,7 +1244,7 @@ fn flip_ascii(s: &str, at: usize) -> String {
 // =============================================================================================
 // 2. The rules.yaml loader and ${VAR} expansion
 
-const SHIPPED_RULES: &str = include_str!("../rules.yaml");
+const SHIPPED_RULES: &str = include_str!("../../rules.yaml");
 
 /// Loads `text` as `rules.yaml`; checks that every error is located and prefixed.
 fn load(text: &str) -> Option<Config> {

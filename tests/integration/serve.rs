@@ -6,8 +6,6 @@
 //! socket), so ten minutes of DingTalk behaviour take no real time. One test goes through real
 //! sockets and the real HTTP client.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,8 +19,9 @@ use dingrelay::metrics::Metrics;
 use dingrelay::outbox::{Admin, State};
 use http::{Request, StatusCode};
 use serde_json::{Value, json};
-use support::mock_dingtalk::{Fault, MockDingTalk, MockTransport, webhook_url};
 use tower::ServiceExt;
+
+use crate::support::mock_dingtalk::{Fault, MockDingTalk, MockTransport, webhook_url};
 
 const TOKEN: &str = "robot-token-1";
 const SECRET: &str = "SECmock0123456789";

@@ -1,8 +1,6 @@
 //! The corpus of real payloads in tests/fixtures/corpus (origins and licences in its
 //! SOURCES.txt), and the headers each was sent with.
 
-#![allow(dead_code)] // each test binary uses part of it
-
 use std::path::{Path, PathBuf};
 
 use http::{HeaderMap, HeaderName, HeaderValue};

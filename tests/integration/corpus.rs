@@ -2,15 +2,14 @@
 //! SOURCES.txt) through the shipped rules.yaml: each gives valid messages or a clear "no rule
 //! matched", and the non-conforming legacy Alertmanager payloads give a clear error.
 
-mod support;
-
 use std::path::Path;
 
 use dingrelay::config::Config;
 use dingrelay::dingtalk::MAX_BODY_BYTES;
 use dingrelay::dingtalk::validate::encoded_len;
 use dingrelay::source::{Inbound, SourceKind};
-use support::corpus;
+
+use crate::support::corpus;
 
 fn shipped_config() -> Config {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("rules.yaml"))

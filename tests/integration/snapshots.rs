@@ -15,10 +15,8 @@
 //! (`git diff tests/snapshots`):
 //!
 //! ```sh
-//! INSTA_UPDATE=always cargo test --test snapshots     # or, with cargo-insta: cargo insta review
+//! INSTA_UPDATE=always cargo test --test integration snapshots::     # or, with cargo-insta: cargo insta review
 //! ```
-
-mod support;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -30,7 +28,8 @@ use dingrelay::dingtalk::{
 };
 use dingrelay::rules::{Routing, SkipReason};
 use dingrelay::source::{Event, Inbound, Rejection, SourceKind};
-use support::corpus;
+
+use crate::support::corpus;
 
 /// The time every template sees as `now` ("firing for 3h 12m").
 const NOW: &str = "2026-11-24T08:00:00Z";
@@ -353,7 +352,8 @@ fn every_corpus_payload_renders_as_its_snapshot() {
             // Every fixture is checked, and every changed one named, before the test fails.
             let result = std::panic::catch_unwind(|| {
                 insta::with_settings!({
-                    snapshot_path => "snapshots",
+                    // The snapshots stay in tests/snapshots, where they were made.
+                    snapshot_path => "../snapshots",
                     prepend_module_to_snapshot => false,
                     omit_expression => true,
                     description => format!("tests/fixtures/corpus/{file} through the shipped rules.yaml, now = {NOW}"),
@@ -369,7 +369,7 @@ fn every_corpus_payload_renders_as_its_snapshot() {
     assert!(
         changed.is_empty(),
         "{} rendering(s) differ from their snapshot in tests/snapshots/: {changed:#?}\n\
-         read the diffs above; to accept them: INSTA_UPDATE=always cargo test --test snapshots",
+         read the diffs above; to accept them: INSTA_UPDATE=always cargo test --test integration snapshots::",
         changed.len()
     );
 

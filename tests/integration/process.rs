@@ -3,8 +3,6 @@
 //!
 //! Real processes, sockets and time, bounded: each wait has a deadline of seconds.
 
-mod support;
-
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use dingrelay::outbox::{Admin, State};
 use serde_json::json;
-use support::mock_dingtalk::{MockDingTalk, webhook_url};
+
+use crate::support::mock_dingtalk::{MockDingTalk, webhook_url};
 
 const TOKEN: &str = "restart-robot";
 const SECRET: &str = "SECrestart42";

@@ -1,0 +1,21 @@
+//! dingrelay's integration tests, in one binary with a module per area: on 2 cores, linking a
+//! binary per file was most of `cargo test`. Run one area with `cargo test --test integration
+//! <module>::`, e.g. `cargo test --test integration serve::`.
+
+mod cli;
+mod config_errors;
+mod cookbook;
+mod corpus;
+mod dingtalk_messages;
+mod layering;
+mod operate;
+mod outbox;
+mod process;
+mod properties;
+mod rule_tests;
+mod rules;
+mod serve;
+mod snapshots;
+mod sources;
+mod support;
+mod templates;
