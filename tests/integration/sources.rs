@@ -1359,7 +1359,7 @@ fn examples_have_the_promised_shapes() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// docs/template-context.md: the documented expressions work on the built-in examples
+// The README's "Template context": the documented expressions work on the built-in examples
 
 #[test]
 fn documented_expressions_render_on_the_examples() {
