@@ -28,6 +28,7 @@ use crate::dingtalk::message::CardAction;
 use crate::dingtalk::{Message, MessageBody};
 use crate::rules::{Rendered, SkipReason, Skipped};
 use crate::source::{Inbound, Rejection, Source, SourceKind};
+use crate::text::escape_control as shown;
 use crate::yaml::diagnostic::{self, Diagnostic};
 use crate::yaml::locate::{Location, Locations, Path};
 
@@ -585,14 +586,14 @@ impl Checker<'_> {
     /// Records an error about the node at `path`. Messages quote the file's text: control
     /// characters are escaped, so a hostile file cannot send escape sequences to the terminal.
     fn error(&mut self, path: &Path, message: impl Into<String>) {
-        let message = shown(&message.into());
+        let message = shown(&message.into()).into_owned();
         self.diagnostics
             .push(Diagnostic::at_value(self.locations, path, message));
     }
 
     /// Records an error about the key of the mapping entry at `path`.
     fn error_at_key(&mut self, path: &Path, message: impl Into<String>) {
-        let message = shown(&message.into());
+        let message = shown(&message.into()).into_owned();
         self.diagnostics
             .push(Diagnostic::at_key(self.locations, path, message));
     }
@@ -1397,19 +1398,6 @@ fn a_message(msgtype: &str) -> String {
 /// and DingTalk does not show them.
 fn trim_breaks(text: &str) -> &str {
     text.trim_end_matches(['\n', '\r'])
-}
-
-/// A text safe to print on a terminal: control characters (escape sequences) are escaped.
-fn shown(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 // ---- Line diff ----------------------------------------------------------------------------
