@@ -207,7 +207,7 @@ fn choose_source<'c>(
     if config.sources.len() == 1 {
         return Ok(&config.sources[0]);
     }
-    let kind = guess_kind(headers, body);
+    let kind = SourceKind::guess(headers, body);
     let candidates: Vec<&Source> = config.sources.values().filter(|s| s.kind == kind).collect();
     match candidates.as_slice() {
         [one] => Ok(one),
@@ -223,34 +223,5 @@ fn choose_source<'c>(
                 .collect::<Vec<_>>()
                 .join(", ")
         ))),
-    }
-}
-
-/// Recognises the sender of a payload by its headers and shape.
-pub fn guess_kind(headers: &HeaderMap, body: &[u8]) -> SourceKind {
-    if headers.contains_key("x-github-event") || body.starts_with(b"payload=") {
-        return SourceKind::Github;
-    }
-    if headers.contains_key("x-gitlab-event") {
-        return SourceKind::Gitlab;
-    }
-    let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(body)
-    else {
-        return SourceKind::Json;
-    };
-    if map.contains_key("alerts") && map.contains_key("orgId") {
-        SourceKind::Grafana
-    } else if map.contains_key("alerts")
-        && (map.contains_key("groupKey") || map.contains_key("receiver"))
-    {
-        SourceKind::Alertmanager
-    } else if map.contains_key("object_kind") {
-        SourceKind::Gitlab
-    } else if map.contains_key("repository")
-        && (map.contains_key("sender") || map.contains_key("hook"))
-    {
-        SourceKind::Github
-    } else {
-        SourceKind::Json
     }
 }

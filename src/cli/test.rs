@@ -977,7 +977,7 @@ fn guess_source<'c>(
             .next()
             .ok_or_else(|| "the config has no source".to_owned());
     }
-    let kind = super::render::guess_kind(headers, body);
+    let kind = SourceKind::guess(headers, body);
     let candidates: Vec<&Source> = config.sources.values().filter(|s| s.kind == kind).collect();
     match candidates.as_slice() {
         [one] => Ok(one),
