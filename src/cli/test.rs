@@ -24,7 +24,6 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
 use crate::config::{Config, ConfigError};
-use crate::dingtalk::message::CardAction;
 use crate::dingtalk::{Message, MessageBody};
 use crate::rules::{Rendered, SkipReason, Skipped};
 use crate::source::{Inbound, Rejection, Source, SourceKind};
@@ -1214,7 +1213,7 @@ fn check_message(problems: &mut Vec<String>, expected: &Expected, message: &Mess
     }
 
     if expected.title.is_some() || !expected.title_contains.is_empty() {
-        match title(message) {
+        match message.body.title() {
             None => problems.push(format!("title: {} has no title", a_message(msgtype))),
             Some(title) => {
                 if let Some(want) = &expected.title
@@ -1267,7 +1266,7 @@ fn check_message(problems: &mut Vec<String>, expected: &Expected, message: &Mess
     }
 
     if let Some(want) = &expected.mentions {
-        let got = mentions(message);
+        let got: Vec<String> = message.mentions().map(str::to_owned).collect();
         let (mut want_sorted, mut got_sorted) = (want.clone(), got.clone());
         want_sorted.sort();
         got_sorted.sort();
@@ -1286,12 +1285,12 @@ fn check_message(problems: &mut Vec<String>, expected: &Expected, message: &Mess
         }
     }
     if let Some(want) = &expected.buttons {
-        match buttons(message) {
+        match message.body.buttons() {
             None => problems.push(format!(
                 "buttons: {} has no buttons (only actionCard has)",
                 a_message(msgtype)
             )),
-            Some(got) if &got != want => problems.push(format!(
+            Some(got) if got != *want => problems.push(format!(
                 "buttons: expected {}, got {}",
                 list(want),
                 list(&got)
@@ -1325,62 +1324,22 @@ fn check_message(problems: &mut Vec<String>, expected: &Expected, message: &Mess
     }
 }
 
-/// The title of a link, markdown or actionCard message.
-fn title(message: &Message) -> Option<&str> {
-    match &message.body {
-        MessageBody::Link { link } => Some(&link.title),
-        MessageBody::Markdown { markdown } => Some(&markdown.title),
-        MessageBody::ActionCard { action_card } => Some(&action_card.title),
-        MessageBody::Text { .. } | MessageBody::FeedCard { .. } => None,
-    }
-}
-
-/// The main text: `text.content`, the `text` of link, markdown and actionCard, and for a
-/// feedCard its link titles, one per line.
+/// The text a test's `text` assertions look at: the main text, or for a feedCard its link
+/// titles, one per line.
 fn main_text(message: &Message) -> String {
-    match &message.body {
-        MessageBody::Text { text } => text.content.clone(),
-        MessageBody::Link { link } => link.text.clone(),
-        MessageBody::Markdown { markdown } => markdown.text.clone(),
-        MessageBody::ActionCard { action_card } => action_card.text.clone(),
-        MessageBody::FeedCard { feed_card } => feed_card
-            .links
-            .iter()
-            .map(|l| l.title.as_str())
-            .collect::<Vec<_>>()
-            .join("\n"),
-    }
-}
-
-/// `atMobiles` then `atUserIds`.
-fn mentions(message: &Message) -> Vec<String> {
-    message
-        .at
-        .as_ref()
-        .map(|at| {
-            at.at_mobiles
-                .iter()
-                .chain(&at.at_user_ids)
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// An actionCard's button titles (its one `singleTitle`, or each of `btns`).
-fn buttons(message: &Message) -> Option<Vec<String>> {
-    match &message.body {
-        MessageBody::ActionCard { action_card } => Some(match &action_card.action {
-            CardAction::Single { single_title, .. } => vec![single_title.clone()],
-            CardAction::Buttons { btns } => btns.iter().map(|b| b.title.clone()).collect(),
-        }),
-        _ => None,
+    match message.body.main_text() {
+        Some(text) => text.to_owned(),
+        // A feedCard's visible texts are its link titles.
+        None => message.body.visible_texts().join("\n"),
     }
 }
 
 /// `["a", "b"]`.
-fn list(items: &[String]) -> String {
-    let items: Vec<String> = items.iter().map(|item| format!("{item:?}")).collect();
+fn list<S: AsRef<str>>(items: &[S]) -> String {
+    let items: Vec<String> = items
+        .iter()
+        .map(|item| format!("{:?}", item.as_ref()))
+        .collect();
     format!("[{}]", items.join(", "))
 }
 

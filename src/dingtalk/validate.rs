@@ -367,7 +367,7 @@ fn mention_line(text: &str, mentions: &[String], markdown: bool) -> String {
 /// Step 5. Returns the main text's length before anything was appended (for `feedCard`, 0).
 fn append_mentions(body: &mut MessageBody, mentions: &[String]) -> usize {
     let markdown = matches!(body, MessageBody::Markdown { .. });
-    let Some((_, text)) = main_text_mut(body) else {
+    let Some((_, text)) = body.main_text_mut() else {
         return 0;
     };
     let original_len = text.len();
@@ -378,17 +378,6 @@ fn append_mentions(body: &mut MessageBody, mentions: &[String]) -> usize {
 
 // ---------------------------------------------------------------------------------------------
 // 6. Size
-
-/// The text a cut shortens, and its field name.
-fn main_text_mut(body: &mut MessageBody) -> Option<(&'static str, &mut String)> {
-    match body {
-        MessageBody::Text { text } => Some(("text.content", &mut text.content)),
-        MessageBody::Link { link } => Some(("link.text", &mut link.text)),
-        MessageBody::Markdown { markdown } => Some(("markdown.text", &mut markdown.text)),
-        MessageBody::ActionCard { action_card } => Some(("actionCard.text", &mut action_card.text)),
-        MessageBody::FeedCard { .. } => None,
-    }
-}
 
 /// The visible note that replaces what was cut.
 fn cut_marker(cut: usize) -> String {
@@ -417,7 +406,7 @@ fn cut_main_text(
     mentions: &[String],
 ) -> Result<usize, InvalidMessage> {
     let markdown = matches!(message.body, MessageBody::Markdown { .. });
-    let Some((field, text)) = main_text_mut(&mut message.body) else {
+    let Some((field, text)) = message.body.main_text_mut() else {
         return Err(too_big(message, "as it is"));
     };
     let original = text.get(..original_len).unwrap_or(text.as_str()).to_owned();
@@ -444,7 +433,7 @@ fn cut_main_text(
             &marker
         };
         let cut = format!("{kept}{marker}{}", mention_line(kept, mentions, markdown));
-        if let Some((_, text)) = main_text_mut(&mut message.body) {
+        if let Some((_, text)) = message.body.main_text_mut() {
             *text = cut;
         }
     }
@@ -638,30 +627,6 @@ fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> usize {
 // ---------------------------------------------------------------------------------------------
 // 7. Keywords
 
-/// The texts a reader sees (and DingTalk's keyword check is assumed to scan): no URLs.
-fn visible_texts(body: &MessageBody) -> Vec<&str> {
-    match body {
-        MessageBody::Text { text } => vec![&text.content],
-        MessageBody::Link { link } => vec![&link.title, &link.text],
-        MessageBody::Markdown { markdown } => vec![&markdown.title, &markdown.text],
-        MessageBody::ActionCard { action_card } => {
-            let mut texts = vec![action_card.title.as_str(), action_card.text.as_str()];
-            match &action_card.action {
-                CardAction::Single { single_title, .. } => texts.push(single_title),
-                CardAction::Buttons { btns } => {
-                    texts.extend(btns.iter().map(|button| button.title.as_str()));
-                }
-            }
-            texts
-        }
-        MessageBody::FeedCard { feed_card } => feed_card
-            .links
-            .iter()
-            .map(|link| link.title.as_str())
-            .collect(),
-    }
-}
-
 fn check_keywords(message: &Message, robot: &Robot) -> Result<(), InvalidMessage> {
     let keywords: Vec<&str> = robot
         .keywords
@@ -672,7 +637,7 @@ fn check_keywords(message: &Message, robot: &Robot) -> Result<(), InvalidMessage
     if keywords.is_empty() {
         return Ok(());
     }
-    let texts = visible_texts(&message.body);
+    let texts = message.body.visible_texts();
     if keywords
         .iter()
         .any(|keyword| texts.iter().any(|text| text.contains(keyword)))
@@ -831,13 +796,10 @@ mod tests {
 
     /// The main text of a text, markdown, link or actionCard message.
     fn main_text(message: &Message) -> &str {
-        match &message.body {
-            MessageBody::Text { text } => &text.content,
-            MessageBody::Markdown { markdown } => &markdown.text,
-            MessageBody::Link { link } => &link.text,
-            MessageBody::ActionCard { action_card } => &action_card.text,
-            MessageBody::FeedCard { .. } => panic!("a feedCard has no main text"),
-        }
+        message
+            .body
+            .main_text()
+            .expect("a feedCard has no main text")
     }
 
     fn json(message: &Message) -> String {
