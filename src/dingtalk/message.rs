@@ -23,6 +23,19 @@ pub struct Message {
 }
 
 impl Message {
+    /// A `text` message with this content, mentioning no one.
+    pub fn text(content: impl Into<String>) -> Message {
+        Message {
+            body: MessageBody::Text {
+                text: Text {
+                    content: content.into(),
+                },
+            },
+            at: None,
+            msg_uuid: None,
+        }
+    }
+
     /// Whom the message mentions: `atMobiles`, then `atUserIds` (not `isAtAll`).
     pub fn mentions(&self) -> impl Iterator<Item = &str> {
         self.at
