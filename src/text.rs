@@ -50,6 +50,11 @@ pub fn escape_markdown_inline(text: &str, out: &mut String) {
     }
 }
 
+/// The plural ending of a count's noun: `""` for 1, else `"s"` (`1 test`, `2 tests`, `0 tests`).
+pub fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
 /// `text` safe to print on a terminal: each control character (an escape sequence, a line
 /// break) is written as Rust escapes it (`\u{1b}`, `\n`). Borrowed when there is none.
 pub fn escape_control(text: &str) -> Cow<'_, str> {

@@ -1,0 +1,65 @@
+//! A test file validated against its config: every test is ready to run, with what it expects.
+
+use http::HeaderMap;
+
+use crate::config::Config;
+use crate::yaml::Location;
+
+/// A test file, validated against its config: every test is ready to run.
+pub(super) struct Suite {
+    /// The test file, as given.
+    pub(super) file: String,
+    /// The config file, as found from the test file.
+    pub(super) config_file: String,
+    pub(super) config: Config,
+    pub(super) cases: Vec<Case>,
+}
+
+/// One test.
+pub(super) struct Case {
+    pub(super) name: String,
+    /// Where the test starts in the test file.
+    pub(super) location: Location,
+    /// The source (by name) the payload is posted to.
+    pub(super) source: String,
+    pub(super) headers: HeaderMap,
+    /// The raw query string.
+    pub(super) query: String,
+    pub(super) body: Vec<u8>,
+    pub(super) now: jiff::Timestamp,
+    pub(super) expect: Expect,
+}
+
+pub(super) enum Expect {
+    /// Exactly these messages, in this order.
+    Messages(Vec<Expected>),
+    /// The daemon refuses the payload with this status, and its reason contains these texts.
+    Refused {
+        status: u16,
+        error_contains: Vec<String>,
+    },
+}
+
+/// One expected message and what must hold of it.
+pub(super) struct Expected {
+    pub(super) rule: String,
+    pub(super) robot: String,
+    pub(super) location: Option<Location>,
+    pub(super) msgtype: Option<&'static str>,
+    pub(super) title: Option<String>,
+    pub(super) title_contains: Vec<String>,
+    pub(super) text: Option<String>,
+    pub(super) text_contains: Vec<String>,
+    pub(super) text_not_contains: Vec<String>,
+    pub(super) mentions: Option<Vec<String>>,
+    pub(super) at_all: Option<bool>,
+    pub(super) buttons: Option<Vec<String>>,
+    pub(super) links: Option<usize>,
+    pub(super) url: Option<String>,
+}
+
+impl Expected {
+    pub(super) fn target(&self) -> String {
+        format!("rule `{}` -> robot `{}`", self.rule, self.robot)
+    }
+}
