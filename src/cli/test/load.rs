@@ -1,5 +1,5 @@
-//! Loading a test file: reads and validates it (every problem located at its node, as the config
-//! loader does), loads the config it names with the file's variables, and checks each test against
+//! Loading a test file: reads and validates it (every problem located at its node, by the config
+//! loader's checker), loads the config it names with the file's variables, and checks each test against
 //! that config, so a test that could never pass is an error of the file, not a failure.
 
 use std::collections::HashMap;
@@ -12,8 +12,8 @@ use super::suite::{Case, Expect, Expected, Suite};
 use crate::config::{Config, ConfigError};
 use crate::source::{Source, SourceKind};
 use crate::text::{escape_control as shown, plural};
-use crate::yaml::diagnostic::{self, Diagnostic};
-use crate::yaml::locate::{Location, Locations, Path};
+use crate::yaml::diagnostic;
+use crate::yaml::{Checker, Diagnostic, Location, Locations, Path};
 
 /// The time templates see when a test file does not set `now`.
 pub const DEFAULT_NOW: &str = "2026-01-01T00:00:00Z";
@@ -64,12 +64,9 @@ pub(super) fn load(path: &FsPath) -> Result<Suite, String> {
         Err(error) => return Err(invalid(vec![serde_diagnostic(&error)])),
     };
 
-    let mut checker = Checker {
-        locations: &locations,
-        diagnostics: Vec::new(),
-    };
     let root = Path::root();
     let base_dir = path.parent().unwrap_or_else(|| FsPath::new(""));
+    let mut checker = TestChecker::new(&locations, base_dir);
 
     let now = match &raw.now {
         Some(now) => checker.time(&root.key("now"), now),
@@ -98,8 +95,8 @@ pub(super) fn load(path: &FsPath) -> Result<Suite, String> {
             None
         }
     };
-    if !checker.diagnostics.is_empty() {
-        return Err(invalid(checker.diagnostics));
+    if !checker.diagnostics().is_empty() {
+        return Err(invalid(checker.into_diagnostics()));
     }
     let config = match config_text.map(|config_text| {
         let config_dir = config_path
@@ -111,7 +108,7 @@ pub(super) fn load(path: &FsPath) -> Result<Suite, String> {
     }) {
         Some(Ok(config)) => config,
         Some(Err(error)) => return Err(config_failure(&file, &config_file, &error)),
-        None => return Err(invalid(checker.diagnostics)),
+        None => return Err(invalid(checker.into_diagnostics())),
     };
 
     if raw.tests.is_empty() {
@@ -149,15 +146,14 @@ pub(super) fn load(path: &FsPath) -> Result<Suite, String> {
         let Some(case_now) = case_now else {
             continue;
         };
-        if let Some(case) = checker.case(&config, base_dir, &at, &name, test, case_now) {
+        if let Some(case) = checker.case(&config, &at, &name, test, case_now) {
             cases.push(case);
         }
     }
-    if !checker.diagnostics.is_empty() {
-        checker
-            .diagnostics
-            .sort_by_key(|d| d.location.map(|l| (l.line, l.column)));
-        return Err(invalid(checker.diagnostics));
+    if !checker.diagnostics().is_empty() {
+        let mut diagnostics = checker.into_diagnostics();
+        diagnostics.sort_by_key(|d| d.location.map(|l| (l.line, l.column)));
+        return Err(invalid(diagnostics));
     }
     Ok(Suite {
         file,
@@ -178,26 +174,52 @@ fn config_failure(file: &str, config_file: &str, error: &ConfigError) -> String 
     )
 }
 
-/// Collects the problems of a test file, each located at the node it is about.
-struct Checker<'a> {
-    locations: &'a Locations,
-    diagnostics: Vec<Diagnostic>,
+/// The test file takes no `${VAR}`s of its own (its `env` is for the config).
+fn no_variables(_: &str) -> Option<String> {
+    None
 }
 
-impl Checker<'_> {
+/// Checks a test file node by node: the config loader's [`Checker`], which locates each problem
+/// at its node and collects them all, with this file's own checks.
+struct TestChecker<'a> {
+    checker: Checker<'a>,
+}
+
+impl<'a> TestChecker<'a> {
+    /// A checker of the test file indexed by `locations`, whose relative paths start at
+    /// `base_dir`.
+    fn new(locations: &'a Locations, base_dir: &'a FsPath) -> Self {
+        TestChecker {
+            checker: Checker {
+                locations,
+                lookup: &no_variables,
+                base_dir,
+                diagnostics: Vec::new(),
+                warnings: Vec::new(),
+            },
+        }
+    }
+
+    /// The problems recorded so far.
+    fn diagnostics(&self) -> &[Diagnostic] {
+        &self.checker.diagnostics
+    }
+
+    /// Every problem recorded, in the order found.
+    fn into_diagnostics(self) -> Vec<Diagnostic> {
+        self.checker.diagnostics
+    }
+
     /// Records an error about the node at `path`. Messages quote the file's text: control
-    /// characters are escaped, so a hostile file cannot send escape sequences to the terminal.
+    /// characters are escaped (line breaks and tabs too), so a hostile file cannot send escape
+    /// sequences to the terminal.
     fn error(&mut self, path: &Path, message: impl Into<String>) {
-        let message = shown(&message.into()).into_owned();
-        self.diagnostics
-            .push(Diagnostic::at_value(self.locations, path, message));
+        self.checker.error(path, shown(&message.into()));
     }
 
     /// Records an error about the key of the mapping entry at `path`.
     fn error_at_key(&mut self, path: &Path, message: impl Into<String>) {
-        let message = shown(&message.into()).into_owned();
-        self.diagnostics
-            .push(Diagnostic::at_key(self.locations, path, message));
+        self.checker.error_at_key(path, shown(&message.into()));
     }
 
     /// A time such as `2026-11-24T08:00:00Z` or `2026-11-24T16:00:00+08:00`.
@@ -220,13 +242,12 @@ impl Checker<'_> {
     fn case(
         &mut self,
         config: &Config,
-        base_dir: &FsPath,
         at: &Path,
         name: &str,
         test: &RawTest,
         now: jiff::Timestamp,
     ) -> Option<Case> {
-        let errors_before = self.diagnostics.len();
+        let errors_before = self.diagnostics().len();
         let label = if name.is_empty() {
             at.to_string()
         } else {
@@ -260,7 +281,7 @@ impl Checker<'_> {
                 }
             },
             (None, Some(file)) => {
-                let full = base_dir.join(file);
+                let full = self.checker.base_dir.join(file);
                 match std::fs::read(&full) {
                     Ok(body) => Some(body),
                     Err(error) => {
@@ -380,7 +401,7 @@ impl Checker<'_> {
                 None
             }
             (None, None) => {
-                if self.locations.key(&at.key("expect")).is_some() {
+                if self.checker.locations.key(&at.key("expect")).is_some() {
                     self.error_at_key(
                         &at.key("expect"),
                         format!(
@@ -430,12 +451,12 @@ impl Checker<'_> {
             }
         };
 
-        if self.diagnostics.len() > errors_before {
+        if self.diagnostics().len() > errors_before {
             return None;
         }
         Some(Case {
             name: name.to_owned(),
-            location: self.locations.nearest(at),
+            location: self.checker.locations.nearest(at),
             source: source?.name.clone(),
             headers,
             query,
@@ -529,7 +550,7 @@ impl Checker<'_> {
         Some(Expected {
             rule: rule.name.clone(),
             robot,
-            location: self.locations.value(path),
+            location: self.checker.locations.value(path),
             msgtype,
             title: raw.title.as_ref().map(|s| s.0.clone()),
             title_contains: texts(&raw.title_contains),
