@@ -1,10 +1,15 @@
 //! The line diff `dingrelay test` shows when a text differs from the expected one.
 
+use std::convert::Infallible;
+
+use similar::algorithms::{DiffHook, lcs};
+
 use crate::text::escape_control as shown;
 
 /// Lines of context shown around each change of a text diff.
 const DIFF_CONTEXT: usize = 2;
 
+/// One line of the edit script from the expected text to the actual one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op<'a> {
     Same(&'a str),
@@ -61,9 +66,12 @@ fn visible_end(line: &str) -> String {
     format!("{}{tail}", shown(body))
 }
 
-/// The longest-common-subsequence edit script from `old` to `new`.
+/// The longest-common-subsequence edit script from `old` to `new` (similar's LCS: at a fork,
+/// the expected line is removed before the actual one is added).
 fn diff_ops<'a>(old: &[&'a str], new: &[&'a str]) -> Vec<Op<'a>> {
-    // Common lines at both ends need no table.
+    // Common lines at both ends are left out of the LCS: they need no table, and similar 2.7's
+    // LCS strips them too but then fills its table from the start of the slices instead of from
+    // what is left, which misplaces lines (so it is given the middle alone).
     let prefix = old.iter().zip(new).take_while(|(a, b)| a == b).count();
     let suffix = old[prefix..]
         .iter()
@@ -75,43 +83,55 @@ fn diff_ops<'a>(old: &[&'a str], new: &[&'a str]) -> Vec<Op<'a>> {
         &old[prefix..old.len() - suffix],
         &new[prefix..new.len() - suffix],
     );
-    let mut ops: Vec<Op<'a>> = old[..prefix].iter().map(|l| Op::Same(l)).collect();
-    let (n, m) = (old_mid.len(), new_mid.len());
-    if n.saturating_mul(m) > DIFF_LIMIT {
-        ops.extend(old_mid.iter().map(|l| Op::Removed(l)));
-        ops.extend(new_mid.iter().map(|l| Op::Added(l)));
+    let mut script = Script {
+        old: old_mid,
+        new: new_mid,
+        ops: old[..prefix].iter().map(|l| Op::Same(l)).collect(),
+    };
+    if old_mid.len().saturating_mul(new_mid.len()) > DIFF_LIMIT {
+        script.ops.extend(old_mid.iter().map(|l| Op::Removed(l)));
+        script.ops.extend(new_mid.iter().map(|l| Op::Added(l)));
     } else {
-        // lcs[i][j]: the longest common subsequence of old_mid[i..] and new_mid[j..].
-        let width = m + 1;
-        let mut lcs = vec![0u32; (n + 1) * width];
-        for i in (0..n).rev() {
-            for j in (0..m).rev() {
-                lcs[i * width + j] = if old_mid[i] == new_mid[j] {
-                    lcs[(i + 1) * width + j + 1] + 1
-                } else {
-                    lcs[(i + 1) * width + j].max(lcs[i * width + j + 1])
-                };
-            }
-        }
-        let (mut i, mut j) = (0, 0);
-        while i < n && j < m {
-            if old_mid[i] == new_mid[j] {
-                ops.push(Op::Same(old_mid[i]));
-                i += 1;
-                j += 1;
-            } else if lcs[(i + 1) * width + j] >= lcs[i * width + j + 1] {
-                ops.push(Op::Removed(old_mid[i]));
-                i += 1;
-            } else {
-                ops.push(Op::Added(new_mid[j]));
-                j += 1;
-            }
-        }
-        ops.extend(old_mid[i..].iter().map(|l| Op::Removed(l)));
-        ops.extend(new_mid[j..].iter().map(|l| Op::Added(l)));
+        let Ok(()) = lcs::diff(
+            &mut script,
+            old_mid,
+            0..old_mid.len(),
+            new_mid,
+            0..new_mid.len(),
+        );
     }
+    let mut ops = script.ops;
     ops.extend(old[old.len() - suffix..].iter().map(|l| Op::Same(l)));
     ops
+}
+
+/// Collects similar's edit script, line by line.
+struct Script<'s, 'a> {
+    old: &'s [&'a str],
+    new: &'s [&'a str],
+    ops: Vec<Op<'a>>,
+}
+
+impl DiffHook for Script<'_, '_> {
+    type Error = Infallible;
+
+    fn equal(&mut self, old_index: usize, _: usize, len: usize) -> Result<(), Infallible> {
+        let lines = &self.old[old_index..old_index + len];
+        self.ops.extend(lines.iter().map(|l| Op::Same(l)));
+        Ok(())
+    }
+
+    fn delete(&mut self, old_index: usize, old_len: usize, _: usize) -> Result<(), Infallible> {
+        let lines = &self.old[old_index..old_index + old_len];
+        self.ops.extend(lines.iter().map(|l| Op::Removed(l)));
+        Ok(())
+    }
+
+    fn insert(&mut self, _: usize, new_index: usize, new_len: usize) -> Result<(), Infallible> {
+        let lines = &self.new[new_index..new_index + new_len];
+        self.ops.extend(lines.iter().map(|l| Op::Added(l)));
+        Ok(())
+    }
 }
 
 #[cfg(test)]
