@@ -20,82 +20,119 @@ mod outcome;
 mod schema;
 mod suite;
 
-use std::io::Write;
-use std::path::PathBuf;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 
+use super::output::exit_code;
 use crate::text::{escape_control as shown, plural};
+use outcome::Outcome;
 
 pub use load::{DEFAULT_NOW, REFUSAL_STATUSES};
 
 /// Runs every test of every file, writing `ok`/`FAIL` lines, the differences and a summary to
 /// `out`. Returns the exit code: 0 when every test passed, 1 when a test failed, 2 when a test
-/// file could not be read or is invalid (its tests are not run; the other files still are).
+/// file could not be read or is invalid (its tests are not run; the other files still are) or
+/// the report could not be written.
 pub fn run(files: &[PathBuf], out: &mut dyn Write) -> u8 {
+    exit_code(run_files(files, out), 2)
+}
+
+/// How the tests went so far.
+#[derive(Debug, Default)]
+struct Tally {
+    passed: usize,
+    failed: usize,
+    /// Test files that could not be read or are invalid: none of their tests ran.
+    invalid: usize,
+}
+
+impl Tally {
+    /// `3 passed, 1 failed`, then how many files were invalid, if any.
+    fn summary(&self) -> String {
+        let Tally {
+            passed,
+            failed,
+            invalid,
+        } = self;
+        let mut summary = format!("{passed} passed, {failed} failed");
+        if *invalid > 0 {
+            summary.push_str(&format!(
+                ", {invalid} test file{} invalid (not run)",
+                plural(*invalid)
+            ));
+        }
+        summary
+    }
+
+    /// The exit code of [`run`].
+    fn exit_code(&self) -> u8 {
+        if self.invalid > 0 {
+            2
+        } else if self.failed > 0 {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+/// [`run`], failing on the first write that fails.
+fn run_files(files: &[PathBuf], out: &mut dyn Write) -> io::Result<u8> {
     if files.is_empty() {
-        let _ = writeln!(
+        writeln!(
             out,
             "error: no test file given (e.g. dingrelay test rules.test.yaml)"
-        );
-        return 2;
+        )?;
+        return Ok(2);
     }
-    let mut passed = 0;
-    let mut failed = 0;
-    let mut invalid = 0;
+    let mut tally = Tally::default();
     for (i, file) in files.iter().enumerate() {
         if i > 0 {
-            let _ = writeln!(out);
+            writeln!(out)?;
         }
-        let suite = match load::load(file) {
-            Ok(suite) => suite,
-            Err(error) => {
-                let _ = write!(out, "{error}");
-                invalid += 1;
-                continue;
-            }
-        };
-        let _ = writeln!(
-            out,
-            "# {}: {} test{} of {}",
-            suite.file,
-            suite.cases.len(),
-            plural(suite.cases.len()),
-            suite.config_file
-        );
-        for case in &suite.cases {
-            let outcome = outcome::Outcome::of(&suite, case);
-            let problems = assert::check(&suite, case, &outcome);
-            if problems.is_empty() {
-                passed += 1;
-                let _ = writeln!(out, "ok   {}", shown(&case.name));
-            } else {
-                failed += 1;
-                let _ = writeln!(
-                    out,
-                    "FAIL {} ({}:{})",
-                    shown(&case.name),
-                    suite.file,
-                    case.location
-                );
-                for line in problems {
-                    let _ = writeln!(out, "  {line}");
-                }
+        run_file(file, &mut tally, out)?;
+    }
+    writeln!(out)?;
+    writeln!(out, "{}", tally.summary())?;
+    Ok(tally.exit_code())
+}
+
+/// Runs the tests of one file and reports each, or reports why the file cannot be run.
+fn run_file(file: &Path, tally: &mut Tally, out: &mut dyn Write) -> io::Result<()> {
+    let suite = match load::load(file) {
+        Ok(suite) => suite,
+        Err(error) => {
+            tally.invalid += 1;
+            return write!(out, "{error}");
+        }
+    };
+    writeln!(
+        out,
+        "# {}: {} test{} of {}",
+        suite.file,
+        suite.cases.len(),
+        plural(suite.cases.len()),
+        suite.config_file
+    )?;
+    for case in &suite.cases {
+        let outcome = Outcome::of(&suite, case);
+        let problems = assert::check(&suite, case, &outcome);
+        if problems.is_empty() {
+            tally.passed += 1;
+            writeln!(out, "ok   {}", shown(&case.name))?;
+        } else {
+            tally.failed += 1;
+            writeln!(
+                out,
+                "FAIL {} ({}:{})",
+                shown(&case.name),
+                suite.file,
+                case.location
+            )?;
+            for line in problems {
+                writeln!(out, "  {line}")?;
             }
         }
     }
-    let _ = writeln!(out);
-    let mut summary = format!("{passed} passed, {failed} failed");
-    if invalid > 0 {
-        summary.push_str(&format!(
-            ", {invalid} test file{} invalid (not run)",
-            plural(invalid)
-        ));
-    }
-    let _ = writeln!(out, "{summary}");
-    if invalid > 0 {
-        2
-    } else if failed > 0 {
-        1
-    } else {
-        0
-    }
+    Ok(())
 }
