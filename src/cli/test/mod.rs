@@ -14,6 +14,7 @@
 //! none of its tests runs.
 
 mod assert;
+mod case;
 mod diff;
 mod load;
 mod outcome;
@@ -27,7 +28,7 @@ use super::output::exit_code;
 use crate::text::{escape_control as shown, plural};
 use outcome::Outcome;
 
-pub use load::{DEFAULT_NOW, REFUSAL_STATUSES};
+pub use suite::{DEFAULT_NOW, REFUSAL_STATUSES};
 
 /// Runs every test of every file, writing `ok`/`FAIL` lines, the differences and a summary to
 /// `out`. Returns the exit code: 0 when every test passed, 1 when a test failed, 2 when a test

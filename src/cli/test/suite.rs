@@ -5,6 +5,12 @@ use http::HeaderMap;
 use crate::config::Config;
 use crate::yaml::Location;
 
+/// The time templates see when a test file does not set `now`.
+pub const DEFAULT_NOW: &str = "2026-01-01T00:00:00Z";
+
+/// The statuses a test may expect in `refused`: what the daemon answers a payload it refuses.
+pub const REFUSAL_STATUSES: [u16; 5] = [400, 401, 413, 415, 422];
+
 /// A test file, validated against its config: every test is ready to run.
 pub(super) struct Suite {
     /// The test file, as given.
