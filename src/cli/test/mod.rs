@@ -12,6 +12,10 @@
 //! A test file that cannot be read, is not valid, or names what the config does not have is
 //! reported like a config error, `file:line:col: what is wrong` with the line and a caret, and
 //! none of its tests runs.
+//!
+//! This file runs the tests and reports them. A file is read as `schema` says, checked by `load`
+//! and `case` into a `suite` of ready tests; `outcome` is what the daemon would do with a test's
+//! payload, `assert` what is wrong with it, with a `diff` of texts.
 
 mod assert;
 mod case;

@@ -13,21 +13,25 @@ use crate::yaml::Diagnostic;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawFile {
+    /// The config file, relative to the test file (default `rules.yaml`).
     #[serde(default)]
     pub(super) config: Option<String>,
     #[serde(default)]
     pub(super) now: Option<String>,
+    /// The variables the config's `${...}` see, instead of the environment.
     #[serde(default)]
     pub(super) env: IndexMap<String, Scalar>,
     pub(super) tests: Vec<RawTest>,
 }
 
+/// One test as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTest {
     pub(super) name: Scalar,
     #[serde(default)]
     pub(super) source: Option<String>,
+    /// The event header of GitHub and GitLab, the `event` query parameter of json sources.
     #[serde(default)]
     pub(super) event: Option<Scalar>,
     #[serde(default)]
@@ -36,8 +40,10 @@ pub(super) struct RawTest {
     pub(super) query: IndexMap<String, Scalar>,
     #[serde(default)]
     pub(super) now: Option<String>,
+    /// The body inline: a string is the body byte for byte, anything else is sent as JSON.
     #[serde(default)]
     pub(super) payload: Option<serde_json::Value>,
+    /// The body from a file, relative to the test file.
     #[serde(default)]
     pub(super) payload_file: Option<String>,
     #[serde(default)]
@@ -48,6 +54,7 @@ pub(super) struct RawTest {
     pub(super) error_contains: Option<Texts>,
 }
 
+/// One expected message as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawExpect {

@@ -17,6 +17,7 @@ pub(super) struct Suite {
     pub(super) file: String,
     /// The config file, as found from the test file.
     pub(super) config_file: String,
+    /// The config, loaded with the test file's `env` as its variables.
     pub(super) config: Config,
     pub(super) cases: Vec<Case>,
 }
@@ -31,11 +32,14 @@ pub(super) struct Case {
     pub(super) headers: HeaderMap,
     /// The raw query string.
     pub(super) query: String,
+    /// The request body, byte for byte.
     pub(super) body: Vec<u8>,
+    /// The time templates see: the test's `now`, else the file's, else [`DEFAULT_NOW`].
     pub(super) now: jiff::Timestamp,
     pub(super) expect: Expect,
 }
 
+/// What a test expects of its payload.
 pub(super) enum Expect {
     /// Exactly these messages, in this order.
     Messages(Vec<Expected>),
@@ -49,22 +53,30 @@ pub(super) enum Expect {
 /// One expected message and what must hold of it.
 pub(super) struct Expected {
     pub(super) rule: String,
+    /// Named in the test, or the rule's only robot.
     pub(super) robot: String,
+    /// Where the expectation is written in the test file.
     pub(super) location: Option<Location>,
+    /// DingTalk's spelling (`actionCard`), whichever the test used.
     pub(super) msgtype: Option<&'static str>,
     pub(super) title: Option<String>,
     pub(super) title_contains: Vec<String>,
     pub(super) text: Option<String>,
     pub(super) text_contains: Vec<String>,
     pub(super) text_not_contains: Vec<String>,
+    /// `atMobiles` and `atUserIds` together, in any order.
     pub(super) mentions: Option<Vec<String>>,
     pub(super) at_all: Option<bool>,
+    /// An actionCard's button titles, in order.
     pub(super) buttons: Option<Vec<String>>,
+    /// How many links a feedCard has.
     pub(super) links: Option<usize>,
+    /// The message's main link (see [`crate::dingtalk::Message::link`]).
     pub(super) url: Option<String>,
 }
 
 impl Expected {
+    /// `rule `x` -> robot `y``.
     pub(super) fn target(&self) -> String {
         format!("rule `{}` -> robot `{}`", self.rule, self.robot)
     }
