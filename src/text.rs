@@ -1,6 +1,9 @@
 //! Small text helpers for what people read: one line, a bounded length, markdown that stays
-//! literal. Shared by the outbox listing, the answer classifier, storm digests and the template
-//! filters, so they all flatten, cut and escape the same way.
+//! literal, control characters made visible. Shared by the outbox listing, the answer classifier,
+//! storm digests, the template filters and every message that quotes a file or a request, so they
+//! all flatten, cut and escape the same way.
+
+use std::borrow::Cow;
 
 /// Line breaks, tabs and other control or white-space runs as single spaces; trimmed.
 pub fn one_line(text: &str) -> String {
@@ -47,6 +50,35 @@ pub fn escape_markdown_inline(text: &str, out: &mut String) {
     }
 }
 
+/// The plural ending of a count's noun: `""` for 1, else `"s"` (`1 test`, `2 tests`, `0 tests`).
+pub fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// `text` safe to print on a terminal: each control character (an escape sequence, a line
+/// break) is written as Rust escapes it (`\u{1b}`, `\n`). Borrowed when there is none.
+pub fn escape_control(text: &str) -> Cow<'_, str> {
+    escape_control_except(text, &[])
+}
+
+/// [`escape_control`], but the control characters in `keep` (`\n` and `\t` in a multi-line
+/// message) are left as they are.
+pub fn escape_control_except<'a>(text: &'a str, keep: &[char]) -> Cow<'a, str> {
+    let escaped = |c: char| c.is_control() && !keep.contains(&c);
+    if !text.chars().any(escaped) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if escaped(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +101,21 @@ mod tests {
         let mut out = String::new();
         escape_markdown_inline("a [b](c) *d* <e> \\ `f`_\nnext", &mut out);
         assert_eq!(out, "a \\[b\\](c) \\*d\\* &lt;e&gt; \\\\ \\`f\\`\\_\nnext");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_except_those_kept() {
+        assert_eq!(
+            escape_control("a\u{1b}[31mb\n\t\r"),
+            "a\\u{1b}[31mb\\n\\t\\r"
+        );
+        assert!(matches!(
+            escape_control("plain 文字"),
+            Cow::Borrowed("plain 文字")
+        ));
+        assert_eq!(
+            escape_control_except("a\u{7}\n\tb", &['\n', '\t']),
+            "a\\u{7}\n\tb"
+        );
     }
 }

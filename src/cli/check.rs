@@ -2,33 +2,21 @@
 //! then prints its [audit](crate::config::audit): every rule rendered against the built-in example
 //! payloads of its source kind.
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::Path;
 
-use crate::config::{self, Config, Finding};
+use super::output::exit_code;
+use crate::config::{self, Config, ConfigError, Finding};
 use crate::dingtalk::Endpoint;
 use crate::source::{Source, SourceKind};
+use crate::text::plural;
 
 /// Runs `check` on the config at `path`, writing a report to `out`. Returns the exit code: 0 only
 /// when the config loads and every rule renders valid messages.
 pub fn run(path: &Path, out: &mut dyn Write) -> u8 {
     let config = match Config::load(path) {
         Ok(config) => config,
-        Err(error) => {
-            let _ = writeln!(out, "{error}");
-            let _ = writeln!(
-                out,
-                "check failed: {} error{} in {}",
-                error.diagnostics.len(),
-                if error.diagnostics.len() == 1 {
-                    ""
-                } else {
-                    "s"
-                },
-                path.display()
-            );
-            return 1;
-        }
+        Err(error) => return exit_code(load_failed(path, &error, out), 1),
     };
     check(
         &config,
@@ -38,9 +26,32 @@ pub fn run(path: &Path, out: &mut dyn Write) -> u8 {
     )
 }
 
+/// The report of a config that does not load: its errors and their count.
+fn load_failed(path: &Path, error: &ConfigError, out: &mut dyn Write) -> io::Result<u8> {
+    writeln!(out, "{error}")?;
+    writeln!(
+        out,
+        "check failed: {} error{} in {}",
+        error.diagnostics.len(),
+        plural(error.diagnostics.len()),
+        path.display()
+    )?;
+    Ok(1)
+}
+
 /// Checks a loaded config (the testable core of [`run`]).
 pub fn check(config: &Config, file_name: &str, now: jiff::Timestamp, out: &mut dyn Write) -> u8 {
-    let _ = writeln!(out, "{file_name}: loaded");
+    exit_code(report(config, file_name, now, out), 1)
+}
+
+/// Writes the report of [`check`]; returns its exit code.
+fn report(
+    config: &Config,
+    file_name: &str,
+    now: jiff::Timestamp,
+    out: &mut dyn Write,
+) -> io::Result<u8> {
+    writeln!(out, "{file_name}: loaded")?;
     for robot in config.robots.values() {
         let target = match &robot.endpoint {
             Endpoint::DryRun { .. } => {
@@ -58,25 +69,25 @@ pub fn check(config: &Config, file_name: &str, now: jiff::Timestamp, out: &mut d
         } else {
             format!(", keywords: {}", robot.keywords.join(", "))
         };
-        let _ = writeln!(out, "  robot  `{}`: {target}{signed}{keywords}", robot.name);
+        writeln!(out, "  robot  `{}`: {target}{signed}{keywords}", robot.name)?;
     }
     for source in config.sources.values() {
-        let _ = writeln!(
+        writeln!(
             out,
             "  source `{}`: {} on POST {}, {}",
             source.name,
             source.kind,
             source.path,
             describe_auth(source)
-        );
+        )?;
     }
     for warning in &config.warnings {
-        let _ = writeln!(out, "warning: {warning}");
+        writeln!(out, "warning: {warning}")?;
     }
 
     let audit = config::audit(config, now);
     for finding in &audit.findings {
-        let _ = match finding {
+        match finding {
             Finding::Valid {
                 rule,
                 example,
@@ -86,30 +97,26 @@ pub fn check(config: &Config, file_name: &str, now: jiff::Timestamp, out: &mut d
             } => writeln!(
                 out,
                 "ok     rule `{rule}` on example `{example}` -> robot `{robot}`: {msgtype} of {bytes} bytes"
-            ),
-            Finding::Problem(problem) => writeln!(out, "{}", problem.render(file_name)),
-            Finding::Note(note) => writeln!(out, "note   {note}"),
-        };
+            )?,
+            Finding::Problem(problem) => writeln!(out, "{}", problem.render(file_name))?,
+            Finding::Note(note) => writeln!(out, "note   {note}")?,
+        }
     }
     let errors = audit.problems().count();
     let renderings = audit.valid_messages();
 
     if errors == 0 {
-        let _ = writeln!(
+        writeln!(
             out,
             "check passed: {} robots, {} sources, {} rules, {renderings} example messages valid",
             config.robots.len(),
             config.sources.len(),
             config.rules.rules().len()
-        );
-        0
+        )?;
+        Ok(0)
     } else {
-        let _ = writeln!(
-            out,
-            "check failed: {errors} error{}",
-            if errors == 1 { "" } else { "s" }
-        );
-        1
+        writeln!(out, "check failed: {errors} error{}", plural(errors))?;
+        Ok(1)
     }
 }
 

@@ -3,13 +3,17 @@
 //! `main` parses [`Cli`], sets up logging and calls [`run`]; everything else lives here and in
 //! its submodules, so the binary stays thin.
 
-use std::io::Write;
-use std::path::PathBuf;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::config::ConfigError;
+use output::exit_code;
+
 pub mod check;
 pub mod outbox;
+mod output;
 pub mod render;
 pub mod serve;
 pub mod test;
@@ -158,15 +162,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> u8 {
                 Some(dir) => dir,
                 None => match crate::config::Config::load(&config) {
                     Ok(config) => config.state_dir,
-                    Err(error) => {
-                        let _ = writeln!(out, "{error}");
-                        let _ = writeln!(
-                            out,
-                            "error: cannot find the outbox: fix {} or give --state-dir",
-                            config.display()
-                        );
-                        return 2;
-                    }
+                    Err(error) => return exit_code(no_outbox(&config, &error, out), 2),
                 },
             };
             outbox::run(&state_dir, &command, out)
@@ -190,11 +186,19 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> u8 {
             };
             match render::run(&request, out) {
                 Ok(code) => code,
-                Err(error) => {
-                    let _ = writeln!(out, "error: {error}");
-                    2
-                }
+                Err(error) => exit_code(writeln!(out, "error: {error}").map(|()| 2), 2),
             }
         }
     }
+}
+
+/// Says why `outbox` cannot find the outbox: the config's errors, and how to get past them.
+fn no_outbox(config: &Path, error: &ConfigError, out: &mut dyn Write) -> io::Result<u8> {
+    writeln!(out, "{error}")?;
+    writeln!(
+        out,
+        "error: cannot find the outbox: fix {} or give --state-dir",
+        config.display()
+    )?;
+    Ok(2)
 }

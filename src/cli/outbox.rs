@@ -12,6 +12,7 @@ use clap::{Subcommand, ValueEnum};
 use jiff::tz::TimeZone;
 use jiff::{Span, SpanRelativeTo, Timestamp};
 
+use super::output::exit_code;
 use crate::outbox::{Admin, AdminError, Detail, Listing, Purgeable, RobotCounts, State};
 
 /// Longest summary shown by `list`, in characters.
@@ -155,10 +156,7 @@ pub fn run_at(
         .and_then(|admin| execute(&admin, command, out, now_ms, tz));
     match result {
         Ok(()) => 0,
-        Err(error) => {
-            let _ = writeln!(out, "error: {error}");
-            1
-        }
+        Err(error) => exit_code(writeln!(out, "error: {error}").map(|()| 1), 1),
     }
 }
 

@@ -1,10 +1,11 @@
 //! `dingrelay render`: the exact DingTalk request bodies a payload would produce.
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::PathBuf;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use super::output::exit_code;
 use crate::config::Config;
 use crate::dingtalk::Endpoint;
 use crate::source::{Inbound, Source, SourceKind};
@@ -37,7 +38,8 @@ pub enum RenderError {
 }
 
 /// Runs `render`, writing to `out`. Returns the process exit code: 0 when the payload produced
-/// valid messages or matched no rule, 1 when a rule failed to render or validate.
+/// valid messages or matched no rule, 1 when a rule failed to render or validate, 2 when the
+/// output could not be written.
 pub fn run(request: &RenderRequest, out: &mut dyn Write) -> Result<u8, RenderError> {
     let config = Config::load(&request.config)?;
     let body = std::fs::read(&request.payload).map_err(|error| RenderError::Payload {
@@ -93,28 +95,42 @@ pub fn render(
         query: &query,
         body,
     };
-    let event = match source.parse(&inbound) {
+    let printed = print(config, request, source, &inbound, now, out);
+    Ok(exit_code(printed, 2))
+}
+
+/// Writes what the request renders to: the event, then each message or why none came out;
+/// returns the exit code of [`render`].
+fn print(
+    config: &Config,
+    request: &RenderRequest,
+    source: &Source,
+    inbound: &Inbound<'_>,
+    now: jiff::Timestamp,
+    out: &mut dyn Write,
+) -> io::Result<u8> {
+    let event = match source.parse(inbound) {
         Ok(event) => event,
         Err(rejection) => {
             // What the daemon would answer with a 4xx: not a render failure of a rule.
-            let _ = writeln!(
+            writeln!(
                 out,
                 "error: source `{}` refuses this payload: {rejection}",
                 source.name
-            );
+            )?;
             return Ok(1);
         }
     };
-    let _ = writeln!(
+    writeln!(
         out,
         "# source `{}` ({}), event `{}`; authentication is not checked by render",
         source.name, source.kind, event.name
-    );
+    )?;
     if let Some(reason) = &event.ignored {
-        let _ = writeln!(
+        writeln!(
             out,
             "ignored: {reason}; no rule is evaluated (the daemon answers 202)"
-        );
+        )?;
         return Ok(0);
     }
 
@@ -142,28 +158,28 @@ pub fn render(
         } else {
             format!("; {}", notes.join("; "))
         };
-        let _ = writeln!(
+        writeln!(
             out,
             "# rule `{}` -> robot `{}` ({target}){notes}",
             delivery.rule, delivery.robot.name
-        );
+        )?;
         let json = if request.pretty {
             serde_json::to_string_pretty(&delivery.message)
         } else {
             serde_json::to_string(&delivery.message)
         };
-        let _ = writeln!(out, "{}", json.unwrap_or_default());
+        writeln!(out, "{}", json.unwrap_or_default())?;
     }
     for error in &routing.errors {
-        let _ = writeln!(out, "error: {error}");
+        writeln!(out, "error: {error}")?;
     }
     if routing.messages.is_empty() && routing.errors.is_empty() {
-        let _ = writeln!(out, "no rule matched this event:");
+        writeln!(out, "no rule matched this event:")?;
         if routing.skipped.is_empty() {
-            let _ = writeln!(out, "  no rule is configured for source `{}`", source.name);
+            writeln!(out, "  no rule is configured for source `{}`", source.name)?;
         }
         for skipped in &routing.skipped {
-            let _ = writeln!(out, "  {skipped}");
+            writeln!(out, "  {skipped}")?;
         }
     }
     Ok(if routing.errors.is_empty() { 0 } else { 1 })
@@ -207,7 +223,7 @@ fn choose_source<'c>(
     if config.sources.len() == 1 {
         return Ok(&config.sources[0]);
     }
-    let kind = guess_kind(headers, body);
+    let kind = SourceKind::guess(headers, body);
     let candidates: Vec<&Source> = config.sources.values().filter(|s| s.kind == kind).collect();
     match candidates.as_slice() {
         [one] => Ok(one),
@@ -223,34 +239,5 @@ fn choose_source<'c>(
                 .collect::<Vec<_>>()
                 .join(", ")
         ))),
-    }
-}
-
-/// Recognises the sender of a payload by its headers and shape.
-pub fn guess_kind(headers: &HeaderMap, body: &[u8]) -> SourceKind {
-    if headers.contains_key("x-github-event") || body.starts_with(b"payload=") {
-        return SourceKind::Github;
-    }
-    if headers.contains_key("x-gitlab-event") {
-        return SourceKind::Gitlab;
-    }
-    let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(body)
-    else {
-        return SourceKind::Json;
-    };
-    if map.contains_key("alerts") && map.contains_key("orgId") {
-        SourceKind::Grafana
-    } else if map.contains_key("alerts")
-        && (map.contains_key("groupKey") || map.contains_key("receiver"))
-    {
-        SourceKind::Alertmanager
-    } else if map.contains_key("object_kind") {
-        SourceKind::Gitlab
-    } else if map.contains_key("repository")
-        && (map.contains_key("sender") || map.contains_key("hook"))
-    {
-        SourceKind::Github
-    } else {
-        SourceKind::Json
     }
 }

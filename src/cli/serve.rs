@@ -1,12 +1,13 @@
 //! `dingrelay serve`: loads the config, binds the listener, and runs the daemon until SIGTERM or
 //! SIGINT.
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use super::output::exit_code;
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::daemon::{self, Services};
 use crate::delivery::transport::HttpTransport;
 use crate::metrics::Metrics;
@@ -15,15 +16,7 @@ use crate::metrics::Metrics;
 pub fn run(config_path: &Path, out: &mut dyn Write) -> u8 {
     let config = match Config::load(config_path) {
         Ok(config) => config,
-        Err(error) => {
-            let _ = writeln!(out, "{error}");
-            let _ = writeln!(
-                out,
-                "dingrelay cannot start: fix {} (dingrelay check shows every problem)",
-                config_path.display()
-            );
-            return 1;
-        }
+        Err(error) => return exit_code(cannot_load(config_path, &error, out), 1),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -31,8 +24,8 @@ pub fn run(config_path: &Path, out: &mut dyn Write) -> u8 {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            let _ = writeln!(out, "error: cannot start the async runtime: {error}");
-            return 1;
+            let written = writeln!(out, "error: cannot start the async runtime: {error}");
+            return exit_code(written.map(|()| 1), 1);
         }
     };
     runtime.block_on(async {
@@ -69,6 +62,17 @@ pub fn run(config_path: &Path, out: &mut dyn Write) -> u8 {
             }
         }
     })
+}
+
+/// Says why the config does not load: its errors, then that the daemon cannot start.
+fn cannot_load(config_path: &Path, error: &ConfigError, out: &mut dyn Write) -> io::Result<u8> {
+    writeln!(out, "{error}")?;
+    writeln!(
+        out,
+        "dingrelay cannot start: fix {} (dingrelay check shows every problem)",
+        config_path.display()
+    )?;
+    Ok(1)
 }
 
 /// A message for every SIGHUP: `systemctl reload` (and `kill -HUP`) reload the config.

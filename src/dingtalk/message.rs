@@ -23,6 +23,27 @@ pub struct Message {
 }
 
 impl Message {
+    /// A `text` message with this content, mentioning no one.
+    pub fn text(content: impl Into<String>) -> Message {
+        Message {
+            body: MessageBody::Text {
+                text: Text {
+                    content: content.into(),
+                },
+            },
+            at: None,
+            msg_uuid: None,
+        }
+    }
+
+    /// Whom the message mentions: `atMobiles`, then `atUserIds` (not `isAtAll`).
+    pub fn mentions(&self) -> impl Iterator<Item = &str> {
+        self.at
+            .iter()
+            .flat_map(|at| at.at_mobiles.iter().chain(&at.at_user_ids))
+            .map(String::as_str)
+    }
+
     /// One line saying what the message is: its title, or the first non-empty line of its text.
     /// Used to list messages (`outbox list`) and to merge them into a storm digest.
     pub fn summary(&self) -> String {
@@ -93,6 +114,72 @@ impl MessageBody {
             MessageBody::Markdown { .. } => "markdown",
             MessageBody::ActionCard { .. } => "actionCard",
             MessageBody::FeedCard { .. } => "feedCard",
+        }
+    }
+
+    /// The title of a link, markdown or actionCard message; text and feedCard have none.
+    pub fn title(&self) -> Option<&str> {
+        match self {
+            MessageBody::Link { link } => Some(&link.title),
+            MessageBody::Markdown { markdown } => Some(&markdown.title),
+            MessageBody::ActionCard { action_card } => Some(&action_card.title),
+            MessageBody::Text { .. } | MessageBody::FeedCard { .. } => None,
+        }
+    }
+
+    /// The text that carries the message: `text.content`, or the `text` of a link, markdown or
+    /// actionCard. A feedCard has none.
+    pub fn main_text(&self) -> Option<&str> {
+        match self {
+            MessageBody::Text { text } => Some(&text.content),
+            MessageBody::Link { link } => Some(&link.text),
+            MessageBody::Markdown { markdown } => Some(&markdown.text),
+            MessageBody::ActionCard { action_card } => Some(&action_card.text),
+            MessageBody::FeedCard { .. } => None,
+        }
+    }
+
+    /// [`MessageBody::main_text`], to change it, with its field name as DingTalk spells it
+    /// (`text.content`, `markdown.text`).
+    pub fn main_text_mut(&mut self) -> Option<(&'static str, &mut String)> {
+        match self {
+            MessageBody::Text { text } => Some(("text.content", &mut text.content)),
+            MessageBody::Link { link } => Some(("link.text", &mut link.text)),
+            MessageBody::Markdown { markdown } => Some(("markdown.text", &mut markdown.text)),
+            MessageBody::ActionCard { action_card } => {
+                Some(("actionCard.text", &mut action_card.text))
+            }
+            MessageBody::FeedCard { .. } => None,
+        }
+    }
+
+    /// An actionCard's button titles: its one `singleTitle`, or each of `btns`. Other types have
+    /// no buttons.
+    pub fn buttons(&self) -> Option<Vec<&str>> {
+        match self {
+            MessageBody::ActionCard { action_card } => Some(match &action_card.action {
+                CardAction::Single { single_title, .. } => vec![single_title.as_str()],
+                CardAction::Buttons { btns } => btns.iter().map(|b| b.title.as_str()).collect(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The texts a reader sees (and DingTalk's keyword check is assumed to scan), no URLs:
+    /// title, main text and button titles; a feedCard's link titles.
+    pub fn visible_texts(&self) -> Vec<&str> {
+        match self {
+            MessageBody::FeedCard { feed_card } => feed_card
+                .links
+                .iter()
+                .map(|link| link.title.as_str())
+                .collect(),
+            _ => self
+                .title()
+                .into_iter()
+                .chain(self.main_text())
+                .chain(self.buttons().into_iter().flatten())
+                .collect(),
         }
     }
 }

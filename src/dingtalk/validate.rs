@@ -367,7 +367,7 @@ fn mention_line(text: &str, mentions: &[String], markdown: bool) -> String {
 /// Step 5. Returns the main text's length before anything was appended (for `feedCard`, 0).
 fn append_mentions(body: &mut MessageBody, mentions: &[String]) -> usize {
     let markdown = matches!(body, MessageBody::Markdown { .. });
-    let Some((_, text)) = main_text_mut(body) else {
+    let Some((_, text)) = body.main_text_mut() else {
         return 0;
     };
     let original_len = text.len();
@@ -378,17 +378,6 @@ fn append_mentions(body: &mut MessageBody, mentions: &[String]) -> usize {
 
 // ---------------------------------------------------------------------------------------------
 // 6. Size
-
-/// The text a cut shortens, and its field name.
-fn main_text_mut(body: &mut MessageBody) -> Option<(&'static str, &mut String)> {
-    match body {
-        MessageBody::Text { text } => Some(("text.content", &mut text.content)),
-        MessageBody::Link { link } => Some(("link.text", &mut link.text)),
-        MessageBody::Markdown { markdown } => Some(("markdown.text", &mut markdown.text)),
-        MessageBody::ActionCard { action_card } => Some(("actionCard.text", &mut action_card.text)),
-        MessageBody::FeedCard { .. } => None,
-    }
-}
 
 /// The visible note that replaces what was cut.
 fn cut_marker(cut: usize) -> String {
@@ -417,7 +406,7 @@ fn cut_main_text(
     mentions: &[String],
 ) -> Result<usize, InvalidMessage> {
     let markdown = matches!(message.body, MessageBody::Markdown { .. });
-    let Some((field, text)) = main_text_mut(&mut message.body) else {
+    let Some((field, text)) = message.body.main_text_mut() else {
         return Err(too_big(message, "as it is"));
     };
     let original = text.get(..original_len).unwrap_or(text.as_str()).to_owned();
@@ -444,7 +433,7 @@ fn cut_main_text(
             &marker
         };
         let cut = format!("{kept}{marker}{}", mention_line(kept, mentions, markdown));
-        if let Some((_, text)) = main_text_mut(&mut message.body) {
+        if let Some((_, text)) = message.body.main_text_mut() {
             *text = cut;
         }
     }
@@ -638,30 +627,6 @@ fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> usize {
 // ---------------------------------------------------------------------------------------------
 // 7. Keywords
 
-/// The texts a reader sees (and DingTalk's keyword check is assumed to scan): no URLs.
-fn visible_texts(body: &MessageBody) -> Vec<&str> {
-    match body {
-        MessageBody::Text { text } => vec![&text.content],
-        MessageBody::Link { link } => vec![&link.title, &link.text],
-        MessageBody::Markdown { markdown } => vec![&markdown.title, &markdown.text],
-        MessageBody::ActionCard { action_card } => {
-            let mut texts = vec![action_card.title.as_str(), action_card.text.as_str()];
-            match &action_card.action {
-                CardAction::Single { single_title, .. } => texts.push(single_title),
-                CardAction::Buttons { btns } => {
-                    texts.extend(btns.iter().map(|button| button.title.as_str()));
-                }
-            }
-            texts
-        }
-        MessageBody::FeedCard { feed_card } => feed_card
-            .links
-            .iter()
-            .map(|link| link.title.as_str())
-            .collect(),
-    }
-}
-
 fn check_keywords(message: &Message, robot: &Robot) -> Result<(), InvalidMessage> {
     let keywords: Vec<&str> = robot
         .keywords
@@ -672,7 +637,7 @@ fn check_keywords(message: &Message, robot: &Robot) -> Result<(), InvalidMessage
     if keywords.is_empty() {
         return Ok(());
     }
-    let texts = visible_texts(&message.body);
+    let texts = message.body.visible_texts();
     if keywords
         .iter()
         .any(|keyword| texts.iter().any(|text| text.contains(keyword)))
@@ -697,7 +662,7 @@ fn check_keywords(message: &Message, robot: &Robot) -> Result<(), InvalidMessage
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dingtalk::message::{At, BtnOrientation, Button, FeedCard, Link, Markdown, Text};
+    use crate::dingtalk::message::{At, BtnOrientation, Button, FeedCard, Link, Markdown};
     use crate::dingtalk::robot::Endpoint;
 
     const URL: &str = "https://example.com/x";
@@ -717,14 +682,6 @@ mod tests {
             at: None,
             msg_uuid: None,
         }
-    }
-
-    fn text(content: &str) -> Message {
-        msg(MessageBody::Text {
-            text: Text {
-                content: content.into(),
-            },
-        })
     }
 
     fn link(title: &str, text: &str, url: &str, pic: Option<&str>) -> Message {
@@ -831,13 +788,10 @@ mod tests {
 
     /// The main text of a text, markdown, link or actionCard message.
     fn main_text(message: &Message) -> &str {
-        match &message.body {
-            MessageBody::Text { text } => &text.content,
-            MessageBody::Markdown { markdown } => &markdown.text,
-            MessageBody::Link { link } => &link.text,
-            MessageBody::ActionCard { action_card } => &action_card.text,
-            MessageBody::FeedCard { .. } => panic!("a feedCard has no main text"),
-        }
+        message
+            .body
+            .main_text()
+            .expect("a feedCard has no main text")
     }
 
     fn json(message: &Message) -> String {
@@ -848,8 +802,8 @@ mod tests {
 
     #[test]
     fn text_requires_content() {
-        assert_eq!(field(text("")), "text.content");
-        let e = err(text(" \n\t "));
+        assert_eq!(field(Message::text("")), "text.content");
+        let e = err(Message::text(" \n\t "));
         assert_eq!(e.field, "text.content");
         assert_eq!(
             e.to_string(),
@@ -1015,7 +969,7 @@ mod tests {
     #[test]
     fn text_mentions_missing_are_appended_and_present_not_repeated() {
         let message = with_at(
-            text("disk full @13800001111"),
+            Message::text("disk full @13800001111"),
             &["13800001111", "13900002222"],
             &["manager01"],
             false,
@@ -1029,7 +983,7 @@ mod tests {
 
         // All present: nothing added.
         let message = with_at(
-            text("@manager01，请处理 @13800001111"),
+            Message::text("@manager01，请处理 @13800001111"),
             &["13800001111"],
             &["manager01"],
             false,
@@ -1058,7 +1012,7 @@ mod tests {
     #[test]
     fn a_longer_mention_does_not_hide_a_missing_one() {
         let message = with_at(
-            text("ping @138000011112 and @u1_x"),
+            Message::text("ping @138000011112 and @u1_x"),
             &["13800001111"],
             &["u1"],
             false,
@@ -1072,7 +1026,7 @@ mod tests {
     #[test]
     fn mentions_are_trimmed_deduplicated_and_blank_ones_dropped() {
         let message = with_at(
-            text("hi"),
+            Message::text("hi"),
             &[" 138 ", "", "138", "139\n"],
             &["u1", " u1", "  "],
             false,
@@ -1087,13 +1041,13 @@ mod tests {
 
     #[test]
     fn an_id_in_both_lists_is_appended_once() {
-        let prepared = ok(with_at(text("hi"), &["42"], &["42"], false));
+        let prepared = ok(with_at(Message::text("hi"), &["42"], &["42"], false));
         assert_eq!(main_text(&prepared.message), "hi\n@42");
     }
 
     #[test]
     fn blank_mentions_leave_no_at_on_any_type() {
-        let prepared = ok(with_at(text("hi"), &["", " "], &["\t"], false));
+        let prepared = ok(with_at(Message::text("hi"), &["", " "], &["\t"], false));
         assert_eq!(prepared.message.at, None);
         assert_eq!(main_text(&prepared.message), "hi");
         assert!(!json(&prepared.message).contains("\"at\""));
@@ -1152,7 +1106,7 @@ mod tests {
         let m: Vec<&str> = mobiles.iter().map(String::as_str).collect();
         let u: Vec<&str> = users.iter().map(String::as_str).collect();
 
-        let e = err(with_at(text("hi"), &m, &u, false));
+        let e = err(with_at(Message::text("hi"), &m, &u, false));
         assert_eq!(e.field, "at");
         assert!(
             e.reason.contains("51") && e.reason.contains("at most 50"),
@@ -1162,7 +1116,7 @@ mod tests {
         assert_eq!(e.field, "at");
 
         // 50 is fine, and so are 51 entries that are 50 once de-duplicated.
-        let prepared = ok(with_at(text("hi"), &m, &u[..20], false));
+        let prepared = ok(with_at(Message::text("hi"), &m, &u[..20], false));
         assert_eq!(
             prepared.message.at.as_ref().map(|at| at.at_user_ids.len()),
             Some(20)
@@ -1170,7 +1124,12 @@ mod tests {
         assert!(main_text(&prepared.message).ends_with("@user19"));
         let mut with_duplicate = m.clone();
         with_duplicate.push(m[0]);
-        ok(with_at(text("hi"), &with_duplicate, &u[..20], false));
+        ok(with_at(
+            Message::text("hi"),
+            &with_duplicate,
+            &u[..20],
+            false,
+        ));
     }
 
     // -- 7. keywords ----------------------------------------------------------------------------
@@ -1180,7 +1139,7 @@ mod tests {
         let ops = robot(&["告警", "alert"]);
         ok_for(markdown("【告警】db-3", "disk full"), &ops);
         ok_for(link("Disk alert", "full", URL, None), &ops);
-        ok_for(text("告警: disk full"), &ops);
+        ok_for(Message::text("告警: disk full"), &ops);
         ok_for(
             card("Incident", "latency", buttons(&[("Ack alert", URL)])),
             &ops,
@@ -1228,22 +1187,25 @@ mod tests {
             &ops,
         );
         assert_eq!(e.field, "keywords");
-        assert_eq!(err_for(text("disk full"), &ops).field, "keywords");
+        assert_eq!(err_for(Message::text("disk full"), &ops).field, "keywords");
     }
 
     #[test]
     fn keywords_are_case_sensitive_and_blank_ones_ignored() {
-        assert_eq!(err_for(text("ALERT"), &robot(&["alert"])).field, "keywords");
-        ok_for(text("anything"), &robot(&[]));
-        ok_for(text("anything"), &robot(&[" ", ""]));
+        assert_eq!(
+            err_for(Message::text("ALERT"), &robot(&["alert"])).field,
+            "keywords"
+        );
+        ok_for(Message::text("anything"), &robot(&[]));
+        ok_for(Message::text("anything"), &robot(&[" ", ""]));
     }
 
     #[test]
     fn keywords_are_checked_after_cutting() {
         let long = format!("{}alert", "x".repeat(30_000));
-        let e = err_for(text(&long), &robot(&["alert"]));
+        let e = err_for(Message::text(&long), &robot(&["alert"]));
         assert_eq!(e.field, "keywords");
-        ok_for(text(&format!("alert{long}")), &robot(&["alert"]));
+        ok_for(Message::text(format!("alert{long}")), &robot(&["alert"]));
     }
 
     // -- 6. size --------------------------------------------------------------------------------
@@ -1275,9 +1237,9 @@ mod tests {
 
     #[test]
     fn nothing_is_cut_at_exactly_the_budget() {
-        let empty = encoded_len(&text(""));
+        let empty = encoded_len(&Message::text(""));
         let fits = "a".repeat(MAX_BODY_BYTES - MSG_UUID_RESERVE - empty);
-        let prepared = ok(text(&fits));
+        let prepared = ok(Message::text(&fits));
         assert_eq!(
             encoded_len(&prepared.message),
             MAX_BODY_BYTES - MSG_UUID_RESERVE
@@ -1286,7 +1248,7 @@ mod tests {
         assert_eq!(main_text(&prepared.message), fits);
 
         let over = format!("{fits}b");
-        let prepared = ok(text(&over));
+        let prepared = ok(Message::text(&over));
         assert_cut(&over, &prepared, "");
     }
 
@@ -1298,7 +1260,12 @@ mod tests {
             "磁盘告警 😀🚨 db-3 使用率 93%；".repeat(2_000)
         );
         assert!(original.len() > 80_000);
-        let message = with_at(text(&original), &["13800001111"], &["zhangsan"], false);
+        let message = with_at(
+            Message::text(&original),
+            &["13800001111"],
+            &["zhangsan"],
+            false,
+        );
         let prepared = ok_for(message, &robot(&["告警"]));
         assert_cut(&original, &prepared, "\n@13800001111 @zhangsan");
         assert_eq!(
@@ -1322,7 +1289,7 @@ mod tests {
         for unit in ["\"", "\n", "\\", "\u{1f}", "\u{1}\u{2}"] {
             // Blank text is refused, and `\n` and `\u{1f}` are whitespace.
             let original = format!("x{}", unit.repeat(25_000));
-            let prepared = ok(text(&original));
+            let prepared = ok(Message::text(&original));
             assert_cut(&original, &prepared, "");
         }
     }
@@ -1346,7 +1313,7 @@ mod tests {
     fn a_mention_line_that_does_not_fit_is_refused_on_at() {
         let users: Vec<String> = (0..50).map(|i| format!("{i}{}", "u".repeat(400))).collect();
         let u: Vec<&str> = users.iter().map(String::as_str).collect();
-        let e = err(with_at(text("hi"), &[], &u, false));
+        let e = err(with_at(Message::text("hi"), &[], &u, false));
         assert_eq!(e.field, "at");
         assert!(
             e.reason.contains("20000-byte") && e.reason.contains("text.content"),
@@ -1426,7 +1393,7 @@ mod tests {
                 original.push_str(alphabet[(seed % alphabet.len() as u64) as usize]);
             }
             let message = if round % 2 == 0 {
-                with_at(text(&original), &["13800001111"], &["u1"], false)
+                with_at(Message::text(&original), &["13800001111"], &["u1"], false)
             } else {
                 with_at(markdown("标题", &original), &[], &["u2"], round % 3 == 0)
             };
@@ -1462,7 +1429,7 @@ mod tests {
     #[test]
     fn serialized_json_uses_dingtalk_casing() {
         let mut message = with_at(
-            text("build #1842 failed @13800001111"),
+            Message::text("build #1842 failed @13800001111"),
             &["13800001111"],
             &["manager01"],
             true,
@@ -1548,7 +1515,7 @@ mod tests {
 
     #[test]
     fn encoded_len_is_the_serialized_length() {
-        let message = with_at(text("中文 \"q\" \n 😀"), &["1"], &[], true);
+        let message = with_at(Message::text("中文 \"q\" \n 😀"), &["1"], &[], true);
         assert_eq!(
             encoded_len(&message),
             serde_json::to_vec(&message)

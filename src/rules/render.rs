@@ -406,18 +406,10 @@ fn error(rule: &Rule, field: &FieldTemplate, error: &minijinja::Error) -> RuleEr
 /// Whether a rendered message fits with room for the outbox's `msgUuid` and the mentions that
 /// `prepare` may append.
 fn fits(message: &Message) -> bool {
-    let mentions: usize = message
-        .at
-        .as_ref()
-        .map(|at| {
-            at.at_mobiles
-                .iter()
-                .chain(&at.at_user_ids)
-                .map(|id| id.len() + 2)
-                .sum::<usize>()
-                + 4
-        })
-        .unwrap_or(0);
+    let mentions = match &message.at {
+        Some(_) => message.mentions().map(|id| id.len() + 2).sum::<usize>() + 4,
+        None => 0,
+    };
     encoded_len(message) + MSG_UUID_RESERVE + mentions <= MAX_BODY_BYTES
 }
 
@@ -429,12 +421,8 @@ fn more_alerts_marker(omitted: usize) -> String {
 /// Appends to the text that carries the message (`text.content`, `markdown.text`, `link.text`,
 /// `actionCard.text`); a feedCard has none and is left as it is.
 fn append_to_main_text(message: &mut Message, suffix: &str) {
-    match &mut message.body {
-        MessageBody::Text { text } => text.content.push_str(suffix),
-        MessageBody::Markdown { markdown } => markdown.text.push_str(suffix),
-        MessageBody::Link { link } => link.text.push_str(suffix),
-        MessageBody::ActionCard { action_card } => action_card.text.push_str(suffix),
-        MessageBody::FeedCard { .. } => {}
+    if let Some((_, text)) = message.body.main_text_mut() {
+        text.push_str(suffix);
     }
 }
 

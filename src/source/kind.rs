@@ -1,5 +1,6 @@
 //! The kinds of sender dingrelay understands, and what each one's requests look like.
 
+use http::HeaderMap;
 use serde::Deserialize;
 
 /// The kinds of sender dingrelay understands.
@@ -58,6 +59,36 @@ impl SourceKind {
     /// is shortened with an "...and N more alerts" marker when a message would be too long.
     pub fn has_alerts(self) -> bool {
         matches!(self, SourceKind::Alertmanager | SourceKind::Grafana)
+    }
+
+    /// Recognises the sender of a payload by its headers and shape (`render` and `test` pick a
+    /// source by it when none is named).
+    pub fn guess(headers: &HeaderMap, body: &[u8]) -> SourceKind {
+        if headers.contains_key("x-github-event") || body.starts_with(b"payload=") {
+            return SourceKind::Github;
+        }
+        if headers.contains_key("x-gitlab-event") {
+            return SourceKind::Gitlab;
+        }
+        let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(body)
+        else {
+            return SourceKind::Json;
+        };
+        if map.contains_key("alerts") && map.contains_key("orgId") {
+            SourceKind::Grafana
+        } else if map.contains_key("alerts")
+            && (map.contains_key("groupKey") || map.contains_key("receiver"))
+        {
+            SourceKind::Alertmanager
+        } else if map.contains_key("object_kind") {
+            SourceKind::Gitlab
+        } else if map.contains_key("repository")
+            && (map.contains_key("sender") || map.contains_key("hook"))
+        {
+            SourceKind::Github
+        } else {
+            SourceKind::Json
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::kind::SourceKind;
+use crate::text::escape_control;
 
 /// The parts of an HTTP request a source looks at.
 #[derive(Debug, Clone, Copy)]
@@ -154,19 +155,10 @@ pub(super) fn describe(value: &Value) -> String {
 
 /// `s`, cut to [`QUOTE_LIMIT`] characters (with `...`) and with control characters escaped.
 pub(super) fn quote(s: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i == QUOTE_LIMIT {
-            out.push_str("...");
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
+    match s.char_indices().nth(QUOTE_LIMIT) {
+        Some((cut, _)) => format!("{}...", escape_control(&s[..cut])),
+        None => escape_control(s).into_owned(),
     }
-    out
 }
 
 /// The value of a header that must appear at most once, as text. `Ok(None)` when absent.

@@ -9,6 +9,7 @@ use secrecy::SecretString;
 use super::diagnostic::Diagnostic;
 use super::expand;
 use super::locate::{self, Locations, Path};
+use crate::text::escape_control;
 
 /// A serde error as a diagnostic: the location serde found, and its message without the
 /// trailing "at line L column C" (the diagnostic says that itself).
@@ -19,17 +20,7 @@ pub fn serde_diagnostic(error: &serde_yaml::Error) -> Diagnostic {
     }
     // serde quotes the offending key or value: control characters in it (an escape sequence in
     // a file) are shown escaped, never sent to the terminal.
-    let message = message
-        .chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect();
+    let message = escape_control(&message).into_owned();
     Diagnostic {
         location: error.location().map(|l| locate::Location {
             line: l.line(),

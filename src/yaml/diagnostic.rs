@@ -14,6 +14,7 @@
 use std::fmt;
 
 use super::locate::{Location, Locations, Path};
+use crate::text::escape_control_except;
 
 /// One problem found in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,18 +91,7 @@ pub fn render(file_name: &str, source: &str, diagnostics: &[Diagnostic]) -> Stri
 fn render_one(out: &mut String, file_name: &str, source: &str, diagnostic: &Diagnostic) {
     // Messages quote names from the file: control characters in them are shown escaped, never
     // sent to the terminal.
-    let message: String = diagnostic
-        .message
-        .chars()
-        .flat_map(|c| {
-            let shown: Vec<char> = if c.is_control() && c != '\n' && c != '\t' {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            shown
-        })
-        .collect();
+    let message = escape_control_except(&diagnostic.message, &['\n', '\t']);
     let Some(location) = diagnostic.location else {
         out.push_str(&format!("{file_name}: {message}\n"));
         return;

@@ -5,8 +5,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use dingrelay::dingtalk::message::Text;
-use dingrelay::dingtalk::{Message, MessageBody};
+use dingrelay::dingtalk::Message;
 use dingrelay::outbox::{
     Admin, AdminError, Enqueued, FILE_NAME, NewMessage, Outbox, OutboxError, Purgeable, State,
 };
@@ -42,25 +41,13 @@ impl Drop for TempDir {
     }
 }
 
-fn text(content: &str) -> Message {
-    Message {
-        body: MessageBody::Text {
-            text: Text {
-                content: content.to_owned(),
-            },
-        },
-        at: None,
-        msg_uuid: None,
-    }
-}
-
 fn msg(robot: &str, content: &str) -> NewMessage {
     NewMessage {
         robot: robot.to_owned(),
         rule: "rule".to_owned(),
         source: "source".to_owned(),
         dedup_key: None,
-        message: text(content),
+        message: Message::text(content),
     }
 }
 
@@ -146,7 +133,11 @@ async fn enqueued_messages_come_back_due_in_order_with_unique_msg_uuids() {
     assert_eq!(one.last_error, None);
     let mut without_uuid = one.message.clone();
     without_uuid.msg_uuid = None;
-    assert_eq!(without_uuid, text("one"), "the message round-trips");
+    assert_eq!(
+        without_uuid,
+        Message::text("one"),
+        "the message round-trips"
+    );
     // The stored body has no msgUuid: it lives in its own column.
     let body: String = rusqlite::Connection::open(state_dir.join(FILE_NAME))
         .unwrap()
@@ -556,7 +547,7 @@ async fn admin_works_on_the_file_while_the_daemon_holds_it_open() {
     );
     assert_eq!(
         serde_json::from_str::<Message>(&detail.body).unwrap(),
-        text("pending")
+        Message::text("pending")
     );
     assert_eq!(
         (

@@ -1765,35 +1765,6 @@ fn robot() -> BoxedStrategy<Robot> {
     .boxed()
 }
 
-fn main_text(body: &MessageBody) -> Option<&str> {
-    match body {
-        MessageBody::Text { text } => Some(&text.content),
-        MessageBody::Link { link } => Some(&link.text),
-        MessageBody::Markdown { markdown } => Some(&markdown.text),
-        MessageBody::ActionCard { action_card } => Some(&action_card.text),
-        MessageBody::FeedCard { .. } => None,
-    }
-}
-
-fn visible_texts(body: &MessageBody) -> Vec<&str> {
-    match body {
-        MessageBody::Text { text } => vec![&text.content],
-        MessageBody::Link { link } => vec![&link.title, &link.text],
-        MessageBody::Markdown { markdown } => vec![&markdown.title, &markdown.text],
-        MessageBody::ActionCard { action_card } => {
-            let mut texts = vec![action_card.title.as_str(), action_card.text.as_str()];
-            match &action_card.action {
-                CardAction::Single { single_title, .. } => texts.push(single_title),
-                CardAction::Buttons { btns } => texts.extend(btns.iter().map(|b| b.title.as_str())),
-            }
-            texts
-        }
-        MessageBody::FeedCard { feed_card } => {
-            feed_card.links.iter().map(|l| l.title.as_str()).collect()
-        }
-    }
-}
-
 /// `@id` appears in `text` as a whole mention (not followed by `[A-Za-z0-9_-]`).
 fn mentioned(text: &str, id: &str) -> bool {
     let needle = format!("@{id}");
@@ -1828,7 +1799,7 @@ fn check_prepared(original: &Message, robot: &Robot) {
             MessageBody::Text { .. } | MessageBody::Markdown { .. }
         ));
         assert!(at.at_mobiles.len() + at.at_user_ids.len() <= 50);
-        let shown = main_text(&message.body).unwrap_or_default();
+        let shown = message.body.main_text().unwrap_or_default();
         for id in at.at_mobiles.iter().chain(&at.at_user_ids) {
             assert!(!id.trim().is_empty() && id.trim() == id, "{id:?}");
             assert!(mentioned(shown, id), "@{id} missing from {shown:?}");
@@ -1842,7 +1813,7 @@ fn check_prepared(original: &Message, robot: &Robot) {
         .filter(|k| !k.trim().is_empty())
         .collect();
     if !keywords.is_empty() {
-        let texts = visible_texts(&message.body);
+        let texts = message.body.visible_texts();
         assert!(
             keywords
                 .iter()
@@ -1851,7 +1822,7 @@ fn check_prepared(original: &Message, robot: &Robot) {
     }
 
     // The main text starts with what was kept of the original.
-    match (main_text(&original.body), main_text(&message.body)) {
+    match (original.body.main_text(), message.body.main_text()) {
         (Some(before), Some(after)) => {
             let kept_len = before
                 .len()

@@ -1,0 +1,81 @@
+//! What the daemon would do with a test's payload: the intake's path (body limit, source parsing,
+//! rule routing, dedup key) without authentication, queueing or sending.
+
+use super::suite::{Case, Suite};
+use crate::rules::{Rendered, Skipped};
+use crate::source::{Inbound, Rejection};
+
+/// What the daemon would do with a test's payload.
+pub(super) enum Outcome {
+    /// Answered with a 4xx and this reason; nothing queued.
+    Refused { status: u16, error: String },
+    /// Answered 202 without evaluating any rule (GitHub's `ping`).
+    Ignored { reason: String },
+    /// The rules ran: these messages would be queued (none when no rule matched).
+    Routed {
+        deliveries: Vec<Rendered>,
+        skipped: Vec<Skipped>,
+    },
+}
+
+impl Outcome {
+    /// What the daemon would answer, and send, for the test's request.
+    pub(super) fn of(suite: &Suite, case: &Case) -> Outcome {
+        let Some(source) = suite.config.sources.get(&case.source) else {
+            // Checked when the file was loaded.
+            return Outcome::Refused {
+                status: 404,
+                error: format!("no source `{}`", case.source),
+            };
+        };
+        let limit = suite.config.intake.body_limit;
+        if case.body.len() > limit {
+            return Outcome::Refused {
+                status: 413,
+                error: format!("the body is larger than the limit of {limit} bytes (body_limit)"),
+            };
+        }
+        let inbound = Inbound {
+            headers: &case.headers,
+            query: &case.query,
+            body: &case.body,
+        };
+        let event = match source.parse(&inbound) {
+            Ok(event) => event,
+            Err(rejection) => {
+                let status = match rejection {
+                    Rejection::Unauthorized(_) => 401,
+                    Rejection::UnsupportedMediaType(_) => 415,
+                    Rejection::Malformed(_) => 400,
+                };
+                return Outcome::Refused {
+                    status,
+                    error: rejection.to_string(),
+                };
+            }
+        };
+        if let Some(reason) = event.ignored {
+            return Outcome::Ignored { reason };
+        }
+        let routing = suite.config.rules.route(&event, case.now);
+        if !routing.errors.is_empty() {
+            let errors: Vec<String> = routing.errors.iter().map(ToString::to_string).collect();
+            return Outcome::Refused {
+                status: 422,
+                error: errors.join("; "),
+            };
+        }
+        if !routing.messages.is_empty()
+            && let Err(error) = suite.config.rules.dedup_key(&event, case.now)
+        {
+            return Outcome::Refused {
+                status: 422,
+                error: error.to_string(),
+            };
+        }
+        Outcome::Routed {
+            deliveries: routing.messages,
+            skipped: routing.skipped,
+        }
+    }
+}
