@@ -161,7 +161,7 @@ pub fn run_at(
 }
 
 /// A failure to report: an outbox error, a refusal, or a failed write to `out`.
-type Outcome = Result<(), String>;
+type Reported = Result<(), String>;
 
 fn io(error: std::io::Error) -> String {
     format!("cannot write the output: {error}")
@@ -177,7 +177,7 @@ fn execute(
     out: &mut dyn Write,
     now_ms: i64,
     tz: &TimeZone,
-) -> Outcome {
+) -> Reported {
     match command {
         OutboxCommand::List { robot, state } => list(admin, robot.as_deref(), *state, out, tz),
         OutboxCommand::Show { id } => show(admin, *id, out, tz),
@@ -213,7 +213,7 @@ fn list(
     filter: Option<StateFilter>,
     out: &mut dyn Write,
     tz: &TimeZone,
-) -> Outcome {
+) -> Reported {
     let counts: Vec<RobotCounts> = admin
         .counts()
         .map_err(db)?
@@ -267,7 +267,7 @@ fn list(
     print_table(&rows, out, tz)
 }
 
-fn print_table(rows: &[Listing], out: &mut dyn Write, tz: &TimeZone) -> Outcome {
+fn print_table(rows: &[Listing], out: &mut dyn Write, tz: &TimeZone) -> Reported {
     let header = [
         "ID",
         "ROBOT",
@@ -328,7 +328,7 @@ fn print_table(rows: &[Listing], out: &mut dyn Write, tz: &TimeZone) -> Outcome 
     Ok(())
 }
 
-fn show(admin: &Admin, id: i64, out: &mut dyn Write, tz: &TimeZone) -> Outcome {
+fn show(admin: &Admin, id: i64, out: &mut dyn Write, tz: &TimeZone) -> Reported {
     let Some(d) = admin.show(id).map_err(db)? else {
         return Err(format!("no message {id} in {}", admin.path().display()));
     };
@@ -399,7 +399,7 @@ fn retry(
     robot: Option<&str>,
     out: &mut dyn Write,
     now_ms: i64,
-) -> Outcome {
+) -> Reported {
     match (id, dead) {
         (Some(id), false) => {
             if admin.retry(id, now_ms).map_err(db)? {
@@ -444,7 +444,7 @@ fn purge(
     older_than: Option<&Age>,
     out: &mut dyn Write,
     now_ms: i64,
-) -> Outcome {
+) -> Reported {
     let n = admin
         .purge(which, robot, older_than.map(|a| a.ms), now_ms)
         .map_err(db)?;

@@ -6,14 +6,14 @@
 //!
 //! | answer | outcome |
 //! |---|---|
-//! | HTTP 2xx and errcode 0 | [`Outcome::Delivered`] |
-//! | errcode 0 with any other status | [`Outcome::Transient`] (something between us and DingTalk is wrong) |
-//! | errcode 130101 or 410100 ("send too fast"), any status | [`Outcome::Throttled`] |
-//! | a known permanent errcode (below) with a status below 500 | [`Outcome::Permanent`] |
-//! | -1 (system busy), 90002 (platform throttle), any unknown errcode | [`Outcome::Transient`] |
-//! | HTTP 5xx (whatever the errcode, except throttling), 3xx (redirects are not followed) | [`Outcome::Transient`] |
-//! | no answer: timeout, connection error | [`Outcome::Transient`] |
-//! | an empty, HTML or non-JSON body, JSON that is not an object, or has no usable errcode (such as the IP-level throttle's `{"status":1111,"source":"x5","punish":"deny",...}`) | [`Outcome::Transient`] |
+//! | HTTP 2xx and errcode 0 | [`Verdict::Delivered`] |
+//! | errcode 0 with any other status | [`Verdict::Transient`] (something between us and DingTalk is wrong) |
+//! | errcode 130101 or 410100 ("send too fast"), any status | [`Verdict::Throttled`] |
+//! | a known permanent errcode (below) with a status below 500 | [`Verdict::Permanent`] |
+//! | -1 (system busy), 90002 (platform throttle), any unknown errcode | [`Verdict::Transient`] |
+//! | HTTP 5xx (whatever the errcode, except throttling), 3xx (redirects are not followed) | [`Verdict::Transient`] |
+//! | no answer: timeout, connection error | [`Verdict::Transient`] |
+//! | an empty, HTML or non-JSON body, JSON that is not an object, or has no usable errcode (such as the IP-level throttle's `{"status":1111,"source":"x5","punish":"deny",...}`) | [`Verdict::Transient`] |
 //!
 //! Permanent errcodes, dead-lettered at once with advice for the operator:
 //! - 310000: a security check failed (keyword, 加签 signature or timestamp, IP whitelist); the
@@ -47,7 +47,7 @@ pub const MAX_ERRMSG_CHARS: usize = 300;
 
 /// What to do with a message after one answer (or no answer).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Verdict {
     /// HTTP 2xx with errcode 0: DingTalk has it.
     Delivered,
     /// 130101, 410100: the robot is blocked for DingTalk's penalty; pause, then resume.
@@ -66,11 +66,11 @@ pub enum Outcome {
 }
 
 /// Classifies one answer by its errcode (see the module documentation for the table).
-pub fn classify(answer: Result<HttpAnswer, TransportError>) -> Outcome {
+pub fn classify(answer: Result<HttpAnswer, TransportError>) -> Verdict {
     let answer = match answer {
         Ok(answer) => answer,
         Err(error) => {
-            return Outcome::Transient {
+            return Verdict::Transient {
                 reason: clean(&error.to_string(), MAX_ERRMSG_CHARS),
             };
         }
@@ -78,7 +78,7 @@ pub fn classify(answer: Result<HttpAnswer, TransportError>) -> Outcome {
     let status = answer.status;
     match read_body(&answer) {
         Body::Answer { errcode, errmsg } => by_errcode(status, errcode, errmsg),
-        Body::Other(what) => Outcome::Transient {
+        Body::Other(what) => Verdict::Transient {
             reason: format!("{} with {what}", describe_status(status)),
         },
     }
@@ -235,7 +235,7 @@ fn describe_status(status: u16) -> String {
 // ---------------------------------------------------------------------------------------------
 // The errcode
 
-fn by_errcode(status: u16, errcode: i64, errmsg: String) -> Outcome {
+fn by_errcode(status: u16, errcode: i64, errmsg: String) -> Verdict {
     let success = (200..300).contains(&status);
     let quoted = || {
         if errmsg.is_empty() {
@@ -245,28 +245,28 @@ fn by_errcode(status: u16, errcode: i64, errmsg: String) -> Outcome {
         }
     };
     match errcode {
-        0 if success => Outcome::Delivered,
-        0 => Outcome::Transient {
+        0 if success => Verdict::Delivered,
+        0 => Verdict::Transient {
             reason: format!(
                 "{} with errcode 0: not a delivery confirmation",
                 describe_status(status)
             ),
         },
-        130101 | 410100 => Outcome::Throttled { errcode, errmsg },
+        130101 | 410100 => Verdict::Throttled { errcode, errmsg },
         _ => match advice(errcode, &errmsg) {
-            Some(advice) if status < 500 && !(300..400).contains(&status) => Outcome::Permanent {
+            Some(advice) if status < 500 && !(300..400).contains(&status) => Verdict::Permanent {
                 errcode,
                 errmsg,
                 advice,
             },
-            Some(_) => Outcome::Transient {
+            Some(_) => Verdict::Transient {
                 reason: format!(
                     "{} with {}: retried, since the server failed",
                     describe_status(status),
                     quoted()
                 ),
             },
-            None => Outcome::Transient {
+            None => Verdict::Transient {
                 reason: match errcode {
                     -1 => format!("DingTalk is busy ({})", quoted()),
                     90002 => format!("DingTalk's per-API throttle ({})", quoted()),
@@ -395,12 +395,12 @@ mod tests {
         Permanent(&'static str),
     }
 
-    fn kind(outcome: &Outcome) -> Kind {
+    fn kind(outcome: &Verdict) -> Kind {
         match outcome {
-            Outcome::Delivered => Kind::Delivered,
-            Outcome::Throttled { .. } => Kind::Throttled,
-            Outcome::Transient { .. } => Kind::Transient,
-            Outcome::Permanent { advice, .. } => Kind::Permanent(advice),
+            Verdict::Delivered => Kind::Delivered,
+            Verdict::Throttled { .. } => Kind::Throttled,
+            Verdict::Transient { .. } => Kind::Transient,
+            Verdict::Permanent { advice, .. } => Kind::Permanent(advice),
         }
     }
 
@@ -687,12 +687,12 @@ mod tests {
                 200,
                 r#"{"errcode":130101,"errmsg":"send too fast, exceed 20 times per minute"}"#
             )),
-            Outcome::Throttled {
+            Verdict::Throttled {
                 errcode: 130101,
                 errmsg: "send too fast, exceed 20 times per minute".to_owned()
             }
         );
-        let Outcome::Permanent {
+        let Verdict::Permanent {
             errcode, errmsg, ..
         } = classify(answer(
             200,
@@ -706,14 +706,14 @@ mod tests {
         // Integral floats and a byte-order mark are tolerated.
         assert_eq!(
             classify(answer(200, "\u{feff}{\"errcode\":0.0}")),
-            Outcome::Delivered
+            Verdict::Delivered
         );
     }
 
     #[test]
     fn transient_reasons_say_what_happened() {
-        let reason = |outcome: Outcome| match outcome {
-            Outcome::Transient { reason } => reason,
+        let reason = |outcome: Verdict| match outcome {
+            Verdict::Transient { reason } => reason,
             other => panic!("transient expected, got {other:?}"),
         };
         let x5 = reason(classify(answer(
@@ -770,7 +770,7 @@ mod tests {
     fn errmsg_is_cleaned_and_cut() {
         let long = "很".repeat(1000);
         let body = format!(r#"{{"errcode":310000,"errmsg":"keywords not in content {long}"}}"#);
-        let Outcome::Permanent { errmsg, advice, .. } = classify(answer(200, &body)) else {
+        let Verdict::Permanent { errmsg, advice, .. } = classify(answer(200, &body)) else {
             panic!("permanent expected");
         };
         assert_eq!(errmsg.chars().count(), MAX_ERRMSG_CHARS);
@@ -778,7 +778,7 @@ mod tests {
         assert!(advice.starts_with(KEYWORD));
 
         let body = r#"{"errcode":300001,"errmsg":"token is not exist\n\u0000 https://oapi.dingtalk.com/robot/send?access_token=abc123&sign=xyz%3D"}"#;
-        let Outcome::Permanent { errmsg, .. } = classify(answer(200, body)) else {
+        let Verdict::Permanent { errmsg, .. } = classify(answer(200, body)) else {
             panic!("permanent expected");
         };
         assert!(
@@ -789,7 +789,7 @@ mod tests {
         assert!(errmsg.contains("access_token=***"), "{errmsg}");
 
         // A non-string errmsg is shown as its texts, so an escape cannot hide a secret.
-        let Outcome::Transient { reason } = classify(answer(
+        let Verdict::Transient { reason } = classify(answer(
             200,
             r#"{"errcode":5,"errmsg":[1,"two",{"x":"\u0001access_token=abc"}]}"#,
         )) else {
@@ -821,7 +821,7 @@ mod tests {
                     body: body.to_vec(),
                 }));
                 if status != 200 {
-                    assert_ne!(outcome, Outcome::Delivered);
+                    assert_ne!(outcome, Verdict::Delivered);
                 }
             }
         }

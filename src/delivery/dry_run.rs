@@ -90,7 +90,7 @@ impl Transport for DryRunTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::delivery::classify::{Outcome, classify};
+    use crate::delivery::classify::{Verdict, classify};
 
     #[derive(Clone, Default)]
     struct Shared(Arc<Mutex<Vec<u8>>>);
@@ -113,7 +113,7 @@ mod tests {
         let answer = transport
             .post_messages(&url, br#"{"msgtype":"text"}"#.to_vec(), &[3, 4])
             .await;
-        assert_eq!(classify(answer), Outcome::Delivered);
+        assert_eq!(classify(answer), Verdict::Delivered);
         let printed = String::from_utf8(printed.0.lock().unwrap().clone()).unwrap();
         assert_eq!(
             printed,

@@ -21,7 +21,7 @@
 use std::time::Duration;
 
 use super::backoff::{DEFAULT_BASE, DEFAULT_CAP, retry_delay};
-use super::classify::Outcome;
+use super::classify::Verdict;
 use crate::config::RobotDelivery;
 use crate::metrics::{FailureClass, Metrics};
 use crate::outbox::StoredMessage;
@@ -108,7 +108,7 @@ impl<'r> DeliveryOutcome<'r> {
     /// What DingTalk's `answer` (classified by [`classify`](super::classify::classify)) means for `rows`, at `now`; a
     /// backoff draws its jitter from `rng`.
     pub fn of(
-        answer: Outcome,
+        answer: Verdict,
         rows: &'r [StoredMessage],
         settings: &RobotDelivery,
         dry_run: bool,
@@ -116,14 +116,14 @@ impl<'r> DeliveryOutcome<'r> {
         rng: &mut impl rand::Rng,
     ) -> DeliveryOutcome<'r> {
         match answer {
-            Outcome::Delivered => DeliveryOutcome::Delivered { dry_run, at: now },
-            Outcome::Throttled { errcode, errmsg } => DeliveryOutcome::Throttled {
+            Verdict::Delivered => DeliveryOutcome::Delivered { dry_run, at: now },
+            Verdict::Throttled { errcode, errmsg } => DeliveryOutcome::Throttled {
                 errcode,
                 errmsg,
                 pause: settings.throttle_penalty,
                 until: now + settings.throttle_penalty.as_millis() as i64,
             },
-            Outcome::Transient { reason } => {
+            Verdict::Transient { reason } => {
                 let max_age = settings.max_age.as_millis() as i64;
                 let (expired, alive): (Vec<&StoredMessage>, Vec<&StoredMessage>) =
                     rows.iter().partition(|r| now - r.age_from >= max_age);
@@ -147,7 +147,7 @@ impl<'r> DeliveryOutcome<'r> {
                     alive,
                 }
             }
-            Outcome::Permanent {
+            Verdict::Permanent {
                 errcode,
                 errmsg,
                 advice,
@@ -379,7 +379,7 @@ mod tests {
         }
     }
 
-    fn of<'r>(answer: Outcome, rows: &'r [StoredMessage]) -> DeliveryOutcome<'r> {
+    fn of<'r>(answer: Verdict, rows: &'r [StoredMessage]) -> DeliveryOutcome<'r> {
         let mut rng = StdRng::seed_from_u64(7);
         DeliveryOutcome::of(answer, rows, &settings(), false, NOW, &mut rng)
     }
@@ -387,7 +387,7 @@ mod tests {
     #[test]
     fn delivered_rows_are_done() {
         let rows = [row(1, "alerts", NOW - 5, 0)];
-        let outcome = of(Outcome::Delivered, &rows);
+        let outcome = of(Verdict::Delivered, &rows);
         assert_eq!(outcome.next(), Next::Continue);
         assert!(outcome.dead_letter().is_none());
         assert_eq!(outcome.retry(&rows), None);
@@ -397,7 +397,7 @@ mod tests {
     fn a_throttle_pauses_the_robot_and_retries_every_row_after_the_penalty() {
         let rows = [row(1, "alerts", NOW, 0), row(2, "deploys", NOW, 3)];
         let outcome = of(
-            Outcome::Throttled {
+            Verdict::Throttled {
                 errcode: 130101,
                 errmsg: "send too fast".to_owned(),
             },
@@ -423,7 +423,7 @@ mod tests {
             row(2, "alerts", NOW - 10, 2),
         ];
         let outcome = of(
-            Outcome::Transient {
+            Verdict::Transient {
                 reason: "timed out".to_owned(),
             },
             &rows,
@@ -453,7 +453,7 @@ mod tests {
     fn when_every_row_is_too_old_nothing_is_retried_but_the_robot_still_backs_off() {
         let rows = [row(1, "alerts", NOW - 3_600_000, 4)];
         let outcome = of(
-            Outcome::Transient {
+            Verdict::Transient {
                 reason: "HTTP 502".to_owned(),
             },
             &rows,
@@ -467,7 +467,7 @@ mod tests {
     fn a_permanent_refusal_dead_letters_every_row_with_the_advice() {
         let rows = [row(1, "alerts", NOW, 0), row(2, "deploys", NOW, 0)];
         let outcome = of(
-            Outcome::Permanent {
+            Verdict::Permanent {
                 errcode: 300001,
                 errmsg: "token is not exist".to_owned(),
                 advice: "copy the webhook URL again",

@@ -27,7 +27,7 @@ use rand::rngs::StdRng;
 use tokio::sync::{Notify, watch};
 use url::Url;
 
-use super::classify::{Outcome, classify};
+use super::classify::{Verdict, classify};
 use super::digest;
 use super::dry_run::{self, DryRunTransport};
 use super::limiter::RateLimiter;
@@ -264,7 +264,7 @@ impl Worker {
         destination: &Destination,
         body: Vec<u8>,
         rows: &[StoredMessage],
-    ) -> Outcome {
+    ) -> Verdict {
         let robot = &self.robot.name;
         let now = self.clock.now_ms();
         if let Err(error) = self.outbox.record_attempt(robot, now).await {

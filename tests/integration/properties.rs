@@ -2168,20 +2168,20 @@ proptest! {
         (token, (status, content_type, body)) in "[A-Za-z0-9]{12,32}"
             .prop_flat_map(|token| (Just(token.clone()), dingtalk_answer(&token))),
     ) {
-        use dingrelay::delivery::classify::{MAX_ERRMSG_CHARS, Outcome, classify};
+        use dingrelay::delivery::classify::{MAX_ERRMSG_CHARS, Verdict, classify};
         use dingrelay::delivery::transport::HttpAnswer;
         let outcome = classify(Ok(HttpAnswer { status, content_type, body }));
         let texts: Vec<&str> = match &outcome {
-            Outcome::Delivered => Vec::new(),
-            Outcome::Throttled { errmsg, .. } => vec![errmsg],
-            Outcome::Transient { reason } => vec![reason],
-            Outcome::Permanent { errmsg, advice, .. } => vec![errmsg, advice],
+            Verdict::Delivered => Vec::new(),
+            Verdict::Throttled { errmsg, .. } => vec![errmsg],
+            Verdict::Transient { reason } => vec![reason],
+            Verdict::Permanent { errmsg, advice, .. } => vec![errmsg, advice],
         };
         for text in texts {
             prop_assert!(!text.contains(token.as_str()), "{:?}", outcome);
             prop_assert!(!text.chars().any(char::is_control), "{:?}", outcome);
         }
-        if let Outcome::Throttled { errmsg, .. } | Outcome::Permanent { errmsg, .. } = &outcome {
+        if let Verdict::Throttled { errmsg, .. } | Verdict::Permanent { errmsg, .. } = &outcome {
             prop_assert!(errmsg.chars().count() <= MAX_ERRMSG_CHARS);
         }
     }
@@ -2227,7 +2227,7 @@ fn config_error_messages_carry_no_raw_control_characters() {
 /// 4af227c.
 #[test]
 fn secret_after_a_json_escape_in_errmsg_is_masked() {
-    use dingrelay::delivery::classify::{Outcome, classify};
+    use dingrelay::delivery::classify::{Verdict, classify};
     use dingrelay::delivery::transport::HttpAnswer;
     let body = br#"{"errcode":-1,"errmsg":{"detail":"\naccess_token=SECRET0TOKEN"}}"#;
     let outcome = classify(Ok(HttpAnswer {
@@ -2235,7 +2235,7 @@ fn secret_after_a_json_escape_in_errmsg_is_masked() {
         content_type: None,
         body: body.to_vec(),
     }));
-    let Outcome::Transient { reason } = &outcome else {
+    let Verdict::Transient { reason } = &outcome else {
         panic!("{outcome:?}");
     };
     assert!(!reason.contains("SECRET0TOKEN"), "{reason}");
@@ -2248,7 +2248,7 @@ fn secret_after_a_json_escape_in_errmsg_is_masked() {
 /// is kept. Fixed in c0d8294 (a non-string errmsg is shown as its texts, never as JSON).
 #[test]
 fn secret_after_a_unicode_escape_in_errmsg_is_masked() {
-    use dingrelay::delivery::classify::{Outcome, classify};
+    use dingrelay::delivery::classify::{Verdict, classify};
     use dingrelay::delivery::transport::HttpAnswer;
     for body in [
         br#"{"errcode":-1,"errmsg":{"detail":"\u0001access_token=SECRET0TOKEN"}}"#.as_slice(),
@@ -2259,7 +2259,7 @@ fn secret_after_a_unicode_escape_in_errmsg_is_masked() {
             content_type: None,
             body: body.to_vec(),
         }));
-        let Outcome::Transient { reason } = &outcome else {
+        let Verdict::Transient { reason } = &outcome else {
             panic!("{outcome:?}");
         };
         assert!(!reason.contains("SECRET0TOKEN"), "{reason}");

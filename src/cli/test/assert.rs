@@ -1,8 +1,8 @@
-//! Checking a test's outcome against what it expects: the messages (which, in which order) and,
+//! Checking a test's handling against what it expects: the messages (which, in which order) and,
 //! for each, its assertions; every problem is one line of the report.
 
 use super::diff::line_diff;
-use super::outcome::Outcome;
+use super::handling::Handling;
 use super::suite::{Case, Expect, Expected, Suite};
 use crate::dingtalk::{Message, MessageBody};
 use crate::rules::{Rendered, SkipReason, Skipped};
@@ -11,31 +11,27 @@ use crate::text::{escape_control as shown, plural};
 /// Longest text shown in full when a `text_contains` fails; longer ones are cut.
 const SHOWN_TEXT_LINES: usize = 40;
 
-/// What is wrong with the outcome of a test, one line each (nested lines are indented); empty
+/// What is wrong with the handling of a test, one line each (nested lines are indented); empty
 /// when the test passes.
-pub(super) fn check(suite: &Suite, case: &Case, outcome: &Outcome) -> Vec<String> {
+pub(super) fn check(suite: &Suite, case: &Case, handling: &Handling) -> Vec<String> {
     let mut problems = Vec::new();
-    match (&case.expect, outcome) {
+    match (&case.expect, handling) {
         (
             Expect::Refused {
                 status,
                 error_contains,
             },
-            outcome,
-        ) => check_refusal(&mut problems, *status, error_contains, outcome),
-        (Expect::Messages(expected), Outcome::Refused { status, error }) => {
+            handling,
+        ) => check_refusal(&mut problems, *status, error_contains, handling),
+        (Expect::Messages(expected), Handling::Refused { status, error }) => {
             refused_instead(&mut problems, suite, expected, *status, error);
         }
-        (Expect::Messages(expected), Outcome::Ignored { reason }) => {
+        (Expect::Messages(expected), Handling::Ignored { reason }) => {
             ignored_instead(&mut problems, suite, expected, reason);
         }
-        (
-            Expect::Messages(expected),
-            Outcome::Routed {
-                deliveries,
-                skipped,
-            },
-        ) => check_messages(&mut problems, suite, expected, deliveries, skipped),
+        (Expect::Messages(expected), Handling::Routed { messages, skipped }) => {
+            check_messages(&mut problems, suite, expected, messages, skipped)
+        }
     }
     problems
 }
@@ -46,16 +42,16 @@ fn check_refusal(
     problems: &mut Vec<String>,
     status: u16,
     error_contains: &[String],
-    outcome: &Outcome,
+    handling: &Handling,
 ) {
-    match outcome {
-        Outcome::Refused { status: got, error } if *got != status => {
+    match handling {
+        Handling::Refused { status: got, error } if *got != status => {
             problems.push(format!(
                 "expected a refusal with {status}, but the daemon would answer {got}: {}",
                 shown(error)
             ));
         }
-        Outcome::Refused { status: got, error } => {
+        Handling::Refused { status: got, error } => {
             for part in error_contains {
                 if !error.contains(part.as_str()) {
                     problems.push(format!(
@@ -66,20 +62,17 @@ fn check_refusal(
                 }
             }
         }
-        Outcome::Ignored { reason } => {
+        Handling::Ignored { reason } => {
             problems.push(format!(
                 "expected a refusal with {status}, but the daemon would answer 202 and ignore the event: {}",
                 shown(reason)
             ));
         }
-        Outcome::Routed {
-            deliveries,
-            skipped,
-        } => {
+        Handling::Routed { messages, skipped } => {
             problems.push(format!(
                 "expected a refusal with {status}, but the daemon would accept the payload (202)"
             ));
-            came_out(problems, deliveries, skipped);
+            came_out(problems, messages, skipped);
         }
     }
 }
@@ -124,8 +117,8 @@ fn at(suite: &Suite, expected: &Expected) -> String {
 }
 
 /// Lists what the payload produced: each message, or each rule that did not fire and why.
-fn came_out(problems: &mut Vec<String>, deliveries: &[Rendered], skipped: &[Skipped]) {
-    if deliveries.is_empty() {
+fn came_out(problems: &mut Vec<String>, messages: &[Rendered], skipped: &[Skipped]) {
+    if messages.is_empty() {
         problems.push("nothing came out: no rule matched this event:".to_owned());
         if skipped.is_empty() {
             problems.push("  no rule is configured for this source".to_owned());
@@ -135,8 +128,8 @@ fn came_out(problems: &mut Vec<String>, deliveries: &[Rendered], skipped: &[Skip
         }
     } else {
         problems.push("came out:".to_owned());
-        for delivery in deliveries {
-            problems.push(format!("  {}", describe(delivery)));
+        for message in messages {
+            problems.push(format!("  {}", describe(message)));
         }
     }
 }
@@ -174,24 +167,24 @@ fn check_messages(
     problems: &mut Vec<String>,
     suite: &Suite,
     expected: &[Expected],
-    deliveries: &[Rendered],
+    messages: &[Rendered],
     skipped: &[Skipped],
 ) {
-    let matched = Matched::of(expected, deliveries);
+    let matched = Matched::of(expected, messages);
     for one in &matched.missing {
         problems.push(format!("missing: {}{}", one.target(), at(suite, one)));
-        if !deliveries.is_empty() {
+        if !messages.is_empty() {
             problems.push(format!(
                 "  {}",
-                why_missing(one, expected, deliveries, skipped)
+                why_missing(one, expected, messages, skipped)
             ));
         }
     }
     for delivery in &matched.unexpected {
         problems.push(format!("unexpected: {}", describe(delivery)));
     }
-    if !matched.missing.is_empty() && deliveries.is_empty() {
-        came_out(problems, deliveries, skipped);
+    if !matched.missing.is_empty() && messages.is_empty() {
+        came_out(problems, messages, skipped);
     }
     if matched.missing.is_empty() && matched.unexpected.is_empty() && matched.out_of_order() {
         problems.push("the messages came out in another order; expected:".to_owned());
@@ -199,14 +192,14 @@ fn check_messages(
             problems.push(format!("  {}", one.target()));
         }
         problems.push("came out:".to_owned());
-        for delivery in deliveries {
-            problems.push(format!("  {}", describe(delivery)));
+        for message in messages {
+            problems.push(format!("  {}", describe(message)));
         }
     }
 
     for (one, i) in matched.pairs {
         let mut found = Vec::new();
-        check_message(&mut found, one, &deliveries[i].message);
+        check_message(&mut found, one, &messages[i].message);
         if !found.is_empty() {
             problems.push(format!("{}{}:", one.target(), at(suite, one)));
             problems.extend(found.into_iter().map(|line| format!("  {line}")));
@@ -224,13 +217,13 @@ struct Matched<'a> {
 }
 
 impl<'a> Matched<'a> {
-    fn of(expected: &'a [Expected], deliveries: &'a [Rendered]) -> Matched<'a> {
-        let mut used = vec![false; deliveries.len()];
+    fn of(expected: &'a [Expected], messages: &'a [Rendered]) -> Matched<'a> {
+        let mut used = vec![false; messages.len()];
         let mut pairs = Vec::new();
         let mut missing = Vec::new();
         for one in expected {
-            let found = (0..deliveries.len()).find(|&i| {
-                !used[i] && deliveries[i].rule == one.rule && deliveries[i].robot.name == one.robot
+            let found = (0..messages.len()).find(|&i| {
+                !used[i] && messages[i].rule == one.rule && messages[i].robot.name == one.robot
             });
             match found {
                 Some(i) => {
@@ -240,7 +233,7 @@ impl<'a> Matched<'a> {
                 None => missing.push(one),
             }
         }
-        let unexpected = deliveries
+        let unexpected = messages
             .iter()
             .zip(&used)
             .filter(|(_, used)| !**used)
@@ -264,10 +257,10 @@ impl<'a> Matched<'a> {
 fn why_missing(
     one: &Expected,
     expected: &[Expected],
-    deliveries: &[Rendered],
+    messages: &[Rendered],
     skipped: &[Skipped],
 ) -> String {
-    let sent = deliveries
+    let sent = messages
         .iter()
         .filter(|d| d.rule == one.rule && d.robot.name == one.robot)
         .count();

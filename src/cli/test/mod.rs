@@ -14,14 +14,14 @@
 //! none of its tests runs.
 //!
 //! This file runs the tests and reports them. A file is read as `schema` says, checked by `load`
-//! and `case` into a `suite` of ready tests; `outcome` is what the daemon would do with a test's
+//! and `case` into a `suite` of ready tests; `handling` is what the daemon would do with a test's
 //! payload, `assert` what is wrong with it, with a `diff` of texts.
 
 mod assert;
 mod case;
 mod diff;
+mod handling;
 mod load;
-mod outcome;
 mod schema;
 mod suite;
 
@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 use super::output::exit_code;
 use crate::text::{escape_control as shown, plural};
-use outcome::Outcome;
+use handling::Handling;
 
 pub use suite::{DEFAULT_NOW, REFUSAL_STATUSES};
 
@@ -120,8 +120,8 @@ fn run_file(file: &Path, tally: &mut Tally, out: &mut dyn Write) -> io::Result<(
         suite.config_file
     )?;
     for case in &suite.cases {
-        let outcome = Outcome::of(&suite, case);
-        let problems = assert::check(&suite, case, &outcome);
+        let handling = Handling::of(&suite, case);
+        let problems = assert::check(&suite, case, &handling);
         if problems.is_empty() {
             tally.passed += 1;
             writeln!(out, "ok   {}", shown(&case.name))?;

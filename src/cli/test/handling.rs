@@ -6,31 +6,31 @@ use crate::rules::{Rendered, Skipped};
 use crate::source::{Inbound, Rejection};
 
 /// What the daemon would do with a test's payload.
-pub(super) enum Outcome {
+pub(super) enum Handling {
     /// Answered with a 4xx and this reason; nothing queued.
     Refused { status: u16, error: String },
     /// Answered 202 without evaluating any rule (GitHub's `ping`).
     Ignored { reason: String },
     /// The rules ran: these messages would be queued (none when no rule matched).
     Routed {
-        deliveries: Vec<Rendered>,
+        messages: Vec<Rendered>,
         skipped: Vec<Skipped>,
     },
 }
 
-impl Outcome {
+impl Handling {
     /// What the daemon would answer, and send, for the test's request.
-    pub(super) fn of(suite: &Suite, case: &Case) -> Outcome {
+    pub(super) fn of(suite: &Suite, case: &Case) -> Handling {
         let Some(source) = suite.config.sources.get(&case.source) else {
             // Checked when the file was loaded.
-            return Outcome::Refused {
+            return Handling::Refused {
                 status: 404,
                 error: format!("no source `{}`", case.source),
             };
         };
         let limit = suite.config.intake.body_limit;
         if case.body.len() > limit {
-            return Outcome::Refused {
+            return Handling::Refused {
                 status: 413,
                 error: format!("the body is larger than the limit of {limit} bytes (body_limit)"),
             };
@@ -48,19 +48,19 @@ impl Outcome {
                     Rejection::UnsupportedMediaType(_) => 415,
                     Rejection::Malformed(_) => 400,
                 };
-                return Outcome::Refused {
+                return Handling::Refused {
                     status,
                     error: rejection.to_string(),
                 };
             }
         };
         if let Some(reason) = event.ignored {
-            return Outcome::Ignored { reason };
+            return Handling::Ignored { reason };
         }
         let routing = suite.config.rules.route(&event, case.now);
         if !routing.errors.is_empty() {
             let errors: Vec<String> = routing.errors.iter().map(ToString::to_string).collect();
-            return Outcome::Refused {
+            return Handling::Refused {
                 status: 422,
                 error: errors.join("; "),
             };
@@ -68,13 +68,13 @@ impl Outcome {
         if !routing.messages.is_empty()
             && let Err(error) = suite.config.rules.dedup_key(&event, case.now)
         {
-            return Outcome::Refused {
+            return Handling::Refused {
                 status: 422,
                 error: error.to_string(),
             };
         }
-        Outcome::Routed {
-            deliveries: routing.messages,
+        Handling::Routed {
+            messages: routing.messages,
             skipped: routing.skipped,
         }
     }
