@@ -280,7 +280,7 @@ fn link_target(link: &str) -> Option<String> {
 mod tests {
     use super::*;
     use crate::dingtalk::Endpoint;
-    use crate::dingtalk::message::{CardAction, Link, Text};
+    use crate::dingtalk::message::{CardAction, Link};
 
     fn robot(keywords: &[&str]) -> Robot {
         Robot {
@@ -314,18 +314,6 @@ mod tests {
                 },
             },
             at,
-            msg_uuid: None,
-        }
-    }
-
-    fn text(content: &str) -> Message {
-        Message {
-            body: MessageBody::Text {
-                text: Text {
-                    content: content.to_owned(),
-                },
-            },
-            at: None,
             msg_uuid: None,
         }
     }
@@ -477,7 +465,7 @@ mod tests {
                     at(&["13800000001", "13800000002"], &["alice"], false),
                 ),
             ),
-            row(2, text("no mentions")),
+            row(2, Message::text("no mentions")),
             row(
                 3,
                 markdown(
@@ -535,7 +523,10 @@ mod tests {
 
     #[test]
     fn keyword_in_the_title() {
-        let rows = vec![row(1, text("disk full")), row(2, text("cpu high"))];
+        let rows = vec![
+            row(1, Message::text("disk full")),
+            row(2, Message::text("cpu high")),
+        ];
         let digest = build(&rows, &robot(&["  ", "告警", "alert"])).expect("a digest");
         assert_eq!(markdown_title(&digest.message), "告警: 2 messages merged");
         let digest = build(&rows, &robot(&[])).expect("a digest");
@@ -551,14 +542,14 @@ mod tests {
         let rows = vec![
             row(
                 1,
-                text("a ] b [x](https://evil.example.com) *bold* _u_ `c` <b>html</b> \\"),
+                Message::text("a ] b [x](https://evil.example.com) *bold* _u_ `c` <b>html</b> \\"),
             ),
             row(
                 2,
                 markdown("title\nwith\r\nbreaks", "### title\nmore", None),
             ),
             row(3, link("see [docs]", "https://example.com/a b(c)<d>")),
-            row(4, text("\n\n   \n# heading only")),
+            row(4, Message::text("\n\n   \n# heading only")),
             row(
                 5,
                 markdown("tab\tand  spaces", "first\u{2028}line\u{85}end", None),
@@ -595,7 +586,7 @@ mod tests {
                 2,
                 markdown("Build failed", "pipeline #42 on main failed\nmore", None),
             ),
-            row(3, text("line one\nline two")),
+            row(3, Message::text("line one\nline two")),
             row(
                 4,
                 markdown(
@@ -621,14 +612,17 @@ mod tests {
     fn one_huge_row_still_makes_a_digest_of_one() {
         let robot = robot(&["告警"]);
         let huge = format!("告警 {}", "很长的告警内容 ".repeat(800));
-        let rows = vec![row(7, text(&huge)), row(8, text("告警 small"))];
+        let rows = vec![
+            row(7, Message::text(&huge)),
+            row(8, Message::text("告警 small")),
+        ];
         let digest = build(&rows, &robot).expect("a digest");
         assert!(!digest.ids.is_empty());
         assert_eq!(digest.ids[0], 7);
         assert!(encoded_len(&digest.message) <= MAX_BODY_BYTES);
 
         // A summary of 19,000 bytes alone.
-        let rows = vec![row(9, text(&"x".repeat(19_000)))];
+        let rows = vec![row(9, Message::text("x".repeat(19_000)))];
         let digest = build(&rows, &robot).expect("a digest");
         assert_eq!(digest.ids, vec![9]);
         assert!(markdown_title(&digest.message).contains("1 message merged"));
@@ -641,7 +635,7 @@ mod tests {
         let robot = robot(&[]);
         let body = "y".repeat(19_000);
         let rows: Vec<StoredMessage> = (0..300)
-            .map(|i| row(i, text(&format!("{i} {body}"))))
+            .map(|i| row(i, Message::text(format!("{i} {body}"))))
             .collect();
         let mut remaining: &[StoredMessage] = &rows;
         let mut count = 0;
@@ -693,8 +687,16 @@ mod tests {
     #[test]
     fn keys_differ_for_different_rows() {
         let robot = robot(&[]);
-        let a = vec![row(1, text("a")), row(2, text("b")), row(5, text("c"))];
-        let b = vec![row(1, text("a")), row(3, text("b")), row(5, text("c"))];
+        let a = vec![
+            row(1, Message::text("a")),
+            row(2, Message::text("b")),
+            row(5, Message::text("c")),
+        ];
+        let b = vec![
+            row(1, Message::text("a")),
+            row(3, Message::text("b")),
+            row(5, Message::text("c")),
+        ];
         let key = |rows: &[StoredMessage]| {
             build(rows, &robot)
                 .and_then(|d| d.message.msg_uuid)

@@ -396,21 +396,7 @@ fn to_usize(n: i64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dingtalk::MessageBody;
-    use crate::dingtalk::message::Text;
     use crate::outbox::schema;
-
-    fn text(content: &str) -> Message {
-        Message {
-            body: MessageBody::Text {
-                text: Text {
-                    content: content.to_owned(),
-                },
-            },
-            at: None,
-            msg_uuid: None,
-        }
-    }
 
     fn new(robot: &str, content: &str) -> NewMessage {
         NewMessage {
@@ -418,7 +404,7 @@ mod tests {
             rule: "rule".to_owned(),
             source: "src".to_owned(),
             dedup_key: None,
-            message: text(content),
+            message: Message::text(content),
         }
     }
 
