@@ -1,4 +1,4 @@
-//! The command line: `dingrelay check` and `dingrelay render`.
+//! The command line: `dingrelay serve`, `check`, `render`, `test` and `outbox`.
 //!
 //! `main` parses [`Cli`], sets up logging and calls [`run`]; everything else lives here and in
 //! its submodules, so the binary stays thin.
