@@ -1,5 +1,5 @@
 //! `dingrelay check`: loads, validates and compiles a config, describes its robots and sources,
-//! then prints its [audit](crate::config::audit): every rule rendered against the built-in example
+//! then prints its [audit](mod@crate::config::audit): every rule rendered against the built-in example
 //! payloads of its source kind.
 
 use std::io::{self, Write};

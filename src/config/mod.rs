@@ -1,5 +1,5 @@
-//! `rules.yaml`: parsed into raw structs ([`raw`]), then validated into [`Config`] ([`load`]),
-//! then, for `check` and reloads, audited by running every rule on example payloads ([`audit`]).
+//! `rules.yaml`: parsed into raw structs ([`raw`]), then validated into [`Config`] (`load.rs`),
+//! then, for `check` and reloads, audited by running every rule on example payloads ([`audit`](mod@audit)).
 //!
 //! Loading happens in two steps. serde reads the file into [`raw::RawConfig`], whose structs deny
 //! unknown keys; a structural error there (unknown key, wrong type, bad YAML) stops loading with

@@ -5,7 +5,7 @@
 //! shutdown and reload signals, the clock (tokio's, pausable), the transport to DingTalk (an
 //! in-process stand-in in tests) and where dry-run robots print.
 //!
-//! Start-up serves any config that loads; its [audit](crate::config::audit) (what `check` runs)
+//! Start-up serves any config that loads; its [audit](mod@crate::config::audit) (what `check` runs)
 //! follows off the start path, each problem one WARN line.
 //!
 //! Reload: the new file is loaded and validated fully, audit included; an invalid file is

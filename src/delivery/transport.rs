@@ -8,7 +8,7 @@
 //! Invariants:
 //! - **no URL and no secret in an error**: the webhook URL carries the robot's `access_token`
 //!   (and `sign`), so every reqwest error is stripped of its URL (`without_url`) and the text
-//!   built from its cause chain is masked again ([`redact_secrets`]) before it becomes a
+//!   built from its cause chain is masked again (`redact_secrets`) before it becomes a
 //!   [`TransportError`];
 //! - bounded: a connect timeout and a total timeout (connect, send, answer and body) are always
 //!   set, and at most [`MAX_ANSWER_BYTES`] of an answer body are read;

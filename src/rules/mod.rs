@@ -2,8 +2,8 @@
 //!
 //! A rule belongs to one source. Its `when` is a minijinja expression over the event's template
 //! context; its message fields are minijinja templates. Everything is compiled once, when the
-//! config is loaded ([`compile`]) into the model of [`model`]; routing an event ([`route`]) only evaluates
-//! ([`render`]).
+//! config is loaded ([`compile`]) into the model of [`model`]; routing an event (`route.rs`) only evaluates
+//! (`render.rs`).
 //!
 //! Matching: rules are evaluated in file order and **every** rule whose `when` holds fires (one
 //! event can notify several groups in several forms). A matching rule with `stop: true` ends the

@@ -1,6 +1,6 @@
 //! The compiled model of the rules: what a [`RuleSet`] holds once `rules.yaml` is loaded, and
-//! what routing an event produces. Built by [`super::compile`], evaluated by [`super::route`] and
-//! [`super::render`]; nothing here changes after load.
+//! what routing an event produces. Built by [`super::compile`], evaluated by `route.rs` and
+//! `render.rs`; nothing here changes after load.
 
 use std::sync::Arc;
 
