@@ -47,22 +47,27 @@ impl DryRunTransport {
         }
     }
 
-    /// Prints the request; answers `errcode 0`.
+    /// Prints the request; answers `errcode 0` once it is written. A request that cannot be
+    /// printed (stdout closed, say) fails like a send that got no answer, so the message stays
+    /// queued and is retried, never counted as delivered unseen.
     fn print(
         &self,
         url: &Url,
         body: &[u8],
         messages: &[i64],
     ) -> Result<HttpAnswer, TransportError> {
-        if let Ok(mut out) = self.out.lock() {
-            let _ = writeln!(
-                out,
-                "# dry run: robot `{}` would send (messages {messages:?}):\nPOST {url}\nContent-Type: application/json; charset=utf-8\n\n{}\n",
-                self.robot,
-                String::from_utf8_lossy(body)
-            );
-            let _ = out.flush();
-        }
+        let mut out = self
+            .out
+            .lock()
+            .map_err(|_| TransportError::Other("the dry-run output is poisoned".to_owned()))?;
+        writeln!(
+            out,
+            "# dry run: robot `{}` would send (messages {messages:?}):\nPOST {url}\nContent-Type: application/json; charset=utf-8\n\n{}\n",
+            self.robot,
+            String::from_utf8_lossy(body)
+        )
+        .and_then(|()| out.flush())
+        .map_err(|error| TransportError::Other(format!("cannot print the dry run: {error}")))?;
         Ok(HttpAnswer {
             status: 200,
             content_type: Some("application/json".to_owned()),
@@ -122,6 +127,30 @@ mod tests {
              Content-Type: application/json; charset=utf-8\n\
              \n\
              {\"msgtype\":\"text\"}\n\n"
+        );
+    }
+
+    /// Output that refuses every write (a closed stdout).
+    struct Closed;
+    impl Write for Closed {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_that_cannot_be_printed_is_retried_not_delivered() {
+        let transport = DryRunTransport::new("ops", Arc::new(Mutex::new(Box::new(Closed))));
+        let url = Url::parse(URL).unwrap();
+        let answer = transport
+            .post_messages(&url, br#"{"msgtype":"text"}"#.to_vec(), &[3])
+            .await;
+        assert!(
+            matches!(classify(answer), Verdict::Transient { .. }),
+            "a dry run that printed nothing is not a delivery"
         );
     }
 }
