@@ -13,7 +13,9 @@
 //! 3. **Mentions** are trimmed, blank ones dropped and duplicates removed (first one kept). A
 //!    message that mentions nobody ends with `at` absent. Mentions are only accepted on `text`
 //!    and `markdown`: DingTalk ignores them elsewhere.
-//! 4. At most [`MAX_MENTIONS`] mentions (`atMobiles` + `atUserIds`).
+//! 4. At most [`MAX_MENTIONS`] mentions (`atMobiles` + `atUserIds`): past that, the first 50
+//!    (mobiles first) are kept and the main text gets a line saying how many were not mentioned.
+//!    An incident with many owners is cut, never refused.
 //! 5. Every mentioned mobile or userId appears as `@<id>` in `text.content` / `markdown.text`
 //!    (DingTalk only highlights those): the missing ones are appended on a last line.
 //! 6. **Size**: the encoded body plus [`MSG_UUID_RESERVE`] fits [`MAX_BODY_BYTES`]. When it does
@@ -319,13 +321,14 @@ fn clean_mentions(message: &mut Message) -> Result<Vec<String>, InvalidMessage> 
     }
     let count = at.at_mobiles.len() + at.at_user_ids.len();
     if count > MAX_MENTIONS {
-        return Err(InvalidMessage::new(
-            "at",
-            format!(
-                "mentions {count} people (atMobiles + atUserIds); DingTalk allows at most \
-                 {MAX_MENTIONS} per message"
-            ),
-        ));
+        // Cut, never refuse: the first 50 (mobiles first) are mentioned, and the text says how
+        // many were not, so nobody reads the message as everyone's.
+        at.at_user_ids
+            .truncate(MAX_MENTIONS.saturating_sub(at.at_mobiles.len()));
+        at.at_mobiles.truncate(MAX_MENTIONS);
+        if let Some((_, text)) = message.body.main_text_mut() {
+            text.push_str(&unmentioned_note(count - MAX_MENTIONS));
+        }
     }
     let ids = clean_ids(
         at.at_mobiles
@@ -336,6 +339,14 @@ fn clean_mentions(message: &mut Message) -> Result<Vec<String>, InvalidMessage> 
     );
     message.at = Some(at);
     Ok(ids)
+}
+
+/// The line that says how many people past [`MAX_MENTIONS`] were not mentioned.
+fn unmentioned_note(left_out: usize) -> String {
+    format!(
+        "\n\n({left_out} more {} not mentioned: DingTalk mentions at most {MAX_MENTIONS} a message)",
+        if left_out == 1 { "person" } else { "people" }
+    )
 }
 
 /// Whether `@id` appears in `text` as a whole mention (`@138` is not in `@13800001111`).
@@ -1100,22 +1111,31 @@ mod tests {
     }
 
     #[test]
-    fn at_most_50_mentions() {
+    fn past_50_mentions_the_first_50_are_kept_and_the_rest_are_told() {
         let mobiles: Vec<String> = (0..30).map(|i| format!("1380000{i:04}")).collect();
-        let users: Vec<String> = (0..21).map(|i| format!("user{i}")).collect();
+        let users: Vec<String> = (0..23).map(|i| format!("user{i}")).collect();
         let m: Vec<&str> = mobiles.iter().map(String::as_str).collect();
         let u: Vec<&str> = users.iter().map(String::as_str).collect();
 
-        let e = err(with_at(Message::text("hi"), &m, &u, false));
-        assert_eq!(e.field, "at");
-        assert!(
-            e.reason.contains("51") && e.reason.contains("at most 50"),
-            "{e}"
-        );
-        let e = err(with_at(markdown("T", "hi"), &m, &u, false));
-        assert_eq!(e.field, "at");
+        for message in [Message::text("hi"), markdown("T", "hi")] {
+            let prepared = ok(with_at(message, &m, &u, false));
+            let at = prepared.message.at.as_ref().expect("mentions kept");
+            assert_eq!(at.at_mobiles, mobiles, "every mobile: they come first");
+            assert_eq!(at.at_user_ids, &users[..20], "then user ids up to 50");
+            let text = main_text(&prepared.message);
+            assert!(
+                text.contains(
+                    "(3 more people not mentioned: DingTalk mentions at most 50 a message)"
+                ),
+                "{text}"
+            );
+            assert!(text.contains("@user19") && !text.contains("@user20"), "{text}");
+        }
+        // One past the limit is one person.
+        let prepared = ok(with_at(Message::text("hi"), &m, &u[..21], false));
+        assert!(main_text(&prepared.message).contains("(1 more person not mentioned"));
 
-        // 50 is fine, and so are 51 entries that are 50 once de-duplicated.
+        // 50 is fine as it is, and so are 51 entries that are 50 once de-duplicated.
         let prepared = ok(with_at(Message::text("hi"), &m, &u[..20], false));
         assert_eq!(
             prepared.message.at.as_ref().map(|at| at.at_user_ids.len()),
@@ -1124,12 +1144,13 @@ mod tests {
         assert!(main_text(&prepared.message).ends_with("@user19"));
         let mut with_duplicate = m.clone();
         with_duplicate.push(m[0]);
-        ok(with_at(
+        let prepared = ok(with_at(
             Message::text("hi"),
             &with_duplicate,
             &u[..20],
             false,
         ));
+        assert!(!main_text(&prepared.message).contains("not mentioned"));
     }
 
     // -- 7. keywords ----------------------------------------------------------------------------
