@@ -1129,7 +1129,10 @@ mod tests {
                 ),
                 "{text}"
             );
-            assert!(text.contains("@user19") && !text.contains("@user20"), "{text}");
+            assert!(
+                text.contains("@user19") && !text.contains("@user20"),
+                "{text}"
+            );
         }
         // One past the limit is one person.
         let prepared = ok(with_at(Message::text("hi"), &m, &u[..21], false));

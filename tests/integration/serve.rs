@@ -117,17 +117,27 @@ struct Paused {
 }
 
 async fn start_paused(mock: MockDingTalk, robot_extra: &str, top_extra: &str) -> Paused {
+    start_paused_with(mock, |text| text.to_owned(), robot_extra, top_extra).await
+}
+
+/// [`start_paused`] on the harness config as `edit` changes it.
+async fn start_paused_with(
+    mock: MockDingTalk,
+    edit: impl FnOnce(&str) -> String,
+    robot_extra: &str,
+    top_extra: &str,
+) -> Paused {
     let clock = Clock::starting_at(START_MS);
     let mock = mock.clock(move || clock.now_ms());
     let state_dir = temp_dir("paused");
     let webhook = webhook_url("http://mock.test", TOKEN);
-    let config = load(&config_text(
+    let config = load(&edit(&config_text(
         &state_dir,
         &webhook,
         "mock.test",
         robot_extra,
         top_extra,
-    ));
+    )));
     let services = Services {
         transport: Arc::new(MockTransport(mock.clone())) as Arc<dyn Transport>,
         clock,
@@ -345,6 +355,64 @@ async fn too_fast_pauses_the_robot_for_the_penalty_then_resumes() {
     let stats = harness.mock.stats();
     assert_eq!(stats.accepted, 3, "resumed after the penalty: {stats:?}");
     assert_eq!(stats.by_errcode.get(&130101), Some(&1), "{stats:?}");
+    harness
+        .daemon
+        .stop(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_group_with_51_owners_is_accepted_and_sent_to_the_first_50() {
+    // Each alert mentions its owner: 51 firing alerts would be 51 mentions.
+    let mention_owners = |text: &str| {
+        text.replace(
+            "  - name: ci\n",
+            "    at:\n      user_ids: [\"{{ alerts | map(attribute='labels.owner') | join(',') }}\"]\n  - name: ci\n",
+        )
+    };
+    let mock = MockDingTalk::new().robot(TOKEN, Some(SECRET), &["告警"]);
+    let harness = start_paused_with(mock, mention_owners, "", "").await;
+    let alerts: Vec<Value> = (0..51)
+        .map(|i| {
+            json!({
+                "status": "firing",
+                "labels": {"alertname": "DiskFull", "instance": format!("db-{i}"), "owner": format!("owner{i}")},
+                "annotations": {"summary": "disk full"},
+                "startsAt": "2026-11-24T07:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+                "fingerprint": format!("fp{i}"),
+            })
+        })
+        .collect();
+    let payload = json!({
+        "version": "4", "status": "firing", "receiver": "ops", "groupKey": "{}:{alertname=\"DiskFull\"}",
+        "groupLabels": {"alertname": "DiskFull"}, "commonLabels": {"alertname": "DiskFull"},
+        "commonAnnotations": {}, "externalURL": "http://am", "alerts": alerts,
+    });
+    let (status, answer) = post(
+        &harness.router,
+        "/hooks/am",
+        &[AUTH, JSON],
+        payload.to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(answer["queued"], 1, "{answer}");
+
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let messages = harness.mock.messages();
+    assert_eq!(messages.len(), 1, "the group's message is delivered");
+    let body = &messages[0].body;
+    let mentioned = body["at"]["atUserIds"].as_array().expect("mentions").len();
+    assert_eq!(mentioned, 50, "{body}");
+    let text = body["markdown"]["text"].as_str().unwrap();
+    assert!(
+        text.contains("@owner49") && !text.contains("@owner50"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 more person not mentioned: DingTalk mentions at most 50 a message"),
+        "{text}"
+    );
     harness
         .daemon
         .stop(tokio::time::Instant::now() + Duration::from_secs(5))
