@@ -115,7 +115,7 @@ fn report(
         )?;
         Ok(0)
     } else {
-        writeln!(out, "check failed: {errors} error{}", plural(errors))?;
+        writeln!(out, "{}", audit.failed_line())?;
         Ok(1)
     }
 }

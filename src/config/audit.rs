@@ -9,13 +9,14 @@
 //! It returns [`Finding`]s, in the order `dingrelay check` prints them; the daemon asks the same
 //! question before it swaps in a reloaded config, and reads the answer as data.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::HeaderValue;
 
 use super::model::Config;
 use crate::rules::Rule;
 use crate::source::{Event, Inbound, Source, SourceKind, examples};
+use crate::text::plural;
 use crate::yaml::Location;
 
 /// Names templates may use besides the context of the source kind: what the renderer adds, and
@@ -109,14 +110,16 @@ impl Audit {
             .count()
     }
 
-    /// The problems, one line each, then `check failed: N errors`.
+    /// `check failed: N errors`, the last line of a report with problems.
+    pub fn failed_line(&self) -> String {
+        let count = self.problems().count();
+        format!("check failed: {count} error{}", plural(count))
+    }
+
+    /// The problems, one line each, then [`Audit::failed_line`].
     pub fn problem_report(&self, file_name: &str) -> String {
         let mut lines: Vec<String> = self.problems().map(|p| p.render(file_name)).collect();
-        let count = lines.len();
-        lines.push(format!(
-            "check failed: {count} error{}",
-            if count == 1 { "" } else { "s" }
-        ));
+        lines.push(self.failed_line());
         lines.join("\n")
     }
 
@@ -126,13 +129,45 @@ impl Audit {
     }
 }
 
+/// A source's built-in examples, parsed once per audit, and the top-level names their template
+/// contexts hold.
+struct SourceExamples {
+    /// Each example with its event (`None`: it does not parse).
+    events: Vec<(&'static examples::Example, Option<Event>)>,
+    /// What templates may name: [`ALWAYS_DEFINED`] and every example's context keys.
+    known: BTreeSet<String>,
+}
+
+impl SourceExamples {
+    fn of(source: &Source) -> SourceExamples {
+        let mut known: BTreeSet<String> = ALWAYS_DEFINED.iter().map(|s| s.to_string()).collect();
+        let events = examples::for_kind(source.kind)
+            .iter()
+            .map(|example| {
+                let event = parse_example(source, example);
+                if let Some(event) = &event
+                    && let serde_json::Value::Object(map) = event.context(None).0
+                {
+                    known.extend(map.keys().cloned());
+                }
+                (example, event)
+            })
+            .collect();
+        SourceExamples { events, known }
+    }
+}
+
 /// Audits a loaded config. `now` is what templates see as `now`.
 pub fn audit(config: &Config, now: jiff::Timestamp) -> Audit {
     let mut audit = Audit::default();
     let findings = &mut audit.findings;
+    let mut parsed: HashMap<&str, SourceExamples> = HashMap::new();
     for rule in config.rules.rules() {
         let source = &config.sources[&rule.source];
-        for message in unknown_variables(config, rule, source.kind) {
+        let examples = parsed
+            .entry(rule.source.as_str())
+            .or_insert_with(|| SourceExamples::of(source));
+        for message in unknown_variables(config, rule, source.kind, &examples.known) {
             findings.push(Finding::Problem(Problem {
                 location: rule.location,
                 message,
@@ -144,8 +179,8 @@ pub fn audit(config: &Config, now: jiff::Timestamp) -> Audit {
         let mut first_event = None;
         // The same error on several examples is reported once, naming them.
         let mut failures: Vec<Problem> = Vec::new();
-        for example in examples::for_kind(source.kind) {
-            let Some(event) = parse_example(source, example) else {
+        for (example, event) in &examples.events {
+            let Some(event) = event else {
                 findings.push(Finding::Problem(Problem {
                     location: None,
                     message: format!("built-in example `{}` does not parse", example.name),
@@ -156,7 +191,7 @@ pub fn audit(config: &Config, now: jiff::Timestamp) -> Audit {
             if event.ignored.is_some() {
                 continue;
             }
-            match config.rules.route_one(rule, &event, now) {
+            match config.rules.route_one(rule, event, now) {
                 Ok(None) => {}
                 Ok(Some(rendered)) => {
                     for rendered in rendered {
@@ -194,7 +229,7 @@ pub fn audit(config: &Config, now: jiff::Timestamp) -> Audit {
         if !matched_any {
             // No example satisfies `when`: still run the templates to find what only shows then.
             let Some(event) = first_event else { continue };
-            findings.extend(unmatched_rule(config, rule, source.kind, &event, now));
+            findings.extend(unmatched_rule(config, rule, source.kind, event, now));
         }
     }
     audit
@@ -237,13 +272,7 @@ fn unmatched_rule(
 }
 
 fn parse_example(source: &Source, example: &examples::Example) -> Option<Event> {
-    let mut headers = HeaderMap::new();
-    for (name, value) in example.headers {
-        headers.insert(
-            HeaderName::from_bytes(name.as_bytes()).ok()?,
-            HeaderValue::from_str(value).ok()?,
-        );
-    }
+    let mut headers = example.header_map();
     if !headers.contains_key(http::header::CONTENT_TYPE) {
         headers.insert(
             http::header::CONTENT_TYPE,
@@ -260,18 +289,14 @@ fn parse_example(source: &Source, example: &examples::Example) -> Option<Event> 
 
 /// Top-level variables a rule's templates use that its source kind never provides. Not checked
 /// for json sources, whose payloads can hold anything.
-fn unknown_variables(config: &Config, rule: &Rule, kind: SourceKind) -> Vec<String> {
+fn unknown_variables(
+    config: &Config,
+    rule: &Rule,
+    kind: SourceKind,
+    known: &BTreeSet<String>,
+) -> Vec<String> {
     if kind == SourceKind::Json {
         return Vec::new();
-    }
-    let mut known: BTreeSet<String> = ALWAYS_DEFINED.iter().map(|s| s.to_string()).collect();
-    let source = &config.sources[&rule.source];
-    for example in examples::for_kind(kind) {
-        if let Some(event) = parse_example(source, example)
-            && let serde_json::Value::Object(map) = event.context(None).0
-        {
-            known.extend(map.keys().cloned());
-        }
     }
     let env = config.rules.environment();
     let mut problems = Vec::new();
