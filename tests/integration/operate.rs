@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use crate::support::mock_dingtalk::{Fault, MockDingTalk, MockTransport, webhook_url};
+use crate::support::output::SharedBuffer;
 
 const TOKEN: &str = "operate-robot";
 const SECRET: &str = "SECoperate0123";
@@ -189,20 +190,6 @@ async fn a_valid_reload_is_swapped_in_and_an_invalid_one_is_refused() {
         .await;
 }
 
-/// The log lines of a subscriber set as this thread's default (the test's current-thread runtime).
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn start_up_serves_a_config_its_audit_faults_and_says_why() {
     let dir = temp_dir("start-audit");
@@ -211,7 +198,8 @@ async fn start_up_serves_a_config_its_audit_faults_and_says_why() {
         .unwrap()
         .replace("{{ text }}", "{{ text | shout }}");
     std::fs::write(&path, text).unwrap();
-    let captured = Captured::default();
+    // The log lines of a subscriber set as this thread's default (the test's current-thread runtime).
+    let captured = SharedBuffer::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
@@ -236,7 +224,7 @@ async fn start_up_serves_a_config_its_audit_faults_and_says_why() {
     let mut logs = String::new();
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(10)).await;
-        logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+        logs = captured.text();
         if logs.contains("a reload of this file would be refused") {
             break;
         }

@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use crate::support::mock_dingtalk::{Fault, MockDingTalk, MockTransport, webhook_url};
+use crate::support::output::SharedBuffer;
 
 const TOKEN: &str = "robot-token-1";
 const SECRET: &str = "SECmock0123456789";
@@ -591,21 +592,11 @@ async fn an_ignored_event_is_202_with_matched_zero() {
 async fn a_dry_run_robot_prints_the_exact_signed_request() {
     let state_dir = temp_dir("dry");
     let text = config_text(&state_dir, "log", "x", "", "");
-    let printed: Arc<Mutex<Vec<u8>>> = Arc::default();
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Shared {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    let printed = SharedBuffer::default();
     let services = Services {
         transport: Arc::new(MockTransport(MockDingTalk::new())),
         clock: Clock::starting_at(START_MS),
-        dry_run: Arc::new(Mutex::new(Box::new(Shared(printed.clone())))),
+        dry_run: Arc::new(Mutex::new(Box::new(printed.clone()))),
         config_path: None,
         metrics: Arc::new(Metrics::new()),
     };
@@ -613,7 +604,7 @@ async fn a_dry_run_robot_prints_the_exact_signed_request() {
     let (status, _) = post_alert(&daemon.router(), "db-7").await;
     assert_eq!(status, StatusCode::ACCEPTED);
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let printed = String::from_utf8(printed.lock().unwrap().clone()).unwrap();
+    let printed = printed.text();
     let expected_sign = dingrelay::dingtalk::sign::sign(SECRET, START_MS);
     let encoded: String = url::form_urlencoded::byte_serialize(expected_sign.as_bytes()).collect();
     assert!(printed.contains(&format!("POST https://oapi.dingtalk.com/robot/send?access_token=DRY-RUN&timestamp={START_MS}&sign={encoded}")), "{printed}");
