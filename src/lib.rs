@@ -37,6 +37,7 @@ pub mod dingtalk;
 pub mod intake;
 pub mod metrics;
 pub mod outbox;
+pub mod routing;
 pub mod rules;
 pub mod source;
 pub mod text;

@@ -16,10 +16,18 @@
 //!   status of the answer (`202`, `400`, `401`, `413`, `415`, `422`, `503`, `408`).
 //! - `dingrelay_auth_failures_total{source}`: requests refused because authentication was missing or
 //!   wrong (each is also counted in `dingrelay_requests_total` with status `401`).
+//! - `dingrelay_events_duplicate_total{source}`: webhooks answered `202` but not stored again,
+//!   because the same event (its sender's dedup key) was stored within `dedup_window`.
+//!
+//! Routing (the stage between the event log and the robots' queues):
+//!
+//! - `dingrelay_events_routed_total`: stored events routed (a re-route counts again).
+//! - `dingrelay_routing_lag_seconds`: how long the last routed event waited in the event log;
+//!   growing means routing falls behind intake.
 //! - `dingrelay_rule_matches_total{rule}`: events a rule matched.
+//! - `dingrelay_rule_failures_total{rule}`: events a rule failed on (its template failed, or its
+//!   message could not be made valid for a robot); each sent a fallback message instead.
 //! - `dingrelay_messages_queued_total{robot}`: messages committed to the outbox for a robot.
-//! - `dingrelay_messages_duplicate_total{robot}`: messages not queued because an identical one was
-//!   accepted within `dedup_window`.
 //!
 //! Delivery (one worker per robot):
 //!
@@ -220,8 +228,11 @@ pub struct Metrics {
     requests: Counters<RequestLabels>,
     auth_failures: Counters<SourceLabels>,
     rule_matches: Counters<RuleLabels>,
+    rule_failures: Counters<RuleLabels>,
     queued: Counters<RobotLabels>,
-    duplicates: Counters<RobotLabels>,
+    duplicates: Counters<SourceLabels>,
+    events_routed: Counter,
+    routing_lag: Gauge<f64, AtomicU64>,
     messages_sent: Counters<RobotLabels>,
     requests_sent: Counters<OutcomeLabels>,
     send_failures: Counters<FailureLabels>,
@@ -258,8 +269,11 @@ impl Metrics {
             requests: Family::default(),
             auth_failures: Family::default(),
             rule_matches: Family::default(),
+            rule_failures: Family::default(),
             queued: Family::default(),
             duplicates: Family::default(),
+            events_routed: Counter::default(),
+            routing_lag: Gauge::default(),
             messages_sent: Family::default(),
             requests_sent: Family::default(),
             send_failures: Family::default(),
@@ -309,13 +323,29 @@ impl Metrics {
             self.rule_matches.clone(),
         );
         r.register(
+            "dingrelay_rule_failures",
+            "Events a rule failed on; a fallback message was sent in its place",
+            self.rule_failures.clone(),
+        );
+        r.register(
+            "dingrelay_events_routed",
+            "Stored events routed through the rules (a re-route counts again)",
+            self.events_routed.clone(),
+        );
+        r.register_with_unit(
+            "dingrelay_routing_lag",
+            "How long the last routed event waited in the event log",
+            Unit::Seconds,
+            self.routing_lag.clone(),
+        );
+        r.register(
             "dingrelay_messages_queued",
             "Messages committed to the outbox",
             self.queued.clone(),
         );
         r.register(
-            "dingrelay_messages_duplicate",
-            "Messages not queued because the same one was accepted within dedup_window",
+            "dingrelay_events_duplicate",
+            "Webhooks not stored again because the same event was stored within dedup_window",
             self.duplicates.clone(),
         );
         r.register(
@@ -446,9 +476,26 @@ impl Metrics {
         inc_robot(&self.queued, robot, n);
     }
 
-    /// `n` messages for `robot` were dropped as duplicates.
-    pub fn duplicates(&self, robot: &str, n: u64) {
-        inc_robot(&self.duplicates, robot, n);
+    /// A webhook of `source` was a duplicate of a stored event.
+    pub fn duplicate_event(&self, source: &str) {
+        let labels = SourceLabels {
+            source: Name::new(source),
+        };
+        self.duplicates.get_or_create(&labels).inc();
+    }
+
+    /// A rule failed on an event (a fallback was sent instead).
+    pub fn rule_failed(&self, rule: &str) {
+        let labels = RuleLabels {
+            rule: Name::new(rule),
+        };
+        self.rule_failures.get_or_create(&labels).inc();
+    }
+
+    /// An event was routed after waiting `lag_seconds` in the event log.
+    pub fn routed(&self, lag_seconds: f64) {
+        self.events_routed.inc();
+        self.routing_lag.set(lag_seconds.max(0.0));
     }
 
     // Delivery.
@@ -645,7 +692,10 @@ mod tests {
         m.auth_failure("am");
         m.rule_matched("alerts-firing");
         m.queued("ops", 3);
-        m.duplicates("ops", 2);
+        m.duplicate_event("am");
+        m.duplicate_event("am");
+        m.rule_failed("alerts-firing");
+        m.routed(1.5);
         let text = m.encode();
         assert_well_formed(&text);
         assert_has(
@@ -658,7 +708,10 @@ mod tests {
                 "dingrelay_auth_failures_total{source=\"am\"} 1",
                 "dingrelay_rule_matches_total{rule=\"alerts-firing\"} 1",
                 "dingrelay_messages_queued_total{robot=\"ops\"} 3",
-                "dingrelay_messages_duplicate_total{robot=\"ops\"} 2",
+                "dingrelay_events_duplicate_total{source=\"am\"} 2",
+                "dingrelay_rule_failures_total{rule=\"alerts-firing\"} 1",
+                "dingrelay_events_routed_total 1",
+                "dingrelay_routing_lag_seconds 1.5",
             ],
         );
     }

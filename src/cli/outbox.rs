@@ -645,7 +645,7 @@ mod tests {
             ),
             new("dev", "ci", markdown("Build 磁盘空间不足 failed on main")),
         ];
-        let ids = outbox.enqueue(batch, T0, 60_000).await.unwrap();
+        let ids = outbox.enqueue(batch, T0).await.unwrap();
         assert_eq!(
             ids,
             (1..=4)

@@ -181,12 +181,17 @@ fn build(raw: RawConfig, checker: &mut Checker<'_>) -> Option<Config> {
         secs(7 * 24 * 3600),
     );
 
-    if let (Some(keep), Some(window)) = (keep_delivered, dedup_window)
+    let keep_events = checker.duration(
+        &root.key("keep_events"),
+        raw.keep_events.as_deref(),
+        secs(7 * 24 * 3600),
+    );
+    if let (Some(keep), Some(window)) = (keep_events, dedup_window)
         && keep < window
     {
         checker.error(
-            &root.key("keep_delivered"),
-            "keep_delivered must be at least dedup_window: pruned messages can no longer be recognised as duplicates",
+            &root.key("keep_events"),
+            "keep_events must be at least dedup_window: purged events can no longer be recognised as duplicates",
         );
     }
 
@@ -277,6 +282,7 @@ fn build(raw: RawConfig, checker: &mut Checker<'_>) -> Option<Config> {
             body_limit: body_limit?,
             request_timeout: request_timeout?,
             dedup_window: dedup_window?,
+            keep_events: keep_events?,
         },
         delivery: DeliverySettings {
             connect_timeout: connect_timeout?,

@@ -46,8 +46,10 @@ pub struct IntakeSettings {
     pub body_limit: usize,
     /// A request that takes longer (reading the body included) is answered 503/408.
     pub request_timeout: std::time::Duration,
-    /// A message whose dedup key was accepted within this window is not queued again.
+    /// An event whose dedup key was stored within this window is not stored again.
     pub dedup_window: std::time::Duration,
+    /// Routed events are purged from the event log after this long (at least `dedup_window`).
+    pub keep_events: std::time::Duration,
 }
 
 /// How messages leave, for every robot.

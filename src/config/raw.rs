@@ -40,9 +40,12 @@ pub struct RawConfig {
     /// How long shutdown waits for sends in flight.
     #[serde(default)]
     pub shutdown_timeout: Option<String>,
-    /// How long delivered messages stay in the outbox (for `outbox list` and deduplication).
+    /// How long delivered messages stay in the outbox (for `outbox list`).
     #[serde(default)]
     pub keep_delivered: Option<String>,
+    /// How long routed events stay in the event log (for re-routing, dry runs and dedup).
+    #[serde(default)]
+    pub keep_events: Option<String>,
     /// Enables `POST /-/reload`, for callers presenting this bearer token. Absent: the route is
     /// off (SIGHUP still reloads).
     #[serde(default)]

@@ -38,9 +38,10 @@ use crate::config::{Audit, Config, ConfigError};
 use crate::delivery::transport::Transport;
 use crate::delivery::worker::{DryRunOutput, RobotRuntime, Worker};
 use crate::intake::refusals::RefusalLog;
-use crate::intake::{self, Intake, Live, ReloadRequest};
+use crate::intake::{self, Intake, ReloadRequest};
 use crate::metrics::{Metrics, ReloadResult};
 use crate::outbox::{Outbox, OutboxError};
+use crate::routing::{EventRouter, Live};
 
 /// What the daemon runs with besides its config.
 pub struct Services {
@@ -101,7 +102,9 @@ pub struct Daemon {
     intake: Arc<Intake>,
     workers: HashMap<String, RunningWorker>,
     pruner: JoinHandle<()>,
-    /// Stops the pruner and the refusal summaries.
+    /// Routes stored events into messages.
+    router: JoinHandle<()>,
+    /// Stops the router, the pruner and the refusal summaries.
     pruner_stop: watch::Sender<bool>,
     refusal_summaries: JoinHandle<()>,
     services: Services,
@@ -120,6 +123,7 @@ impl Daemon {
             outbox.clone(),
             services.clock,
             config.delivery.keep_delivered,
+            config.intake.keep_events,
             pruner_rx,
         ));
         let (reload_tx, reloads) = mpsc::channel(4);
@@ -127,6 +131,7 @@ impl Daemon {
             config: config.clone(),
             wake: HashMap::new(),
         }));
+        let router_wake = Arc::new(Notify::new());
         let intake = Arc::new(Intake {
             live: live.clone(),
             outbox: outbox.clone(),
@@ -134,18 +139,31 @@ impl Daemon {
             metrics: services.metrics.clone(),
             reload: reload_tx,
             refusals: RefusalLog::new(REFUSAL_SUMMARY_EVERY),
+            router: router_wake.clone(),
         });
         let refusal_summaries = tokio::spawn(summarize_refusals(
             intake.clone(),
             services.clock,
             pruner_stop.subscribe(),
         ));
+        let router = tokio::spawn(
+            EventRouter {
+                outbox: outbox.clone(),
+                live: live.clone(),
+                clock: services.clock,
+                metrics: services.metrics.clone(),
+                wake: router_wake,
+                shutdown: pruner_stop.subscribe(),
+            }
+            .run(),
+        );
         let mut daemon = Daemon {
             live,
             outbox,
             intake,
             workers: HashMap::new(),
             pruner,
+            router,
             pruner_stop,
             refusal_summaries,
             services,
@@ -363,8 +381,15 @@ impl Daemon {
     /// Stops the workers once their send in flight is done (bounded by `deadline`) and closes
     /// the outbox. Pending messages stay for the next start.
     pub async fn stop(mut self, deadline: tokio::time::Instant) {
-        self.stop_workers(deadline).await;
         let _ = self.pruner_stop.send(true);
+        // The router stops between batches; a batch cut short is routed again at the next start.
+        if tokio::time::timeout_at(deadline, &mut self.router)
+            .await
+            .is_err()
+        {
+            self.router.abort();
+        }
+        self.stop_workers(deadline).await;
         self.pruner.abort();
         self.refusal_summaries.abort();
         self.intake.refusals.flush(i64::MAX);
@@ -477,8 +502,15 @@ async fn summarize_refusals(intake: Arc<Intake>, clock: Clock, mut stop: watch::
     }
 }
 
-/// Deletes delivered rows older than `keep` and old attempt records, hourly.
-async fn prune(outbox: Outbox, clock: Clock, keep: Duration, mut stop: watch::Receiver<bool>) {
+/// Deletes delivered rows older than `keep`, routed events older than `keep_events` and old
+/// attempt records, hourly.
+async fn prune(
+    outbox: Outbox,
+    clock: Clock,
+    keep: Duration,
+    keep_events: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let now = clock.now_ms();
         match outbox
@@ -488,6 +520,14 @@ async fn prune(outbox: Outbox, clock: Clock, keep: Duration, mut stop: watch::Re
             Ok(0) => {}
             Ok(n) => tracing::info!(rows = n, "Pruned delivered messages from the outbox."),
             Err(error) => tracing::warn!("Could not prune the outbox: {error}."),
+        }
+        match outbox
+            .purge_events(now - keep_events.as_millis() as i64)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(events = n, "Purged routed events past keep_events."),
+            Err(error) => tracing::warn!("Could not purge old events: {error}."),
         }
         tokio::select! {
             _ = tokio::time::sleep(PRUNE_EVERY) => {}

@@ -2,12 +2,14 @@
 //! and its metrics, like a [`Refusal`](super::refusal::Refusal) does for the other answers.
 //!
 //! Invariants:
-//! - every acceptance is answered `202` with `status`, `matched` and `queued`: an event that is
-//!   ignored or matches no rule is no error to the sender (a 4xx would make GitLab disable the
-//!   hook);
-//! - [`Acceptance::Queued`] is built only after the outbox committed its messages: what it lists
-//!   as queued is durable;
-//! - one INFO line per webhook, whatever it produced.
+//! - every acceptance is answered `202` with a `status`; the answer never depends on the rules,
+//!   which run later on the stored event (an event that matches no rule is no error to the
+//!   sender either: a 4xx would make GitLab disable the hook);
+//! - [`Acceptance::Stored`] is built only after the event log committed the event: the event id
+//!   it answers is durable;
+//! - accepting is a DEBUG line, not an INFO line: a busy relay accepts thousands of webhooks a
+//!   minute, and what became of each is in the event log (`dingrelay outbox events`) and the
+//!   metrics.
 
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -19,89 +21,59 @@ use crate::metrics::Metrics;
 /// A webhook answered `202`.
 #[derive(Debug)]
 pub enum Acceptance {
-    /// The source ignores this kind of event (GitHub `ping`).
+    /// The source ignores this kind of event (GitHub `ping`): not stored.
     Ignored {
         /// The event's name.
         event: String,
         /// Why it is ignored, as the source says.
         reason: String,
     },
-    /// No rule matched the event.
-    NoMatch {
+    /// The event is committed to the event log, waiting to be routed.
+    Stored {
         /// The event's name.
         event: String,
-        /// Why each rule of the source did not match, one line each.
-        skipped: Vec<String>,
+        /// Its id in the event log.
+        id: i64,
     },
-    /// The event's messages are committed to the outbox (or were already, as duplicates).
-    Queued {
+    /// The same event (the sender's dedup key) was stored within `dedup_window`: not again.
+    Duplicate {
         /// The event's name.
         event: String,
-        /// How many rules matched.
-        matched: usize,
-        /// The messages stored, in routing order.
-        messages: Vec<QueuedMessage>,
-        /// The robot of each message not stored again because it was accepted within
-        /// `dedup_window`.
-        duplicates: Vec<String>,
+        /// The id of the event stored before.
+        id: i64,
     },
-}
-
-/// A message committed to the outbox, as the answer lists it.
-#[derive(Debug)]
-pub struct QueuedMessage {
-    /// The outbox row.
-    pub id: i64,
-    pub rule: String,
-    pub robot: String,
 }
 
 impl Acceptance {
-    /// Counts the messages it queued and the duplicates it dropped, per robot.
-    pub fn record(&self, metrics: &Metrics) {
-        if let Acceptance::Queued {
-            messages,
-            duplicates,
-            ..
-        } = self
-        {
-            for message in messages {
-                metrics.queued(&message.robot, 1);
-            }
-            for robot in duplicates {
-                metrics.duplicates(robot, 1);
-            }
+    /// Counts duplicates, per source.
+    pub fn record(&self, metrics: &Metrics, source: &str) {
+        if let Acceptance::Duplicate { .. } = self {
+            metrics.duplicate_event(source);
         }
     }
 
-    /// Its INFO line, for `source`.
+    /// Its DEBUG line, for `source`.
     pub fn log(&self, source: &str) {
         match self {
-            Acceptance::Ignored { event, reason } => tracing::info!(
+            Acceptance::Ignored { event, reason } => tracing::debug!(
                 target: LOG_TARGET,
                 source,
                 event = %event,
                 "Ignored a webhook: {reason}."
             ),
-            Acceptance::NoMatch { event, .. } => tracing::info!(
+            Acceptance::Stored { event, id } => tracing::debug!(
                 target: LOG_TARGET,
                 source,
                 event = %event,
-                "No rule matched a webhook."
+                id,
+                "Stored a webhook."
             ),
-            Acceptance::Queued {
-                event,
-                matched,
-                messages,
-                duplicates,
-            } => tracing::info!(
+            Acceptance::Duplicate { event, id } => tracing::debug!(
                 target: LOG_TARGET,
                 source,
                 event = %event,
-                matched,
-                queued = messages.len(),
-                duplicates = duplicates.len(),
-                "Accepted a webhook."
+                id,
+                "A webhook repeated an event stored within dedup_window; not stored again."
             ),
         }
     }
@@ -110,29 +82,10 @@ impl Acceptance {
     pub fn into_response(self) -> Response {
         let body = match self {
             Acceptance::Ignored { reason, .. } => {
-                json!({ "status": "ignored", "matched": 0, "queued": 0, "reason": reason })
+                json!({ "status": "ignored", "reason": reason })
             }
-            Acceptance::NoMatch { skipped, .. } => {
-                json!({ "status": "ignored", "matched": 0, "queued": 0, "reason": "no rule matched", "rules": skipped })
-            }
-            Acceptance::Queued {
-                matched,
-                messages,
-                duplicates,
-                ..
-            } => {
-                let listed: Vec<_> = messages
-                    .iter()
-                    .map(|m| json!({ "id": m.id, "rule": m.rule, "robot": m.robot }))
-                    .collect();
-                json!({
-                    "status": "accepted",
-                    "matched": matched,
-                    "queued": listed.len(),
-                    "duplicates": duplicates.len(),
-                    "messages": listed,
-                })
-            }
+            Acceptance::Stored { id, .. } => json!({ "status": "accepted", "event": id }),
+            Acceptance::Duplicate { id, .. } => json!({ "status": "duplicate", "event": id }),
         };
         answer(StatusCode::ACCEPTED, body)
     }

@@ -7,17 +7,19 @@
 //!    remove sources without a restart): `404` when none, `405` for another method than POST;
 //! 2. the body is read up to `body_limit` (`413` beyond it), all within `request_timeout` (`408`);
 //! 3. the source verifies the request over the raw bytes (`401`), then parses it (`400`, `415`);
-//! 4. an ignored event (GitHub `ping`) or one that matches no rule is answered `202` with
-//!    `matched: 0` — never a 4xx, which would make GitLab disable the hook;
-//! 5. every matching rule renders and validates its messages; if any fails, nothing of the
-//!    request is queued and the answer is `422` naming the rule and the reason;
-//! 6. all messages of the request go into the outbox in one transaction; `202` is sent only after
-//!    it is committed. If the outbox cannot take them, `503`: Alertmanager, Grafana and GitLab
-//!    retry on 5xx, so a relay problem never loses an alert.
+//! 4. an ignored event (GitHub `ping`) is answered `202` and not stored;
+//! 5. the event is appended to the event log, with its dedup key, in one durable transaction
+//!    (group commit), and only then answered `202` with its id; a repeat of an event stored
+//!    within `dedup_window` is answered `202` as a duplicate and not stored again. If the log
+//!    cannot take it, `503`: Alertmanager, Grafana and GitLab retry on 5xx, so a relay problem
+//!    never loses an alert.
 //!
+//! No rule runs here: routing ([`crate::routing`]) turns stored events into messages, so the
+//! answer never depends on the rules, and a 4xx only ever says what is wrong with the request.
 //! Every answer is a short JSON object with a `status` and, for refusals, an `error` saying why.
-//! A request cut off by the timeout after its commit is answered 408 although its messages are
-//! queued; the sender's retry is then recognised as a duplicate within `dedup_window`.
+//! A request cut off by the timeout after its commit is answered 408 although its event is
+//! stored; the sender's retry is then recognised as a duplicate within `dedup_window` when the
+//! sender gives a dedup key.
 //!
 //! What a webhook comes to is one value, a [`Refusal`] or an [`Acceptance`], which makes its
 //! answer, its log line and its metrics; the handler only decides which it is, and every answer is
@@ -30,7 +32,6 @@ mod answer;
 mod refusal;
 pub mod refusals;
 
-use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -46,23 +47,15 @@ use subtle::ConstantTimeEq;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::clock::Clock;
-use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::outbox::{Enqueued, NewMessage, Outbox};
-use crate::rules::Rendered;
+use crate::outbox::{Appended, NewEvent, Outbox};
+use crate::routing::Live;
 use crate::source::{Inbound, Source};
-pub use acceptance::{Acceptance, QueuedMessage};
+pub use acceptance::Acceptance;
 pub use refusal::Refusal;
 
 use answer::{answer, refused};
 use refusals::RefusalLog;
-
-/// What a reload swaps at once: the config, and the wake-ups of the workers serving its robots.
-pub struct Live {
-    pub config: Arc<Config>,
-    /// Per robot: notified when a message for it is committed, so its worker sends at once.
-    pub wake: HashMap<String, Arc<Notify>>,
-}
 
 /// A request to reload the config, answered with the outcome (`Err` holds why it was refused).
 pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
@@ -77,6 +70,8 @@ pub struct Intake {
     pub reload: mpsc::Sender<ReloadRequest>,
     /// Refused webhooks, logged without flooding the journal.
     pub refusals: RefusalLog,
+    /// Wakes the router when an event is stored.
+    pub router: Arc<Notify>,
 }
 
 /// The router.
@@ -206,7 +201,7 @@ impl Intake {
     fn conclude(&self, source: &str, outcome: Result<Acceptance, Refusal>) -> Response {
         let response = match outcome {
             Ok(acceptance) => {
-                acceptance.record(&self.metrics);
+                acceptance.record(&self.metrics, source);
                 acceptance.log(source);
                 acceptance.into_response()
             }
@@ -248,7 +243,7 @@ async fn read_body(request: Request, limit: usize) -> Result<(HeaderMap, String,
     Ok((parts.headers, query, bytes))
 }
 
-/// A POSTed webhook: verify, parse, route, store; what it comes to is answered by the caller.
+/// A POSTed webhook: verify, parse, store; what it comes to is answered by the caller.
 async fn handle(
     intake: &Intake,
     live: &Live,
@@ -270,93 +265,47 @@ async fn handle(
             reason: reason.clone(),
         });
     }
-
-    let now = intake.clock.timestamp();
-    let routing = config.rules.route(&event, now);
-    if !routing.errors.is_empty() {
-        return Err(Refusal::RulesFailed {
-            event: event.name,
-            errors: routing.errors,
-        });
-    }
-    if routing.messages.is_empty() {
-        return Ok(Acceptance::NoMatch {
-            event: event.name,
-            skipped: routing.skipped.iter().map(|s| s.to_string()).collect(),
-        });
-    }
-    let event_key = config
-        .rules
-        .dedup_key(&event, now)
-        .map_err(Refusal::DedupFailed)?;
-    let matched: BTreeSet<&str> = routing.messages.iter().map(|d| d.rule.as_str()).collect();
-    for rule in &matched {
-        intake.metrics.rule_matched(rule);
-    }
-
-    let batch = new_messages(&source.name, &routing.messages, event_key.as_deref());
+    let received_at = intake.clock.now_ms();
+    let dedup_key = match config.rules.dedup_key(&event, intake.clock.timestamp()) {
+        Ok(key) => key,
+        Err(error) => {
+            // The source's `dedup` template is config, not the request: the event is kept.
+            tracing::warn!(
+                source = %source.name,
+                "The source's dedup template failed; the event is stored without a dedup key: {error}."
+            );
+            None
+        }
+    };
+    let new = NewEvent {
+        source: source.name.clone(),
+        name: event.name.clone(),
+        dedup_key,
+        query: event.query_string(),
+        headers: event.headers,
+        body: body.to_vec(),
+        received_at,
+    };
     let window = config.intake.dedup_window.as_millis() as i64;
-    let results = intake
+    let appended = intake
         .outbox
-        .enqueue(batch, intake.clock.now_ms(), window)
+        .append(new, window)
         .await
         .map_err(|error| Refusal::Unavailable {
             event: event.name.clone(),
             error,
         })?;
-    Ok(queued(
-        live,
-        event.name,
-        matched.len(),
-        &routing.messages,
-        &results,
-    ))
-}
-
-/// The outbox rows of a request's rendered messages, each with its dedup key.
-fn new_messages(source: &str, rendered: &[Rendered], event_key: Option<&str>) -> Vec<NewMessage> {
-    rendered
-        .iter()
-        .map(|r| NewMessage {
-            robot: r.robot.name.clone(),
-            rule: r.rule.clone(),
-            source: source.to_owned(),
-            dedup_key: r.dedup_key(event_key),
-            message: r.message.clone(),
-        })
-        .collect()
-}
-
-/// What the outbox took: wakes the worker of every robot with a new message.
-fn queued(
-    live: &Live,
-    event: String,
-    matched: usize,
-    rendered: &[Rendered],
-    results: &[Enqueued],
-) -> Acceptance {
-    let mut messages = Vec::new();
-    let mut duplicates = Vec::new();
-    for (delivery, result) in rendered.iter().zip(results) {
-        let robot = delivery.robot.name.clone();
-        match result {
-            Enqueued::Accepted { id } => {
-                if let Some(wake) = live.wake.get(&robot) {
-                    wake.notify_one();
-                }
-                messages.push(QueuedMessage {
-                    id: *id,
-                    rule: delivery.rule.clone(),
-                    robot,
-                });
+    Ok(match appended {
+        Appended::Stored { id } => {
+            intake.router.notify_one();
+            Acceptance::Stored {
+                event: event.name,
+                id,
             }
-            Enqueued::Duplicate { .. } => duplicates.push(robot),
         }
-    }
-    Acceptance::Queued {
-        event,
-        matched,
-        messages,
-        duplicates,
-    }
+        Appended::Duplicate { id } => Acceptance::Duplicate {
+            event: event.name,
+            id,
+        },
+    })
 }

@@ -5,12 +5,15 @@
 //! - every refusal answers a JSON object with a `status` (`rejected`, or `unavailable` when the
 //!   outbox could not take the messages) and an `error` saying why; a 503 also carries
 //!   `Retry-After: 30`, a 405 `Allow: POST`;
-//! - no reason holds a secret: they come from [`Rejection`]s, rule errors and outbox errors,
-//!   none of which quotes a credential;
+//! - a refusal is about the request itself (its path, method, size, authentication, body or
+//!   content type) or about the relay (an event log that cannot take it, 503): never about the
+//!   rules, which run later, on the stored event;
+//! - no reason holds a secret: they come from [`Rejection`]s and outbox errors, neither of which
+//!   quotes a credential;
 //! - refusals the sender causes (a bad body, authentication, a malformed request, the timeout)
 //!   go through [`RefusalLog`], so a flood is a WARN line a minute per source and status; an
-//!   unknown path or a wrong method is not logged at all; what needs an operator (a failing rule
-//!   or dedup template, an outbox that cannot take messages) is an ERROR line each time;
+//!   unknown path or a wrong method is not logged at all; what needs an operator (an event log
+//!   that cannot take events) is an ERROR line each time;
 //! - `dingrelay_requests_total` counts every answer, refusal or not (the caller does that, from
 //!   the answer's status); [`Refusal::record`] adds what is particular to a refusal
 //!   (`dingrelay_auth_failures_total`).
@@ -27,7 +30,6 @@ use super::answer::{LOG_TARGET, answer, refused};
 use super::refusals::RefusalLog;
 use crate::metrics::Metrics;
 use crate::outbox::OutboxError;
-use crate::rules::RuleError;
 use crate::source::Rejection;
 
 /// A webhook that was not accepted. Its `Display` is the `error` the sender is told.
@@ -60,17 +62,7 @@ pub enum Refusal {
     /// The source could not read the request: 401, 415 or 400 by the kind of rejection.
     #[error("{0}")]
     Rejected(Rejection),
-    /// A matching rule failed to render or validate: 422, and nothing of the request is queued.
-    #[error("{} rule(s) failed to render or validate; nothing was queued", .errors.len())]
-    RulesFailed {
-        /// The event's name, for the log lines.
-        event: String,
-        errors: Vec<RuleError>,
-    },
-    /// The source's dedup template failed: 422.
-    #[error("{0}")]
-    DedupFailed(RuleError),
-    /// The outbox could not take the messages: 503, so the sender retries.
+    /// The event log could not take the event: 503, so the sender retries.
     #[error("{error}")]
     Unavailable {
         /// The event's name, for the log line.
@@ -94,9 +86,6 @@ impl Refusal {
                 Rejection::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 Rejection::Malformed(_) => StatusCode::BAD_REQUEST,
             },
-            Refusal::RulesFailed { .. } | Refusal::DedupFailed(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
             Refusal::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -138,27 +127,11 @@ impl Refusal {
             Refusal::Rejected(rejection) => {
                 log.refused(now_ms, source, status, "Refused a webhook.", rejection);
             }
-            Refusal::RulesFailed { event, errors } => {
-                for error in errors {
-                    tracing::error!(
-                        target: LOG_TARGET,
-                        source,
-                        event = %event,
-                        rule = %error.rule,
-                        "A rule failed for this webhook; nothing of it was queued: {error}. Fix the rule (dingrelay render reproduces it)."
-                    );
-                }
-            }
-            Refusal::DedupFailed(error) => tracing::error!(
-                target: LOG_TARGET,
-                source,
-                "The source's dedup template failed: {error}."
-            ),
             Refusal::Unavailable { event, error } => tracing::error!(
                 target: LOG_TARGET,
                 source,
                 event = %event,
-                "Could not queue a webhook's messages; answered 503 so the sender retries: {error}. Check the disk and the state directory."
+                "Could not store a webhook; answered 503 so the sender retries: {error}. Check the disk and the state directory."
             ),
         }
     }
@@ -173,16 +146,6 @@ impl Refusal {
                     .headers_mut()
                     .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
                 response
-            }
-            Refusal::RulesFailed { errors, .. } => {
-                let listed: Vec<_> = errors
-                    .iter()
-                    .map(|e| json!({ "rule": e.rule, "robot": e.robot, "field": e.field, "reason": e.reason }))
-                    .collect();
-                answer(
-                    status,
-                    json!({ "status": "rejected", "error": self.to_string(), "errors": listed }),
-                )
             }
             Refusal::Unavailable { .. } => answer(
                 status,

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::event_log::{Appended, NewEvent, RoutedEvent, StoredEvent};
 use super::model::{Due, Enqueued, NewMessage, OutboxError, RobotStats, StoredMessage};
 use super::schema;
 use super::store::{Batch, Store};
@@ -22,12 +23,19 @@ type Reply<T> = oneshot::Sender<Result<T, OutboxError>>;
 struct EnqueueCall {
     batch: Vec<NewMessage>,
     now_ms: i64,
-    dedup_window_ms: i64,
     reply: Reply<Vec<Enqueued>>,
+}
+
+/// One event append waiting for the next group commit.
+struct AppendCall {
+    event: NewEvent,
+    dedup_window_ms: i64,
+    reply: Reply<Appended>,
 }
 
 enum Command {
     Enqueue(EnqueueCall),
+    Append(AppendCall),
     /// Any other operation: runs on the store and answers through its own reply.
     Run(Box<dyn FnOnce(&mut Store) + Send>),
     Close(oneshot::Sender<()>),
@@ -55,6 +63,7 @@ impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Command::Enqueue(_) => "Enqueue",
+            Command::Append(_) => "Append",
             Command::Run(_) => "Run",
             Command::Close(_) => "Close",
         })
@@ -115,7 +124,6 @@ impl Outbox {
         &self,
         batch: Vec<NewMessage>,
         now_ms: i64,
-        dedup_window_ms: i64,
     ) -> Result<Vec<Enqueued>, OutboxError> {
         if batch.is_empty() {
             return Ok(Vec::new());
@@ -124,7 +132,6 @@ impl Outbox {
         let call = EnqueueCall {
             batch,
             now_ms,
-            dedup_window_ms,
             reply,
         };
         self.commands
@@ -132,6 +139,48 @@ impl Outbox {
             .await
             .map_err(|_| stopped())?;
         wait(answer).await?
+    }
+
+    /// Appends an accepted webhook to the event log; answers once it is committed (fsynced).
+    /// Concurrent appends share one transaction and one fsync (group commit). An event whose
+    /// source and dedup key were appended within `dedup_window_ms` (0: no dedup) is not stored
+    /// again: [`Appended::Duplicate`] names the earlier event.
+    pub async fn append(
+        &self,
+        event: NewEvent,
+        dedup_window_ms: i64,
+    ) -> Result<Appended, OutboxError> {
+        let (reply, answer) = oneshot::channel();
+        let call = AppendCall {
+            event,
+            dedup_window_ms,
+            reply,
+        };
+        self.commands
+            .send(Command::Append(call))
+            .await
+            .map_err(|_| stopped())?;
+        wait(answer).await?
+    }
+
+    /// The oldest events waiting to be routed, in the order they came, at most `limit`.
+    pub async fn waiting_events(&self, limit: usize) -> Result<Vec<StoredEvent>, OutboxError> {
+        self.call(move |store| store.waiting_events(limit)).await
+    }
+
+    /// Stores routed events' messages and marks the events routed, in one transaction; returns
+    /// each event's message ids (none for an event that was no longer waiting).
+    pub async fn commit_routing(
+        &self,
+        routed: Vec<RoutedEvent>,
+    ) -> Result<Vec<Vec<i64>>, OutboxError> {
+        self.call(move |store| store.commit_routing(&routed)).await
+    }
+
+    /// Deletes routed events routed before `routed_before_ms` (never one waiting to be routed).
+    pub async fn purge_events(&self, routed_before_ms: i64) -> Result<usize, OutboxError> {
+        self.call(move |store| store.purge_events(routed_before_ms))
+            .await
     }
 
     /// Pending messages of the robot with next_attempt_at <= now_ms, oldest first (by id), at
@@ -305,15 +354,25 @@ async fn wait<T: Send + 'static>(answer: oneshot::Receiver<T>) -> Result<T, Outb
     answer.map_err(|_| stopped())
 }
 
-/// The thread: runs commands in order until closed or every handle is gone.
+/// The thread: runs commands in order until closed or every handle is gone. WAL checkpoints
+/// are run here, between commands, so no commit ever waits on one (see [`schema`]).
 fn run(mut store: Store, mut commands: mpsc::Receiver<Command>, shared: &Shared) {
     let mut held: Option<Command> = None;
+    let mut checkpoints = Checkpoints::default();
     loop {
         let command = match held.take() {
             Some(command) => command,
-            None => match commands.blocking_recv() {
-                Some(command) => command,
-                None => break,
+            None => match commands.try_recv() {
+                Ok(command) => command,
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    // Idle: a good time to move the WAL into the database.
+                    checkpoints.when_idle(&mut store);
+                    match commands.blocking_recv() {
+                        Some(command) => command,
+                        None => break,
+                    }
+                }
             },
         };
         match command {
@@ -330,10 +389,30 @@ fn run(mut store: Store, mut commands: mpsc::Receiver<Command>, shared: &Shared)
                     }
                 }
                 commit_group(&mut store, group, shared);
+                checkpoints.committed(&mut store);
             }
-            Command::Run(f) => f(&mut store),
+            Command::Append(first) => {
+                let mut group = vec![first];
+                while group.len() < MAX_GROUP {
+                    match commands.try_recv() {
+                        Ok(Command::Append(call)) => group.push(call),
+                        Ok(other) => {
+                            held = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                append_group(&mut store, group, shared);
+                checkpoints.committed(&mut store);
+            }
+            Command::Run(f) => {
+                f(&mut store);
+                checkpoints.committed(&mut store);
+            }
             Command::Close(done) => {
                 commands.close();
+                store.checkpoint();
                 drop(store);
                 tracing::debug!(path = %shared.path.display(), "Closed the outbox.");
                 let _ = done.send(());
@@ -341,7 +420,64 @@ fn run(mut store: Store, mut commands: mpsc::Receiver<Command>, shared: &Shared)
             }
         }
     }
+    store.checkpoint();
     tracing::debug!(path = %shared.path.display(), "Every outbox handle is gone; closed the outbox.");
+}
+
+/// When the writer moves the WAL into the database: when idle after a few transactions, and
+/// at the latest after many, so a constant flood cannot grow the WAL without bound.
+#[derive(Debug, Default)]
+struct Checkpoints {
+    /// Transactions (or other commands) since the last checkpoint.
+    since: u32,
+}
+
+impl Checkpoints {
+    /// Idle after at least this many commands: checkpoint.
+    const IDLE_AFTER: u32 = 16;
+    /// Never more than this many commands without a checkpoint.
+    const AT_MOST: u32 = 2048;
+
+    fn committed(&mut self, store: &mut Store) {
+        self.since += 1;
+        if self.since >= Self::AT_MOST {
+            store.checkpoint();
+            self.since = 0;
+        }
+    }
+
+    fn when_idle(&mut self, store: &mut Store) {
+        if self.since >= Self::IDLE_AFTER {
+            store.checkpoint();
+            self.since = 0;
+        }
+    }
+}
+
+/// One group commit of appended events, then each caller's answer.
+fn append_group(store: &mut Store, group: Vec<AppendCall>, shared: &Shared) {
+    // Calls of one group share the window in practice (one config); the smallest is the safe
+    // one: a shorter window never drops an event a longer one would keep.
+    let window = group.iter().map(|c| c.dedup_window_ms).min().unwrap_or(0);
+    let (events, replies): (Vec<NewEvent>, Vec<Reply<Appended>>) =
+        group.into_iter().map(|c| (c.event, c.reply)).unzip();
+    match store.append_events(&events, window) {
+        Ok(answers) => {
+            shared.commits.fetch_add(1, Ordering::Relaxed);
+            for (reply, answer) in replies.into_iter().zip(answers) {
+                let _ = reply.send(Ok(answer));
+            }
+        }
+        Err(error) => {
+            tracing::error!(
+                events = events.len(),
+                "Could not commit accepted webhooks; their senders were answered 503: {error}."
+            );
+            for reply in replies {
+                let _ = reply.send(Err(error.clone()));
+            }
+        }
+    }
 }
 
 /// One group commit: stores every waiting batch in one transaction, then answers each caller.
@@ -351,7 +487,6 @@ fn commit_group(store: &mut Store, group: Vec<EnqueueCall>, shared: &Shared) {
         .map(|call| Batch {
             messages: &call.batch,
             now_ms: call.now_ms,
-            dedup_window_ms: call.dedup_window_ms,
         })
         .collect();
     let outcome = store.enqueue_group(&batches);
@@ -419,7 +554,7 @@ mod tests {
             Due::NextAt(None)
         );
         let batch = vec![new("one"), new("two"), new("three")];
-        outbox.enqueue(batch, 1_000, 0).await.unwrap();
+        outbox.enqueue(batch, 1_000).await.unwrap();
         let Due::Messages(due) = outbox.due_in_order("ops", 1_000, 10).await.unwrap() else {
             panic!("all three are due");
         };

@@ -48,12 +48,16 @@
 //! limiter starts from what went out in the last minute ([`Outbox::attempts_since`]).
 
 mod admin;
+mod event_log;
 mod handle;
 mod model;
 mod schema;
 mod store;
 
 pub use admin::{Admin, AdminError, Detail, Listing, Purgeable, RobotCounts};
+pub use event_log::{
+    Appended, EventFilter, EventListing, Failure, NewEvent, Outcome, RoutedEvent, StoredEvent,
+};
 pub use handle::Outbox;
 pub use model::{Due, Enqueued, NewMessage, OutboxError, RobotStats, State, StoredMessage};
 pub use schema::{FILE_NAME, SCHEMA_VERSION};

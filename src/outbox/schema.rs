@@ -9,16 +9,40 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 pub const FILE_NAME: &str = "outbox.sqlite3";
 
 /// The schema version this build writes and reads (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long a connection waits for another one's write lock before failing.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Version 1. `STRICT` tables: a value of the wrong type is an error, not silently stored.
-const SCHEMA_V1: &str = "
+/// The event log: one row per accepted webhook, as it arrived. `STRICT` tables: a value of the
+/// wrong type is an error, not silently stored. Row ids are the rowid (no `AUTOINCREMENT`), so
+/// an id freed by purging the newest rows may be reused; nothing outside a row refers to it for
+/// longer than the row lives, except the messages it made (`messages.event_id`), which are
+/// purged first or kept as history.
+const EVENTS: &str = "
+CREATE TABLE events (
+    id          INTEGER PRIMARY KEY,
+    source      TEXT    NOT NULL,
+    name        TEXT    NOT NULL,
+    dedup_key   TEXT,
+    received_at INTEGER NOT NULL,
+    routed_at   INTEGER,
+    routings    INTEGER NOT NULL DEFAULT 0,
+    outcome     TEXT,
+    headers     TEXT    NOT NULL,
+    query       TEXT    NOT NULL,
+    body        BLOB    NOT NULL
+) STRICT;
+CREATE INDEX events_waiting ON events (id) WHERE routed_at IS NULL;
+";
+
+/// The messages: one row per message and robot. `uuid` is time-ordered and has no index (rows
+/// are found by `id`); the one index covers what is not delivered, the only rows workers read.
+const MESSAGES: &str = "
 CREATE TABLE messages (
-    id              INTEGER PRIMARY KEY AUTOINCREMENT,
-    uuid            TEXT    NOT NULL UNIQUE,
+    id              INTEGER PRIMARY KEY,
+    uuid            TEXT    NOT NULL,
+    event_id        INTEGER,
     robot           TEXT    NOT NULL CHECK (robot <> ''),
     rule            TEXT    NOT NULL,
     source          TEXT    NOT NULL,
@@ -36,13 +60,38 @@ CREATE TABLE messages (
     dead_at         INTEGER,
     last_error      TEXT
 ) STRICT;
-CREATE INDEX messages_due ON messages (robot, state, next_attempt_at, id);
-CREATE INDEX messages_dedup ON messages (robot, dedup_key);
+";
+
+/// The index on messages, created after the table (and after the copy of a migration).
+const MESSAGES_INDEX: &str =
+    "CREATE INDEX messages_open ON messages (robot, id) WHERE state <> 'delivered';";
+
+/// Attempts: a few per robot and minute, kept ten minutes, so small enough to scan.
+const ATTEMPTS: &str = "
 CREATE TABLE attempts (
     robot TEXT    NOT NULL,
     at_ms INTEGER NOT NULL
 ) STRICT;
-CREATE INDEX attempts_robot_at ON attempts (robot, at_ms);
+";
+
+/// Version 1 to 2: adds the event log, rebuilds `messages` without `AUTOINCREMENT`, the `uuid`
+/// UNIQUE index and the dedup index, and drops the attempts index.
+const MIGRATE_V1_V2: &str = "
+ALTER TABLE messages RENAME TO messages_v1;
+DROP INDEX IF EXISTS messages_due;
+DROP INDEX IF EXISTS messages_dedup;
+DROP INDEX IF EXISTS attempts_robot_at;
+";
+
+const COPY_V1_V2: &str = "
+INSERT INTO messages (id, uuid, event_id, robot, rule, source, dedup_key, body, summary, link,
+                      state, attempts, accepted_at, age_from, next_attempt_at, delivered_at,
+                      dead_at, last_error)
+SELECT id, uuid, NULL, robot, rule, source, dedup_key, body, summary, link, state, attempts,
+       accepted_at, age_from, next_attempt_at, delivered_at, dead_at, last_error
+FROM messages_v1;
+DROP TABLE messages_v1;
+DELETE FROM sqlite_sequence;
 ";
 
 /// Per-connection settings every connection to the file uses.
@@ -71,6 +120,9 @@ pub(crate) fn open_daemon(path: &Path) -> Result<Connection, String> {
         ));
     }
     configure(&conn).map_err(|e| format!("cannot configure the connection: {e}"))?;
+    // The writer thread checkpoints between transactions itself, so no commit waits on one.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
+        .map_err(|e| format!("cannot turn off automatic checkpoints: {e}"))?;
     migrate(&mut conn)?;
     Ok(conn)
 }
@@ -81,20 +133,36 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), String> {
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| format!("cannot start the schema transaction: {e}"))?;
     let version = user_version(&tx).map_err(|e| format!("cannot read the schema version: {e}"))?;
-    match version {
+    let created = match version {
         0 => {
-            tx.execute_batch(SCHEMA_V1)
+            tx.execute_batch(&format!("{EVENTS}{MESSAGES}{MESSAGES_INDEX}{ATTEMPTS}"))
                 .map_err(|e| format!("cannot create the schema: {e}"))?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-                .map_err(|e| format!("cannot set the schema version: {e}"))?;
-            tx.commit()
-                .map_err(|e| format!("cannot commit the schema: {e}"))?;
-            tracing::info!(version = SCHEMA_VERSION, "Created the outbox schema.");
-            Ok(())
+            true
         }
-        SCHEMA_VERSION => Ok(()),
-        other => Err(version_error(other)),
+        1 => {
+            tx.execute_batch(&format!(
+                "{MIGRATE_V1_V2}{EVENTS}{MESSAGES}{COPY_V1_V2}{MESSAGES_INDEX}"
+            ))
+            .map_err(|e| format!("cannot migrate the schema from version 1: {e}"))?;
+            false
+        }
+        SCHEMA_VERSION => return Ok(()),
+        other => return Err(version_error(other)),
+    };
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(|e| format!("cannot set the schema version: {e}"))?;
+    tx.commit()
+        .map_err(|e| format!("cannot commit the schema: {e}"))?;
+    if created {
+        tracing::info!(version = SCHEMA_VERSION, "Created the outbox schema.");
+    } else {
+        tracing::info!(
+            from = version,
+            version = SCHEMA_VERSION,
+            "Migrated the outbox schema: added the event log."
+        );
     }
+    Ok(())
 }
 
 /// Checks that an existing database has the schema this build reads.

@@ -1,12 +1,13 @@
 //! The daemon's operations on its connection, synchronous: run by the outbox thread only.
 
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Connection, Row, TransactionBehavior, params};
 
+use super::event_log::RecentKeys;
 use super::model::{Enqueued, NewMessage, OutboxError, RobotStats, StoredMessage};
 use crate::dingtalk::Message;
 
 /// What a database error becomes for callers: a reason, without bodies or secrets.
-fn unavailable(context: &str) -> impl FnOnce(rusqlite::Error) -> OutboxError + '_ {
+pub(super) fn unavailable(context: &str) -> impl FnOnce(rusqlite::Error) -> OutboxError + '_ {
     move |error| OutboxError::Unavailable(format!("{context}: {error}"))
 }
 
@@ -14,17 +15,21 @@ fn unavailable(context: &str) -> impl FnOnce(rusqlite::Error) -> OutboxError + '
 pub(crate) struct Batch<'a> {
     pub messages: &'a [NewMessage],
     pub now_ms: i64,
-    pub dedup_window_ms: i64,
 }
 
 /// The daemon's connection.
 pub(crate) struct Store {
-    conn: Connection,
+    pub(super) conn: Connection,
+    /// The event log's dedup keys within the window (see [`RecentKeys`]).
+    pub(super) recent: RecentKeys,
 }
 
 impl Store {
     pub(crate) fn new(conn: Connection) -> Store {
-        Store { conn }
+        Store {
+            conn,
+            recent: RecentKeys::default(),
+        }
     }
 
     /// Stores every batch in one transaction, each inside its own savepoint, and commits once.
@@ -104,8 +109,8 @@ impl Store {
                     .prepare_cached(
                         "SELECT id, uuid, robot, rule, source, body, attempts, accepted_at, \
                          age_from, next_attempt_at, last_error FROM messages \
-                         WHERE robot = ?1 AND state = 'pending' AND next_attempt_at <= ?2 \
-                         AND id > ?3 ORDER BY id LIMIT ?4",
+                         WHERE robot = ?1 AND state <> 'delivered' AND state = 'pending' \
+                         AND next_attempt_at <= ?2 AND id > ?3 ORDER BY id LIMIT ?4",
                     )
                     .map_err(unavailable("cannot read due messages"))?;
                 let mut rows = statement
@@ -148,7 +153,8 @@ impl Store {
     pub(crate) fn next_due_at(&mut self, robot: &str) -> Result<Option<i64>, OutboxError> {
         self.conn
             .prepare_cached(
-                "SELECT MIN(next_attempt_at) FROM messages WHERE robot = ?1 AND state = 'pending'",
+                "SELECT MIN(next_attempt_at) FROM messages \
+                 WHERE robot = ?1 AND state <> 'delivered' AND state = 'pending'",
             )
             .and_then(|mut s| s.query_row([robot], |row| row.get::<_, Option<i64>>(0)))
             .map_err(unavailable("cannot read the next due time"))
@@ -156,7 +162,10 @@ impl Store {
 
     pub(crate) fn pending_count(&mut self, robot: &str) -> Result<usize, OutboxError> {
         self.conn
-            .prepare_cached("SELECT COUNT(*) FROM messages WHERE robot = ?1 AND state = 'pending'")
+            .prepare_cached(
+                "SELECT COUNT(*) FROM messages \
+                 WHERE robot = ?1 AND state <> 'delivered' AND state = 'pending'",
+            )
             .and_then(|mut s| s.query_row([robot], |row| row.get::<_, i64>(0)))
             .map(to_usize)
             .map_err(unavailable("cannot count pending messages"))
@@ -171,7 +180,7 @@ impl Store {
                         SUM(state = 'pending'),
                         SUM(state = 'dead'),
                         MIN(CASE WHEN state = 'pending' THEN accepted_at END)
-                 FROM messages WHERE state IN ('pending', 'dead') GROUP BY robot ORDER BY robot",
+                 FROM messages WHERE state <> 'delivered' GROUP BY robot ORDER BY robot",
             )
             .and_then(|mut s| {
                 s.query_map([], |row| {
@@ -185,6 +194,18 @@ impl Store {
                 .collect()
             })
             .map_err(unavailable("cannot read the outbox statistics"))
+    }
+
+    /// Moves what the WAL holds into the database without waiting for readers (`PASSIVE`); the
+    /// writer runs it between transactions, never inside one. A failure only leaves the WAL
+    /// longer until the next one.
+    pub(crate) fn checkpoint(&mut self) {
+        if let Err(error) = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        {
+            tracing::debug!("A WAL checkpoint failed; the next one retries: {error}.");
+        }
     }
 
     /// Takes and releases the write lock: the outbox can accept messages right now.
@@ -312,56 +333,57 @@ impl Store {
 
 /// Inserts one batch (inside the caller's savepoint).
 fn insert_batch(conn: &Connection, batch: &Batch<'_>) -> Result<Vec<Enqueued>, String> {
-    let mut find = conn
-        .prepare_cached(
-            "SELECT id FROM messages WHERE robot = ?1 AND dedup_key = ?2 AND accepted_at > ?3 \
-             ORDER BY id LIMIT 1",
-        )
-        .map_err(|e| e.to_string())?;
-    let mut insert = conn
-        .prepare_cached(
-            "INSERT INTO messages (uuid, robot, rule, source, dedup_key, body, summary, link, \
-             state, attempts, accepted_at, age_from, next_attempt_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', 0, ?9, ?9, ?9)",
-        )
-        .map_err(|e| e.to_string())?;
-    let window_start = batch.now_ms.saturating_sub(batch.dedup_window_ms);
     let total = batch.messages.len();
     let mut out = Vec::with_capacity(total);
     for (index, new) in batch.messages.iter().enumerate() {
-        let which = || format!("message {} of {total}", index + 1);
-        if let (Some(key), true) = (&new.dedup_key, batch.dedup_window_ms > 0) {
-            let earlier: Option<i64> = find
-                .query_row(params![new.robot, key, window_start], |row| row.get(0))
-                .optional()
-                .map_err(|e| format!("{}: {e}", which()))?;
-            if let Some(id) = earlier {
-                out.push(Enqueued::Duplicate { id });
-                continue;
-            }
-        }
-        let mut message = new.message.clone();
-        message.msg_uuid = None;
-        let body = serde_json::to_string(&message).map_err(|e| format!("{}: {e}", which()))?;
-        let uuid = format!("{:032x}", rand::random::<u128>());
-        insert
-            .execute(params![
-                uuid,
-                new.robot,
-                new.rule,
-                new.source,
-                new.dedup_key,
-                body,
-                message.summary(),
-                message.link(),
-                batch.now_ms,
-            ])
-            .map_err(|e| format!("{}: {e}", which()))?;
-        out.push(Enqueued::Accepted {
-            id: conn.last_insert_rowid(),
-        });
+        let id = insert_message(conn, new, None, batch.now_ms)
+            .map_err(|e| format!("message {} of {total}: {e}", index + 1))?;
+        out.push(Enqueued::Accepted { id });
     }
     Ok(out)
+}
+
+/// Inserts one pending message, due at `now_ms`, and returns its row id. Its `msgUuid` is new
+/// and ordered by time: the accept time in ms, then 80 random bits.
+pub(super) fn insert_message(
+    conn: &Connection,
+    new: &NewMessage,
+    event_id: Option<i64>,
+    now_ms: i64,
+) -> Result<i64, String> {
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO messages (uuid, event_id, robot, rule, source, dedup_key, body, summary, \
+             link, state, attempts, accepted_at, age_from, next_attempt_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', 0, ?10, ?10, ?10)",
+        )
+        .map_err(|e| e.to_string())?;
+    let mut message = new.message.clone();
+    message.msg_uuid = None;
+    let body = serde_json::to_string(&message).map_err(|e| e.to_string())?;
+    insert
+        .execute(params![
+            msg_uuid(now_ms),
+            event_id,
+            new.robot,
+            new.rule,
+            new.source,
+            new.dedup_key,
+            body,
+            message.summary(),
+            message.link(),
+            now_ms,
+        ])
+        .map_err(|e| e.to_string())?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// A new `msgUuid`: 48 bits of Unix ms, then 80 random bits, as 32 hex digits. Ordered by time
+/// (UUIDv7's layout, without its version bits), so unique without an index to prove it.
+fn msg_uuid(now_ms: i64) -> String {
+    let random = rand::random::<u128>() & ((1u128 << 80) - 1);
+    let ms = (now_ms.max(0) as u128) & ((1u128 << 48) - 1);
+    format!("{:032x}", (ms << 80) | random)
 }
 
 /// A due row as a [`StoredMessage`], or its id and why its body cannot be read.
@@ -439,17 +461,14 @@ mod tests {
                 Batch {
                     messages: &good,
                     now_ms: 1_000,
-                    dedup_window_ms: 0,
                 },
                 Batch {
                     messages: &bad,
                     now_ms: 1_000,
-                    dedup_window_ms: 0,
                 },
                 Batch {
                     messages: &also_good,
                     now_ms: 1_000,
-                    dedup_window_ms: 0,
                 },
             ])
             .unwrap();
@@ -473,7 +492,6 @@ mod tests {
             .enqueue_group(&[Batch {
                 messages: &batch,
                 now_ms: 5,
-                dedup_window_ms: 0,
             }])
             .unwrap();
         let Ok(ids) = &results[0] else {
@@ -516,7 +534,6 @@ mod tests {
             .enqueue_group(&[Batch {
                 messages: &batch,
                 now_ms: 5,
-                dedup_window_ms: 0,
             }])
             .unwrap();
         store

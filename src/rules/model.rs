@@ -90,7 +90,8 @@ impl std::fmt::Display for Skipped {
     }
 }
 
-/// A rule that cannot produce a valid message for this event: nothing of the event is queued.
+/// A rule that cannot produce a valid message for this event (for one of its robots, or for all
+/// of them when `robot` is `None`). Routing sends a fallback message in its place.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("rule `{rule}`{}: {field}: {reason}", robot.as_ref().map(|r| format!(", robot `{r}`")).unwrap_or_default())]
 pub struct RuleError {
@@ -107,8 +108,11 @@ pub struct RuleError {
 /// What an event produced.
 #[derive(Debug, Default)]
 pub struct Routing {
+    /// The valid messages, in rule order.
     pub messages: Vec<Rendered>,
     pub skipped: Vec<Skipped>,
+    /// What failed: a rule whose `when` or template failed has no message here, a rule whose
+    /// message is invalid for one robot has the messages of its other robots.
     pub errors: Vec<RuleError>,
 }
 

@@ -37,25 +37,34 @@ impl RuleSet {
         event: &Event,
         now: jiff::Timestamp,
     ) -> Result<Vec<Rendered>, Vec<RuleError>> {
-        self.render_with(rule, event, now, None)
+        let (deliveries, errors) = self.render_with(rule, event, now, None);
+        if errors.is_empty() {
+            Ok(deliveries)
+        } else {
+            Err(errors)
+        }
     }
 
-    /// [`RuleSet::render`], reusing the event's full context when the caller built it already.
+    /// [`RuleSet::render`], reusing the event's full context when the caller built it already,
+    /// and keeping what did render: the messages of the robots whose message is valid, and an
+    /// error for each robot whose is not. A template that fails renders nothing of the rule (one
+    /// error, without a robot).
     pub(super) fn render_with(
         &self,
         rule: &Rule,
         event: &Event,
         now: jiff::Timestamp,
         full_ctx: Option<&Value>,
-    ) -> Result<Vec<Rendered>, Vec<RuleError>> {
+    ) -> (Vec<Rendered>, Vec<RuleError>) {
         let mut deliveries = Vec::new();
         let mut errors = Vec::new();
         for (part, event) in parts(rule, event) {
             // A per-alert part has its own context; the whole event can reuse the caller's.
             let ctx = if part.is_none() { full_ctx } else { None };
-            let (message, omitted_alerts) = self
-                .render_fitting(rule, &event, now, ctx)
-                .map_err(|e| vec![e])?;
+            let (message, omitted_alerts) = match self.render_fitting(rule, &event, now, ctx) {
+                Ok(rendered) => rendered,
+                Err(error) => return (Vec::new(), vec![error]),
+            };
             for robot in &rule.robots {
                 match prepare(message.clone(), robot) {
                     Ok(prepared) => deliveries.push(Rendered {
@@ -76,11 +85,7 @@ impl RuleSet {
                 }
             }
         }
-        if errors.is_empty() {
-            Ok(deliveries)
-        } else {
-            Err(errors)
-        }
+        (deliveries, errors)
     }
 
     /// Renders the message, with fewer alerts if all of them would not fit.

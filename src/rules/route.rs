@@ -49,8 +49,11 @@ impl RuleSet {
                     });
                     continue;
                 }
-                Ok(Some(deliveries)) => routing.messages.extend(deliveries),
-                Err(errors) => routing.errors.extend(errors),
+                Ok(Some((deliveries, errors))) => {
+                    routing.messages.extend(deliveries);
+                    routing.errors.extend(errors);
+                }
+                Err(error) => routing.errors.push(error),
             }
             if rule.stop {
                 stopped_by = Some(&rule.name);
@@ -81,7 +84,12 @@ impl RuleSet {
         event: &Event,
         now: jiff::Timestamp,
     ) -> Result<Option<Vec<Rendered>>, Vec<RuleError>> {
-        self.route_with(rule, event, now, &render::context(event, None, now).0)
+        match self.route_with(rule, event, now, &render::context(event, None, now).0) {
+            Ok(None) => Ok(None),
+            Ok(Some((deliveries, errors))) if errors.is_empty() => Ok(Some(deliveries)),
+            Ok(Some((_, errors))) => Err(errors),
+            Err(error) => Err(vec![error]),
+        }
     }
 
     fn route_with(
@@ -90,11 +98,10 @@ impl RuleSet {
         event: &Event,
         now: jiff::Timestamp,
         ctx: &minijinja::Value,
-    ) -> Result<Option<Vec<Rendered>>, Vec<RuleError>> {
-        match self.matches(rule, ctx) {
-            Ok(false) => Ok(None),
-            Ok(true) => self.render_with(rule, event, now, Some(ctx)).map(Some),
-            Err(error) => Err(vec![error]),
+    ) -> Result<Option<(Vec<Rendered>, Vec<RuleError>)>, RuleError> {
+        match self.matches(rule, ctx)? {
+            false => Ok(None),
+            true => Ok(Some(self.render_with(rule, event, now, Some(ctx)))),
         }
     }
 }

@@ -36,6 +36,13 @@ impl Event {
         (serde_json::to_value(&context).unwrap_or_default(), omitted)
     }
 
+    /// The query parameters as a query string again (what the event log stores).
+    pub fn query_string(&self) -> String {
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&self.query)
+            .finish()
+    }
+
     /// How many alerts the event carries, for alert kinds.
     pub fn alert_count(&self) -> Option<usize> {
         self.kind

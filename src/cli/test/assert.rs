@@ -26,6 +26,15 @@ pub(super) fn check(suite: &Suite, case: &Case, handling: &Handling) -> Vec<Stri
         (Expect::Messages(expected), Handling::Refused { status, error }) => {
             refused_instead(&mut problems, suite, expected, *status, error);
         }
+        (Expect::Messages(expected), Handling::RuleFailed { error }) => {
+            problems.push(format!(
+                "a rule fails on this payload (the daemon would send its robots a fallback message instead): {}",
+                shown(error)
+            ));
+            for one in expected {
+                problems.push(format!("missing: {}{}", one.target(), at(suite, one)));
+            }
+        }
         (Expect::Messages(expected), Handling::Ignored { reason }) => {
             ignored_instead(&mut problems, suite, expected, reason);
         }
@@ -61,6 +70,23 @@ fn check_refusal(
                     ));
                 }
             }
+        }
+        Handling::RuleFailed { error } if status == 422 => {
+            for part in error_contains {
+                if !error.contains(part.as_str()) {
+                    problems.push(format!(
+                        "the rule failure does not say {:?}: {}",
+                        part,
+                        shown(error)
+                    ));
+                }
+            }
+        }
+        Handling::RuleFailed { error } => {
+            problems.push(format!(
+                "expected a refusal with {status}, but the daemon would answer 202 and a rule fails on it: {}",
+                shown(error)
+            ));
         }
         Handling::Ignored { reason } => {
             problems.push(format!(

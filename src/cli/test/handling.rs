@@ -1,5 +1,5 @@
-//! What the daemon would do with a test's payload: the intake's path (body limit, source parsing,
-//! rule routing, dedup key) without authentication, queueing or sending.
+//! What the daemon would do with a test's payload: the intake's path (body limit, source parsing)
+//! then routing's (rules, dedup key), without authentication, storing or sending.
 
 use super::suite::{Case, Suite};
 use crate::rules::{Rendered, Skipped};
@@ -9,6 +9,9 @@ use crate::source::{Inbound, Rejection};
 pub(super) enum Handling {
     /// Answered with a 4xx and this reason; nothing queued.
     Refused { status: u16, error: String },
+    /// Answered 202, but a rule fails on it: the daemon sends that rule's robots a fallback
+    /// message in its place. Test files write it `refused: 422`, the status it once had.
+    RuleFailed { error: String },
     /// Answered 202 without evaluating any rule (GitHub's `ping`).
     Ignored { reason: String },
     /// The rules ran: these messages would be queued (none when no rule matched).
@@ -60,16 +63,12 @@ impl Handling {
         let routing = suite.config.rules.route(&event, case.now);
         if !routing.errors.is_empty() {
             let errors: Vec<String> = routing.errors.iter().map(ToString::to_string).collect();
-            return Handling::Refused {
-                status: 422,
+            return Handling::RuleFailed {
                 error: errors.join("; "),
             };
         }
-        if !routing.messages.is_empty()
-            && let Err(error) = suite.config.rules.dedup_key(&event, case.now)
-        {
-            return Handling::Refused {
-                status: 422,
+        if let Err(error) = suite.config.rules.dedup_key(&event, case.now) {
+            return Handling::RuleFailed {
                 error: error.to_string(),
             };
         }
