@@ -287,14 +287,15 @@ async fn handle(
         received_at,
     };
     let window = config.intake.dedup_window.as_millis() as i64;
-    let appended = intake
-        .outbox
-        .append(new, window)
-        .await
-        .map_err(|error| Refusal::Unavailable {
-            event: event.name.clone(),
-            error,
-        })?;
+    let appended =
+        intake
+            .outbox
+            .append(new, window)
+            .await
+            .map_err(|error| Refusal::Unavailable {
+                event: event.name.clone(),
+                error,
+            })?;
     Ok(match appended {
         Appended::Stored { id } => {
             intake.router.notify_one();

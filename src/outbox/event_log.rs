@@ -1,14 +1,13 @@
 //! The event log: every accepted webhook as it arrived, until it is routed and its retention is
 //! over. What goes in ([`NewEvent`]), what routing reads ([`StoredEvent`]), what it writes back
-//! ([`RoutedEvent`], [`Outcome`]), and the writer thread's operations on the `events` table.
+//! ([`RoutedEvent`], [`Outcome`]); the writer thread's operations on it are in `event_store.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
-use super::model::{NewMessage, OutboxError};
-use super::store::{Store, insert_message, unavailable};
+use super::model::NewMessage;
 
 /// An accepted webhook to append: what its source needs to parse it again, and when it came.
 #[derive(Debug, Clone)]
@@ -106,13 +105,64 @@ pub struct EventListing {
     pub body_bytes: i64,
 }
 
+/// A message an event made, as listed with the event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventMessage {
+    pub id: i64,
+    pub robot: String,
+    pub rule: String,
+    pub state: super::model::State,
+    pub summary: String,
+}
+
+/// The messages event `event_id` made when it was last routed, in order: none while it waits,
+/// or when it made none, or when its messages were pruned.
+pub(crate) fn event_messages(
+    conn: &Connection,
+    event_id: i64,
+) -> rusqlite::Result<Vec<EventMessage>> {
+    let outcome: Option<Option<String>> = conn
+        .query_row(
+            "SELECT outcome FROM events WHERE id = ?1",
+            [event_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(outcome) = outcome
+        .flatten()
+        .and_then(|o| serde_json::from_str::<Outcome>(&o).ok())
+    else {
+        return Ok(Vec::new());
+    };
+    let mut statement = conn.prepare_cached(
+        "SELECT id, robot, rule, state, summary FROM messages WHERE id = ?1 AND event_id = ?2",
+    )?;
+    let mut out = Vec::new();
+    for id in outcome.messages {
+        let row = statement
+            .query_row(params![id, event_id], |row| {
+                let state: String = row.get(3)?;
+                Ok(EventMessage {
+                    id: row.get(0)?,
+                    robot: row.get(1)?,
+                    rule: row.get(2)?,
+                    state: state.parse().unwrap_or(super::model::State::Dead),
+                    summary: row.get(4)?,
+                })
+            })
+            .optional()?;
+        out.extend(row);
+    }
+    Ok(out)
+}
+
 /// The dedup keys appended within the window, kept by the writer thread so that appending
 /// needs no index: rebuilt from the log's newest rows on the first append after opening.
 #[derive(Debug, Default)]
 pub(crate) struct RecentKeys {
-    loaded: bool,
+    pub(super) loaded: bool,
     /// (source, key) → (event id, received at).
-    keys: HashMap<(String, String), (i64, i64)>,
+    pub(super) keys: HashMap<(String, String), (i64, i64)>,
     /// Appends since the last sweep of expired keys.
     since_sweep: usize,
 }
@@ -121,10 +171,9 @@ pub(crate) struct RecentKeys {
 const SWEEP_EVERY: usize = 4096;
 
 impl RecentKeys {
-    fn load(&mut self, conn: &Connection, window_start: i64) -> rusqlite::Result<()> {
-        let mut statement = conn.prepare(
-            "SELECT id, source, dedup_key, received_at FROM events ORDER BY id DESC",
-        )?;
+    pub(super) fn load(&mut self, conn: &Connection, window_start: i64) -> rusqlite::Result<()> {
+        let mut statement =
+            conn.prepare("SELECT id, source, dedup_key, received_at FROM events ORDER BY id DESC")?;
         let mut rows = statement.query([])?;
         while let Some(row) = rows.next()? {
             let received_at: i64 = row.get(3)?;
@@ -142,7 +191,7 @@ impl RecentKeys {
         Ok(())
     }
 
-    fn sweep(&mut self, window_start: i64) {
+    pub(super) fn sweep(&mut self, window_start: i64) {
         self.since_sweep += 1;
         if self.since_sweep >= SWEEP_EVERY && self.keys.len() >= SWEEP_EVERY {
             self.keys.retain(|_, (_, at)| *at > window_start);
@@ -151,158 +200,7 @@ impl RecentKeys {
     }
 }
 
-impl Store {
-    /// Appends every event in one transaction (one fsync), each after its dedup check: a
-    /// duplicate within `dedup_window_ms` (0 or less: no dedup) is answered with the earlier id.
-    pub(crate) fn append_events(
-        &mut self,
-        events: &[NewEvent],
-        dedup_window_ms: i64,
-    ) -> Result<Vec<Appended>, OutboxError> {
-        let context = "cannot append events";
-        let now = events.iter().map(|e| e.received_at).max().unwrap_or(0);
-        let window_start = now.saturating_sub(dedup_window_ms);
-        if dedup_window_ms > 0 && !self.recent.loaded {
-            self.recent
-                .load(&self.conn, window_start)
-                .map_err(unavailable("cannot read recent events"))?;
-        }
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(unavailable(context))?;
-        let mut answers = Vec::with_capacity(events.len());
-        let mut added: Vec<((String, String), (i64, i64))> = Vec::new();
-        {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO events (source, name, dedup_key, received_at, headers, query, body) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )
-                .map_err(unavailable(context))?;
-            for event in events {
-                let key = event
-                    .dedup_key
-                    .as_ref()
-                    .filter(|_| dedup_window_ms > 0)
-                    .map(|k| (event.source.clone(), k.clone()));
-                if let Some(key) = &key {
-                    let earlier = added
-                        .iter()
-                        .rev()
-                        .find(|(k, _)| k == key)
-                        .map(|(_, v)| *v)
-                        .or_else(|| self.recent.keys.get(key).copied());
-                    if let Some((id, at)) = earlier
-                        && at > event.received_at.saturating_sub(dedup_window_ms)
-                    {
-                        answers.push(Appended::Duplicate { id });
-                        continue;
-                    }
-                }
-                let headers = serde_json::to_string(&event.headers)
-                    .map_err(|e| OutboxError::Unavailable(format!("{context}: {e}")))?;
-                insert
-                    .execute(params![
-                        event.source,
-                        event.name,
-                        event.dedup_key,
-                        event.received_at,
-                        headers,
-                        event.query,
-                        event.body,
-                    ])
-                    .map_err(unavailable(context))?;
-                let id = tx.last_insert_rowid();
-                if let Some(key) = key {
-                    added.push((key, (id, event.received_at)));
-                }
-                answers.push(Appended::Stored { id });
-            }
-        }
-        tx.commit().map_err(unavailable(context))?;
-        // Only committed keys count: a failed transaction leaves the map as it was.
-        for (key, value) in added {
-            self.recent.keys.insert(key, value);
-            self.recent.sweep(window_start);
-        }
-        Ok(answers)
-    }
-
-    /// The oldest events waiting to be routed, at most `limit`, in the order they came.
-    pub(crate) fn waiting_events(&mut self, limit: usize) -> Result<Vec<StoredEvent>, OutboxError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let context = "cannot read waiting events";
-        let mut statement = self
-            .conn
-            .prepare_cached(
-                "SELECT id, source, name, dedup_key, received_at, routings, headers, query, body \
-                 FROM events WHERE routed_at IS NULL ORDER BY id LIMIT ?1",
-            )
-            .map_err(unavailable(context))?;
-        statement
-            .query_map([limit], stored_event)
-            .and_then(|rows| rows.collect())
-            .map_err(unavailable(context))
-    }
-
-    /// Stores each routed event's messages and marks it routed with its outcome, all in one
-    /// transaction: after a crash an event is either routed with all its messages, or waiting
-    /// with none. An event no longer waiting (re-routed meanwhile? purged?) is skipped, its
-    /// messages not stored. Returns the ids of each event's messages, in order.
-    pub(crate) fn commit_routing(
-        &mut self,
-        routed: &[RoutedEvent],
-    ) -> Result<Vec<Vec<i64>>, OutboxError> {
-        let context = "cannot store routed messages";
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(unavailable(context))?;
-        let mut all_ids = Vec::with_capacity(routed.len());
-        for event in routed {
-            let waiting: Option<i64> = tx
-                .prepare_cached("SELECT id FROM events WHERE id = ?1 AND routed_at IS NULL")
-                .and_then(|mut s| s.query_row([event.event_id], |r| r.get(0)).optional())
-                .map_err(unavailable(context))?;
-            if waiting.is_none() {
-                all_ids.push(Vec::new());
-                continue;
-            }
-            let mut ids = Vec::with_capacity(event.messages.len());
-            for message in &event.messages {
-                let id = insert_message(&tx, message, Some(event.event_id), event.routed_at)
-                    .map_err(|e| OutboxError::Unavailable(format!("{context}: {e}")))?;
-                ids.push(id);
-            }
-            let mut outcome = event.outcome.clone();
-            outcome.messages = ids.clone();
-            let outcome = serde_json::to_string(&outcome)
-                .map_err(|e| OutboxError::Unavailable(format!("{context}: {e}")))?;
-            tx.prepare_cached(
-                "UPDATE events SET routed_at = ?2, routings = routings + 1, outcome = ?3 \
-                 WHERE id = ?1",
-            )
-            .and_then(|mut s| s.execute(params![event.event_id, event.routed_at, outcome]))
-            .map_err(unavailable(context))?;
-            all_ids.push(ids);
-        }
-        tx.commit().map_err(unavailable(context))?;
-        Ok(all_ids)
-    }
-
-    /// Deletes routed events routed before `routed_before_ms`; returns how many went.
-    pub(crate) fn purge_events(&mut self, routed_before_ms: i64) -> Result<usize, OutboxError> {
-        self.conn
-            .execute(
-                "DELETE FROM events WHERE routed_at IS NOT NULL AND routed_at < ?1",
-                [routed_before_ms],
-            )
-            .map_err(unavailable("cannot purge routed events"))
-    }
-}
-
-fn stored_event(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
+pub(super) fn stored_event(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
     let headers: String = row.get("headers")?;
     Ok(StoredEvent {
         id: row.get("id")?,

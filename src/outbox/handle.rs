@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::event_log::{Appended, NewEvent, RoutedEvent, StoredEvent};
+use super::event_log::{Appended, EventMessage, NewEvent, RoutedEvent, StoredEvent};
 use super::model::{Due, Enqueued, NewMessage, OutboxError, RobotStats, StoredMessage};
 use super::schema;
 use super::store::{Batch, Store};
@@ -175,6 +175,11 @@ impl Outbox {
         routed: Vec<RoutedEvent>,
     ) -> Result<Vec<Vec<i64>>, OutboxError> {
         self.call(move |store| store.commit_routing(&routed)).await
+    }
+
+    /// The messages event `event_id` made when it was last routed (none while it waits).
+    pub async fn messages_of_event(&self, event_id: i64) -> Result<Vec<EventMessage>, OutboxError> {
+        self.call(move |store| store.event_messages(event_id)).await
     }
 
     /// Deletes routed events routed before `routed_before_ms` (never one waiting to be routed).

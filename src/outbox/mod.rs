@@ -49,6 +49,7 @@
 
 mod admin;
 mod event_log;
+mod event_store;
 mod handle;
 mod model;
 mod schema;
@@ -56,7 +57,8 @@ mod store;
 
 pub use admin::{Admin, AdminError, Detail, Listing, Purgeable, RobotCounts};
 pub use event_log::{
-    Appended, EventFilter, EventListing, Failure, NewEvent, Outcome, RoutedEvent, StoredEvent,
+    Appended, EventFilter, EventListing, EventMessage, Failure, NewEvent, Outcome, RoutedEvent,
+    StoredEvent,
 };
 pub use handle::Outbox;
 pub use model::{Due, Enqueued, NewMessage, OutboxError, RobotStats, State, StoredMessage};

@@ -13,8 +13,8 @@ pub struct NewMessage {
     pub robot: String,
     pub rule: String,
     pub source: String,
-    /// Identifies the event, rule and robot across redeliveries: a second message with the same
-    /// key for the same robot within the dedup window is not queued again.
+    /// The event's dedup key made particular to the rule (and alert): kept for the operator
+    /// (`outbox show`); deduplication happens on events, before routing.
     pub dedup_key: Option<String>,
     /// The validated message, without `msgUuid` (the outbox sets it from the row).
     pub message: Message,
@@ -25,8 +25,6 @@ pub struct NewMessage {
 pub enum Enqueued {
     /// Stored as row `id`.
     Accepted { id: i64 },
-    /// Already queued within the dedup window, as row `id`: not stored again.
-    Duplicate { id: i64 },
 }
 
 /// A queued message, as a worker sees it.

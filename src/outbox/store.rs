@@ -497,9 +497,7 @@ mod tests {
         let Ok(ids) = &results[0] else {
             panic!("stored")
         };
-        let Enqueued::Accepted { id: first } = ids[0] else {
-            panic!("accepted")
-        };
+        let Enqueued::Accepted { id: first } = ids[0];
         store
             .conn
             .execute(

@@ -37,7 +37,10 @@ impl FailureLog {
             tracing::debug!(rule, event, %reason, "A rule failed; its robots got a fallback message.");
             return false;
         }
-        let earlier = self.rules.get(rule).map_or(0, |(_, suppressed)| *suppressed);
+        let earlier = self
+            .rules
+            .get(rule)
+            .map_or(0, |(_, suppressed)| *suppressed);
         let also = if earlier > 0 {
             format!(" It also failed {earlier} more times in the last period.")
         } else {
@@ -49,10 +52,8 @@ impl FailureLog {
             %reason,
             "A rule failed on an event; its robots got a fallback message instead (`dingrelay outbox events` keeps the reason). Fix the rule, then re-route the event with `dingrelay outbox reroute`.{also}"
         );
-        self.rules.insert(
-            rule.to_owned(),
-            (now_ms.saturating_add(self.period_ms), 0),
-        );
+        self.rules
+            .insert(rule.to_owned(), (now_ms.saturating_add(self.period_ms), 0));
         true
     }
 }
@@ -66,7 +67,10 @@ mod tests {
         let mut log = FailureLog::new(Duration::from_secs(60));
         assert!(log.failed(0, "a", 1, "x"));
         assert!(!log.failed(1_000, "a", 2, "x"), "same minute: suppressed");
-        assert!(log.failed(1_000, "b", 3, "x"), "another rule has its own minute");
+        assert!(
+            log.failed(1_000, "b", 3, "x"),
+            "another rule has its own minute"
+        );
         assert!(!log.failed(59_999, "a", 4, "x"));
         assert!(log.failed(60_000, "a", 5, "x"), "the next minute");
         assert_eq!(log.rules["a"], (120_000, 0));

@@ -134,7 +134,16 @@ async fn a_valid_reload_is_swapped_in_and_an_invalid_one_is_refused() {
     h.daemon.reload().await.expect("a valid file is swapped in");
     let (status, answer) = post_text(&router, "/hooks/deploy", "two").await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
-    assert_eq!(answer["messages"][0]["robot"], "dev");
+    let event = answer["event"].as_i64().expect("stored");
+    // Routed on the new rules, to the new robot.
+    let messages = loop {
+        let routed = h.daemon.outbox().messages_of_event(event).await.unwrap();
+        if !routed.is_empty() {
+            break routed;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(messages[0].robot, "dev");
 
     // An invalid file is refused; the running config keeps serving.
     std::fs::write(

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use dingrelay::dingtalk::Message;
 use dingrelay::outbox::{
-    Admin, AdminError, Enqueued, FILE_NAME, NewMessage, Outbox, OutboxError, Purgeable, State,
+    Admin, AdminError, Appended, Enqueued, FILE_NAME, NewEvent, NewMessage, Outbox, OutboxError,
+    Outcome, Purgeable, RoutedEvent, State,
 };
 
 const T0: i64 = 1_795_000_000_000;
@@ -51,19 +52,11 @@ fn msg(robot: &str, content: &str) -> NewMessage {
     }
 }
 
-fn keyed(robot: &str, content: &str, key: &str) -> NewMessage {
-    NewMessage {
-        dedup_key: Some(key.to_owned()),
-        ..msg(robot, content)
-    }
-}
-
 fn accepted_ids(results: &[Enqueued]) -> Vec<i64> {
     results
         .iter()
         .map(|r| match r {
             Enqueued::Accepted { id } => *id,
-            Enqueued::Duplicate { id } => panic!("unexpected duplicate of {id}"),
         })
         .collect()
 }
@@ -85,15 +78,11 @@ async fn enqueued_messages_come_back_due_in_order_with_unique_msg_uuids() {
     let outbox = Outbox::open(&state_dir).unwrap();
     assert!(outbox.path().ends_with(format!("nested/state/{FILE_NAME}")));
     let first = outbox
-        .enqueue(vec![msg("ops", "one"), msg("ops", "two")], T0, MINUTE)
+        .enqueue(vec![msg("ops", "one"), msg("ops", "two")], T0)
         .await
         .unwrap();
     let second = outbox
-        .enqueue(
-            vec![msg("dev", "elsewhere"), msg("ops", "three")],
-            T0 + 1,
-            MINUTE,
-        )
+        .enqueue(vec![msg("dev", "elsewhere"), msg("ops", "three")], T0 + 1)
         .await
         .unwrap();
     let mut ids = accepted_ids(&first);
@@ -157,7 +146,7 @@ async fn enqueued_messages_come_back_due_in_order_with_unique_msg_uuids() {
     );
     assert_eq!(outbox.pending_count("ops").await.unwrap(), 3);
     assert_eq!(outbox.pending_count("nobody").await.unwrap(), 0);
-    assert_eq!(outbox.enqueue(Vec::new(), T0, MINUTE).await.unwrap(), []);
+    assert_eq!(outbox.enqueue(Vec::new(), T0).await.unwrap(), []);
     outbox.close().await;
 }
 
@@ -170,8 +159,8 @@ async fn a_batch_that_fails_to_insert_stores_nothing_while_a_concurrent_batch_su
         let bad = vec![msg("ops", "bad 1"), msg("ops", "bad 2"), msg("", "bad 3")];
         let good = vec![msg("ops", "good 1"), msg("ops", "good 2")];
         let (a, b) = (outbox.clone(), outbox.clone());
-        let bad = tokio::spawn(async move { a.enqueue(bad, T0 + round, MINUTE).await });
-        let good = tokio::spawn(async move { b.enqueue(good, T0 + round, MINUTE).await });
+        let bad = tokio::spawn(async move { a.enqueue(bad, T0 + round).await });
+        let good = tokio::spawn(async move { b.enqueue(good, T0 + round).await });
         let OutboxError::Unavailable(reason) = bad.await.unwrap().unwrap_err();
         assert!(reason.contains("message 3 of 3"), "{reason}");
         assert_eq!(accepted_ids(&good.await.unwrap().unwrap()).len(), 2);
@@ -193,15 +182,11 @@ async fn concurrent_enqueues_share_commits() {
     let before = outbox.commits();
     let mut calls = tokio::task::JoinSet::new();
     let first = outbox.clone();
-    calls.spawn(async move { first.enqueue(vec![msg("ops", "0")], T0, MINUTE).await });
+    calls.spawn(async move { first.enqueue(vec![msg("ops", "0")], T0).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
     for i in 1..100 {
         let outbox = outbox.clone();
-        calls.spawn(async move {
-            outbox
-                .enqueue(vec![msg("ops", &i.to_string())], T0, MINUTE)
-                .await
-        });
+        calls.spawn(async move { outbox.enqueue(vec![msg("ops", &i.to_string())], T0).await });
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     blocker.execute_batch("ROLLBACK").unwrap();
@@ -219,82 +204,154 @@ async fn concurrent_enqueues_share_commits() {
     outbox.close().await;
 }
 
+fn event(source: &str, key: Option<&str>, at: i64) -> NewEvent {
+    NewEvent {
+        source: source.to_owned(),
+        name: "firing".to_owned(),
+        dedup_key: key.map(str::to_owned),
+        headers: [("x-kind".to_owned(), "test".to_owned())].into(),
+        query: "a=1".to_owned(),
+        body: br#"{"n":1}"#.to_vec(),
+        received_at: at,
+    }
+}
+
 #[tokio::test]
-async fn duplicates_within_the_window_are_reported_with_the_first_id() {
+async fn duplicate_events_within_the_window_are_reported_with_the_first_id() {
     let dir = TempDir::new("dedup");
     let outbox = Outbox::open(dir.path()).unwrap();
-    let first = outbox
-        .enqueue(vec![keyed("ops", "first", "k")], T0, MINUTE)
+    let Appended::Stored { id } = outbox
+        .append(event("am", Some("k"), T0), MINUTE)
         .await
-        .unwrap();
-    let [Enqueued::Accepted { id }] = first[..] else {
-        panic!("{first:?}")
+        .unwrap()
+    else {
+        panic!("stored")
     };
-
-    // Within the window, whatever the first row's state: a duplicate of it.
-    outbox.mark_dead(&[id], T0 + 1, "refused").await.unwrap();
-    let again = outbox
-        .enqueue(
-            vec![
-                keyed("ops", "again", "k"),
-                keyed("dev", "other robot", "k"),
-                msg("ops", "no key"),
-            ],
-            T0 + MINUTE - 1,
-            MINUTE,
-        )
-        .await
-        .unwrap();
-    assert_eq!(again[0], Enqueued::Duplicate { id });
-    assert!(
-        matches!(again[1], Enqueued::Accepted { .. }),
-        "keys are per robot"
+    // Within the window: a duplicate of it, whether routed or not; keys are per source, and an
+    // event without a key is never a duplicate.
+    assert_eq!(
+        outbox
+            .append(event("am", Some("k"), T0 + MINUTE - 1), MINUTE)
+            .await
+            .unwrap(),
+        Appended::Duplicate { id }
     );
-    assert!(
-        matches!(again[2], Enqueued::Accepted { .. }),
-        "no key, no dedup"
+    assert!(matches!(
+        outbox
+            .append(event("gh", Some("k"), T0 + 1), MINUTE)
+            .await
+            .unwrap(),
+        Appended::Stored { .. }
+    ));
+    assert!(matches!(
+        outbox
+            .append(event("am", None, T0 + 1), MINUTE)
+            .await
+            .unwrap(),
+        Appended::Stored { .. }
+    ));
+    // Outside the window: stored again, and later duplicates are of the newer event.
+    let Appended::Stored { id: later } = outbox
+        .append(event("am", Some("k"), T0 + MINUTE), MINUTE)
+        .await
+        .unwrap()
+    else {
+        panic!("stored again")
+    };
+    assert!(later > id);
+    assert_eq!(
+        outbox
+            .append(event("am", Some("k"), T0 + MINUTE + 1), MINUTE)
+            .await
+            .unwrap(),
+        Appended::Duplicate { id: later }
     );
-
-    // Earlier in the same batch.
-    let batch = outbox
-        .enqueue(
-            vec![keyed("ops", "a", "same"), keyed("ops", "b", "same")],
-            T0,
-            MINUTE,
-        )
-        .await
-        .unwrap();
-    let Enqueued::Accepted { id: a } = batch[0] else {
-        panic!("{batch:?}")
-    };
-    assert_eq!(batch[1], Enqueued::Duplicate { id: a });
-
-    // Outside the window: stored again.
-    let later = outbox
-        .enqueue(vec![keyed("ops", "later", "k")], T0 + MINUTE, MINUTE)
-        .await
-        .unwrap();
-    let [Enqueued::Accepted { id: later_id }] = later[..] else {
-        panic!("{later:?}")
-    };
-    assert!(later_id > id);
-    // ...and now the duplicate is of the newer row.
-    let next = outbox
-        .enqueue(vec![keyed("ops", "next", "k")], T0 + MINUTE + 1, MINUTE)
-        .await
-        .unwrap();
-    assert_eq!(next[0], Enqueued::Duplicate { id: later_id });
-
     // A window of 0 disables dedup.
-    let off = outbox
-        .enqueue(
-            vec![keyed("ops", "x", "k"), keyed("ops", "y", "k")],
-            T0 + MINUTE + 2,
-            0,
-        )
+    assert!(matches!(
+        outbox
+            .append(event("am", Some("k"), T0 + MINUTE + 2), 0)
+            .await
+            .unwrap(),
+        Appended::Stored { .. }
+    ));
+    outbox.close().await;
+
+    // After a restart the window is rebuilt from the log.
+    let outbox = Outbox::open(dir.path()).unwrap();
+    assert_eq!(
+        outbox
+            .append(event("am", Some("k"), T0 + MINUTE + 3), MINUTE)
+            .await
+            .unwrap(),
+        Appended::Duplicate { id: later + 1 },
+        "the newest stored event with the key"
+    );
+    outbox.close().await;
+}
+
+#[tokio::test]
+async fn routing_an_event_stores_its_messages_and_marks_it_in_one_step() {
+    let dir = TempDir::new("route");
+    let outbox = Outbox::open(dir.path()).unwrap();
+    for i in 0..3 {
+        outbox
+            .append(event("am", None, T0 + i), MINUTE)
+            .await
+            .unwrap();
+    }
+    let waiting = outbox.waiting_events(2).await.unwrap();
+    assert_eq!(waiting.iter().map(|e| e.id).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(waiting[0].headers["x-kind"], "test");
+    assert_eq!(waiting[0].query, "a=1");
+    assert_eq!(waiting[0].body, br#"{"n":1}"#);
+
+    let routed = |event_id: i64, robots: &[&str]| RoutedEvent {
+        event_id,
+        messages: robots.iter().map(|r| msg(r, "m")).collect(),
+        outcome: Outcome {
+            rules: vec!["rule".to_owned()],
+            ..Outcome::default()
+        },
+        routed_at: T0 + 10,
+    };
+    let ids = outbox
+        .commit_routing(vec![routed(1, &["ops", "dev"]), routed(2, &[])])
         .await
         .unwrap();
-    assert_eq!(accepted_ids(&off).len(), 2);
+    assert_eq!(ids, [vec![1, 2], vec![]]);
+    assert_eq!(
+        outbox
+            .waiting_events(10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect::<Vec<_>>(),
+        [3]
+    );
+    // Routing an event that is no longer waiting stores nothing: exactly once.
+    let again = outbox
+        .commit_routing(vec![routed(1, &["ops"])])
+        .await
+        .unwrap();
+    assert_eq!(again, [Vec::<i64>::new()]);
+    assert_eq!(rows(&dir), 2);
+    let (event_id, outcome): (i64, String) = dir
+        .raw()
+        .query_row(
+            "SELECT m.event_id, e.outcome FROM messages m JOIN events e ON e.id = m.event_id WHERE m.id = 2",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(event_id, 1);
+    let outcome: Outcome = serde_json::from_str(&outcome).unwrap();
+    assert_eq!(outcome.messages, [1, 2]);
+
+    // Purging keeps what waits, and what was routed recently.
+    assert_eq!(outbox.purge_events(T0 + 10).await.unwrap(), 0);
+    assert_eq!(outbox.purge_events(T0 + 11).await.unwrap(), 2);
+    assert_eq!(outbox.waiting_events(10).await.unwrap().len(), 1);
     outbox.close().await;
 }
 
@@ -304,11 +361,7 @@ async fn due_respects_next_attempt_at_and_transitions_follow_the_marks() {
     let outbox = Outbox::open(dir.path()).unwrap();
     let ids = accepted_ids(
         &outbox
-            .enqueue(
-                vec![msg("ops", "a"), msg("ops", "b"), msg("ops", "c")],
-                T0,
-                MINUTE,
-            )
+            .enqueue(vec![msg("ops", "a"), msg("ops", "b"), msg("ops", "c")], T0)
             .await
             .unwrap(),
     );
@@ -384,11 +437,7 @@ async fn pending_rows_survive_dropping_the_outbox_without_close() {
         let outbox = Outbox::open(dir.path()).unwrap();
         let ids = accepted_ids(
             &outbox
-                .enqueue(
-                    vec![msg("ops", "survives"), msg("ops", "delivered")],
-                    T0,
-                    MINUTE,
-                )
+                .enqueue(vec![msg("ops", "survives"), msg("ops", "delivered")], T0)
                 .await
                 .unwrap(),
         );
@@ -411,7 +460,7 @@ async fn pending_rows_survive_dropping_the_outbox_without_close() {
     );
     let more = accepted_ids(
         &outbox
-            .enqueue(vec![msg("ops", "new")], T0 + 2, MINUTE)
+            .enqueue(vec![msg("ops", "new")], T0 + 2)
             .await
             .unwrap(),
     );
@@ -449,7 +498,6 @@ async fn prune_removes_old_delivered_rows_and_attempts_only() {
                     msg("ops", "recent"),
                 ],
                 T0,
-                MINUTE,
             )
             .await
             .unwrap(),
@@ -479,15 +527,27 @@ async fn prune_removes_old_delivered_rows_and_attempts_only() {
         .collect();
     assert_eq!(left, [(ids[0], State::Pending), (ids[1], State::Dead)]);
     drop(admin);
-    // Ids are never reused, even after the highest ones were pruned.
+    // A row id freed by pruning the highest rows may be taken again (no AUTOINCREMENT), but
+    // never its msgUuid: that is new for every message.
     let outbox = Outbox::open(dir.path()).unwrap();
-    let next = accepted_ids(
-        &outbox
-            .enqueue(vec![msg("ops", "next")], T0, MINUTE)
-            .await
-            .unwrap(),
+    let before: Vec<String> = outbox
+        .due("ops", i64::MAX, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.message.msg_uuid.clone().unwrap())
+        .collect();
+    outbox
+        .enqueue(vec![msg("ops", "next")], T0 + 1)
+        .await
+        .unwrap();
+    let after = outbox.due("ops", i64::MAX, 10).await.unwrap();
+    let next = after.last().unwrap();
+    assert_eq!(next.message.summary(), "next");
+    assert!(
+        !before.contains(next.message.msg_uuid.as_ref().unwrap()),
+        "{before:?}"
     );
-    assert!(next[0] > ids[3], "{next:?} after {ids:?}");
     outbox.close().await;
 }
 
@@ -505,7 +565,6 @@ async fn admin_works_on_the_file_while_the_daemon_holds_it_open() {
                     msg("ops", "delivered"),
                 ],
                 T0,
-                MINUTE,
             )
             .await
             .unwrap(),
@@ -627,12 +686,7 @@ async fn admin_works_on_the_file_while_the_daemon_holds_it_open() {
     assert_eq!(outbox.pending_count("ops").await.unwrap(), 2);
     assert_eq!(admin.list(Some(State::Pending), None).unwrap().len(), 2);
     // The daemon keeps writing while the admin connection is open.
-    accepted_ids(
-        &outbox
-            .enqueue(vec![msg("ops", "more")], now, MINUTE)
-            .await
-            .unwrap(),
-    );
+    accepted_ids(&outbox.enqueue(vec![msg("ops", "more")], now).await.unwrap());
     assert_eq!(
         admin.list(Some(State::Pending), Some("ops")).unwrap().len(),
         3
@@ -672,12 +726,7 @@ async fn after_close_other_handles_get_unavailable() {
     outbox.close().await;
     let OutboxError::Unavailable(reason) = other.pending_count("ops").await.unwrap_err();
     assert!(reason.contains("stopped"), "{reason}");
-    assert!(
-        other
-            .enqueue(vec![msg("ops", "late")], T0, MINUTE)
-            .await
-            .is_err()
-    );
+    assert!(other.enqueue(vec![msg("ops", "late")], T0).await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -688,7 +737,7 @@ async fn a_lock_held_beyond_the_busy_timeout_is_unavailable_then_the_outbox_reco
     blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
     let started = std::time::Instant::now();
     let OutboxError::Unavailable(reason) = outbox
-        .enqueue(vec![msg("ops", "blocked")], T0, MINUTE)
+        .enqueue(vec![msg("ops", "blocked")], T0)
         .await
         .unwrap_err();
     assert!(
@@ -697,12 +746,7 @@ async fn a_lock_held_beyond_the_busy_timeout_is_unavailable_then_the_outbox_reco
     );
     assert!(reason.contains("locked"), "{reason}");
     blocker.execute_batch("ROLLBACK").unwrap();
-    accepted_ids(
-        &outbox
-            .enqueue(vec![msg("ops", "after")], T0, MINUTE)
-            .await
-            .unwrap(),
-    );
+    accepted_ids(&outbox.enqueue(vec![msg("ops", "after")], T0).await.unwrap());
     assert_eq!(
         contents(&outbox.due("ops", T0, 10).await.unwrap()),
         ["after"]

@@ -165,7 +165,7 @@ fn a_failing_file_says_what_differs() {
             "  came out:\n    rule `page` -> robot `ops`: markdown \"PAGE DiskFull\"\n",
             // Refusals.
             "  expected a refusal with 400, but the daemon would accept the payload (202)\n  came out:\n    rule `anything` -> robot `dev`: text \"{\\\"a\\\": 1}\"\n",
-            "  the daemon would refuse this payload with 422: rule `link`, robot `dev`: link.text: is required and must not be empty\n",
+            "  a rule fails on this payload (the daemon would send its robots a fallback message instead): rule `link`, robot `dev`: link.text: is required and must not be empty\n",
             "  expected a refusal with 415, but the daemon would answer 400: malformed request: body is not valid JSON",
             "  the refusal (400) does not say \"too large\": malformed request",
             // A message expected more often than it was sent.

@@ -16,7 +16,7 @@ use dingrelay::config::Config;
 use dingrelay::daemon::{Daemon, Services};
 use dingrelay::delivery::transport::{HttpTransport, Transport};
 use dingrelay::metrics::Metrics;
-use dingrelay::outbox::{Admin, State};
+use dingrelay::outbox::{Admin, FILE_NAME, State};
 use http::{Request, StatusCode};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -215,7 +215,7 @@ async fn a_storm_of_200_alerts_stays_within_the_rate_and_everything_arrives() {
     for i in 0..200 {
         let (status, body) = post_alert(&harness.router, &format!("db-{i:03}")).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-        assert_eq!(body["queued"], 1, "{body}");
+        assert_eq!(body["status"], "accepted", "{body}");
     }
     // Three minutes of DingTalk time.
     tokio::time::sleep_until(start + Duration::from_secs(180)).await;
@@ -397,7 +397,7 @@ async fn a_group_with_51_owners_is_accepted_and_sent_to_the_first_50() {
     )
     .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
-    assert_eq!(answer["queued"], 1, "{answer}");
+    assert_eq!(answer["status"], "accepted", "{answer}");
 
     tokio::time::sleep(Duration::from_secs(30)).await;
     let messages = harness.mock.messages();
@@ -426,12 +426,12 @@ async fn a_redelivered_alert_group_is_posted_once() {
     let harness = start_paused(mock, "", "").await;
     let (_, first) = post_alert(&harness.router, "db-9").await;
     let (status, second) = post_alert(&harness.router, "db-9").await;
-    assert_eq!(first["queued"], 1, "{first}");
+    assert_eq!(first["status"], "accepted", "{first}");
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(
-        (second["queued"].clone(), second["duplicates"].clone()),
-        (json!(0), json!(1)),
-        "{second}"
+        second,
+        json!({ "status": "duplicate", "event": first["event"] }),
+        "the earlier event is named"
     );
     tokio::time::sleep(Duration::from_secs(30)).await;
     assert_eq!(harness.mock.stats().accepted, 1);
@@ -512,7 +512,8 @@ async fn bad_requests_get_a_status_with_a_reason_while_others_are_served() {
         );
     }
 
-    // A rule that cannot render a valid message: 422 naming it, nothing queued.
+    // A rule that cannot render a valid message is no fault of the request: accepted, and the
+    // rule's robot gets a fallback naming the rule and the reason.
     let (status, answer) = post(
         router,
         "/hooks/ci",
@@ -520,21 +521,26 @@ async fn bad_requests_get_a_status_with_a_reason_while_others_are_served() {
         json!({"text": "x"}).to_string(),
     )
     .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
-    assert_eq!(answer["errors"][0]["rule"], "ci", "{answer}");
-    assert_eq!(answer["errors"][0]["field"], "markdown.title", "{answer}");
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
 
     // Meanwhile the daemon serves good requests.
     let (status, answer) = post_alert(router, "db-2").await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     tokio::time::sleep(Duration::from_secs(10)).await;
-    assert_eq!(harness.mock.stats().accepted, 1);
+    assert_eq!(harness.mock.stats().accepted, 2);
+    let texts: Vec<String> = harness
+        .mock
+        .messages()
+        .iter()
+        .map(|m| m.body.to_string())
+        .collect();
+    assert!(texts.iter().all(|t| !t.contains("db-1")), "{texts:?}");
+    assert!(texts.iter().any(|t| t.contains("db-2")), "{texts:?}");
     assert!(
-        harness
-            .mock
-            .messages()
+        texts
             .iter()
-            .all(|m| !m.body.to_string().contains("db-1"))
+            .any(|t| t.contains("rule `ci` failed") && t.contains("markdown.title")),
+        "{texts:?}"
     );
 
     // The outbox gone: 503 so the sender retries.
@@ -545,10 +551,11 @@ async fn bad_requests_get_a_status_with_a_reason_while_others_are_served() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_ignored_event_is_202_with_matched_zero() {
+async fn an_event_no_rule_matches_is_stored_with_why() {
     let mock = MockDingTalk::new().robot(TOKEN, Some(SECRET), &["告警"]);
+    let state_dir = temp_dir("ignored");
     let text = config_text(
-        &temp_dir("ignored"),
+        &state_dir,
         &webhook_url("http://mock.test", TOKEN),
         "mock.test",
         "",
@@ -575,13 +582,16 @@ async fn an_ignored_event_is_202_with_matched_zero() {
     )
     .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
-    assert_eq!(answer["matched"], 0, "{answer}");
+    assert_eq!(answer["status"], "accepted", "{answer}");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(mock.stats().accepted, 0);
+    let outcome: String = rusqlite::Connection::open(state_dir.join(FILE_NAME))
+        .unwrap()
+        .query_row("SELECT outcome FROM events WHERE id = 1", [], |r| r.get(0))
+        .unwrap();
     assert!(
-        answer["rules"][0]
-            .as_str()
-            .unwrap()
-            .contains("level == \"error\""),
-        "{answer}"
+        outcome.contains("no rule matched") && outcome.contains(r#"level == \"error\""#),
+        "{outcome}"
     );
     daemon
         .stop(tokio::time::Instant::now() + Duration::from_secs(5))
@@ -721,9 +731,9 @@ async fn a_json_source_dedup_template_drops_redeliveries() {
     let (_, again) = post(&router, "/hooks/ci", &[JSON], deploy).await;
     let other = json!({"id": "deploy-18", "title": "告警 deploy", "text": "done"}).to_string();
     let (_, third) = post(&router, "/hooks/ci", &[JSON], other).await;
-    assert_eq!(first["queued"], 1, "{first}");
-    assert_eq!(again["duplicates"], 1, "{again}");
-    assert_eq!(third["queued"], 1, "{third}");
+    assert_eq!(first, json!({"status": "accepted", "event": 1}));
+    assert_eq!(again, json!({"status": "duplicate", "event": 1}));
+    assert_eq!(third, json!({"status": "accepted", "event": 2}));
     tokio::time::sleep(Duration::from_secs(30)).await;
     assert_eq!(mock.stats().accepted, 2);
     daemon

@@ -1,0 +1,168 @@
+//! The writer thread's operations on the event log: append (with dedup), read what waits, store
+//! what routing made of it, purge.
+
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+
+use super::event_log::{
+    Appended, EventMessage, NewEvent, RoutedEvent, StoredEvent, event_messages, stored_event,
+};
+use super::model::OutboxError;
+use super::store::{Store, insert_message, unavailable};
+
+impl Store {
+    /// Appends every event in one transaction (one fsync), each after its dedup check: a
+    /// duplicate within `dedup_window_ms` (0 or less: no dedup) is answered with the earlier id.
+    pub(crate) fn append_events(
+        &mut self,
+        events: &[NewEvent],
+        dedup_window_ms: i64,
+    ) -> Result<Vec<Appended>, OutboxError> {
+        let context = "cannot append events";
+        let now = events.iter().map(|e| e.received_at).max().unwrap_or(0);
+        let window_start = now.saturating_sub(dedup_window_ms);
+        if dedup_window_ms > 0 && !self.recent.loaded {
+            self.recent
+                .load(&self.conn, window_start)
+                .map_err(unavailable("cannot read recent events"))?;
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(unavailable(context))?;
+        let mut answers = Vec::with_capacity(events.len());
+        let mut added: Vec<((String, String), (i64, i64))> = Vec::new();
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO events (source, name, dedup_key, received_at, headers, query, body) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(unavailable(context))?;
+            for event in events {
+                let key = event
+                    .dedup_key
+                    .as_ref()
+                    .map(|k| (event.source.clone(), k.clone()));
+                if let Some(key) = key.as_ref().filter(|_| dedup_window_ms > 0) {
+                    let earlier = added
+                        .iter()
+                        .rev()
+                        .find(|(k, _)| k == key)
+                        .map(|(_, v)| *v)
+                        .or_else(|| self.recent.keys.get(key).copied());
+                    if let Some((id, at)) = earlier
+                        && at > event.received_at.saturating_sub(dedup_window_ms)
+                    {
+                        answers.push(Appended::Duplicate { id });
+                        continue;
+                    }
+                }
+                let headers = serde_json::to_string(&event.headers)
+                    .map_err(|e| OutboxError::Unavailable(format!("{context}: {e}")))?;
+                insert
+                    .execute(params![
+                        event.source,
+                        event.name,
+                        event.dedup_key,
+                        event.received_at,
+                        headers,
+                        event.query,
+                        event.body,
+                    ])
+                    .map_err(unavailable(context))?;
+                let id = tx.last_insert_rowid();
+                if let Some(key) = key {
+                    added.push((key, (id, event.received_at)));
+                }
+                answers.push(Appended::Stored { id });
+            }
+        }
+        tx.commit().map_err(unavailable(context))?;
+        // Only committed keys count: a failed transaction leaves the map as it was.
+        for (key, value) in added {
+            self.recent.keys.insert(key, value);
+            self.recent.sweep(window_start);
+        }
+        Ok(answers)
+    }
+
+    /// The oldest events waiting to be routed, at most `limit`, in the order they came.
+    pub(crate) fn waiting_events(&mut self, limit: usize) -> Result<Vec<StoredEvent>, OutboxError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let context = "cannot read waiting events";
+        let mut statement = self
+            .conn
+            .prepare_cached(
+                "SELECT id, source, name, dedup_key, received_at, routings, headers, query, body \
+                 FROM events WHERE routed_at IS NULL ORDER BY id LIMIT ?1",
+            )
+            .map_err(unavailable(context))?;
+        statement
+            .query_map([limit], stored_event)
+            .and_then(|rows| rows.collect())
+            .map_err(unavailable(context))
+    }
+
+    /// Stores each routed event's messages and marks it routed with its outcome, all in one
+    /// transaction: after a crash an event is either routed with all its messages, or waiting
+    /// with none. An event no longer waiting (re-routed meanwhile? purged?) is skipped, its
+    /// messages not stored. Returns the ids of each event's messages, in order.
+    pub(crate) fn commit_routing(
+        &mut self,
+        routed: &[RoutedEvent],
+    ) -> Result<Vec<Vec<i64>>, OutboxError> {
+        let context = "cannot store routed messages";
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(unavailable(context))?;
+        let mut all_ids = Vec::with_capacity(routed.len());
+        for event in routed {
+            let waiting: Option<i64> = tx
+                .prepare_cached("SELECT id FROM events WHERE id = ?1 AND routed_at IS NULL")
+                .and_then(|mut s| s.query_row([event.event_id], |r| r.get(0)).optional())
+                .map_err(unavailable(context))?;
+            if waiting.is_none() {
+                all_ids.push(Vec::new());
+                continue;
+            }
+            let mut ids = Vec::with_capacity(event.messages.len());
+            for message in &event.messages {
+                let id = insert_message(&tx, message, Some(event.event_id), event.routed_at)
+                    .map_err(|e| OutboxError::Unavailable(format!("{context}: {e}")))?;
+                ids.push(id);
+            }
+            let mut outcome = event.outcome.clone();
+            outcome.messages = ids.clone();
+            let outcome = serde_json::to_string(&outcome)
+                .map_err(|e| OutboxError::Unavailable(format!("{context}: {e}")))?;
+            tx.prepare_cached(
+                "UPDATE events SET routed_at = ?2, routings = routings + 1, outcome = ?3 \
+                 WHERE id = ?1",
+            )
+            .and_then(|mut s| s.execute(params![event.event_id, event.routed_at, outcome]))
+            .map_err(unavailable(context))?;
+            all_ids.push(ids);
+        }
+        tx.commit().map_err(unavailable(context))?;
+        Ok(all_ids)
+    }
+
+    /// Deletes routed events routed before `routed_before_ms`; returns how many went.
+    pub(crate) fn purge_events(&mut self, routed_before_ms: i64) -> Result<usize, OutboxError> {
+        self.conn
+            .execute(
+                "DELETE FROM events WHERE routed_at IS NOT NULL AND routed_at < ?1",
+                [routed_before_ms],
+            )
+            .map_err(unavailable("cannot purge routed events"))
+    }
+
+    /// The messages an event made when it was last routed.
+    pub(crate) fn event_messages(
+        &mut self,
+        event_id: i64,
+    ) -> Result<Vec<EventMessage>, OutboxError> {
+        event_messages(&self.conn, event_id).map_err(unavailable("cannot read an event's messages"))
+    }
+}
