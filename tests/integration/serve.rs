@@ -855,3 +855,74 @@ async fn the_stand_in_takes_dingrelay_signatures_and_clock_through_the_transport
     ));
     assert_eq!(mock.stats().accepted, 3);
 }
+
+/// Issue 11's pair: a healthy rule and one whose text divides by the number of resolved alerts,
+/// which is 0 for a firing group.
+#[tokio::test(start_paused = true)]
+async fn a_rule_that_divides_by_zero_sends_a_fallback_and_the_healthy_rule_still_sends() {
+    let harness = start_paused_with(
+        MockDingTalk::new().robot(TOKEN, Some(SECRET), &["告警"]),
+        |text| {
+            text.replace(
+                "rules:\n",
+                "rules:\n  - name: healthy\n    source: am\n    to: ops\n    template: alertmanager\n    markdown: { title: \"告警 {{ commonLabels.alertname }}\" }\n  - name: ratio\n    source: am\n    to: ops\n    text: { content: \"告警 ratio {{ (alerts | length) // (resolved | length) }}\" }\n",
+            )
+        },
+        "",
+        "",
+    )
+    .await;
+    let (status, answer) = post_alert(&harness.router, "db-7").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(answer["status"], "accepted", "{answer}");
+
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let texts: Vec<String> = harness
+        .mock
+        .messages()
+        .iter()
+        .map(|m| m.body.to_string())
+        .collect();
+    // The healthy rule's message, the fallback of the failing one, and the harness's own rule.
+    assert_eq!(texts.len(), 3, "{texts:#?}");
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("disk full on db-7") && !t.contains("failed")),
+        "the healthy rule's alert is delivered: {texts:#?}"
+    );
+    let fallback = texts
+        .iter()
+        .find(|t| t.contains("rule `ratio` failed"))
+        .unwrap_or_else(|| panic!("a fallback for the failing rule: {texts:#?}"));
+    assert!(
+        fallback.contains("DiskFull"),
+        "the alert's facts: {fallback}"
+    );
+    assert!(
+        fallback.contains("unable to calculate 1 // 0"),
+        "{fallback}"
+    );
+    assert!(fallback.contains("告警"), "the robot's keyword: {fallback}");
+    assert_eq!(
+        harness
+            .mock
+            .stats()
+            .by_errcode
+            .keys()
+            .copied()
+            .collect::<Vec<_>>(),
+        [0]
+    );
+
+    // The failure is kept with the event, and counted by rule.
+    let outcome: String = rusqlite::Connection::open(harness.state_dir.join(FILE_NAME))
+        .unwrap()
+        .query_row("SELECT outcome FROM events WHERE id = 1", [], |r| r.get(0))
+        .unwrap();
+    assert!(outcome.contains(r#""rule":"ratio""#), "{outcome}");
+    harness
+        .daemon
+        .stop(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
+}
