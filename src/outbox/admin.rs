@@ -7,6 +7,10 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
+use super::event_log::{
+    EventFilter, EventListing, EventMessage, StoredEvent, event_listing, event_messages,
+    select_events,
+};
 use super::model::State;
 use super::schema;
 
@@ -98,9 +102,12 @@ impl Admin {
             reason,
         };
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(&path, flags)
+        let mut conn = Connection::open_with_flags(&path, flags)
             .map_err(|e| fail(format!("cannot open: {e}")))?;
         schema::configure(&conn).map_err(|e| fail(format!("cannot configure: {e}")))?;
+        if schema::needs_migration(&conn) {
+            schema::migrate(&mut conn).map_err(&fail)?;
+        }
         schema::check_version(&conn).map_err(fail)?;
         Ok(Admin { conn, path })
     }
@@ -281,4 +288,70 @@ fn listing(row: &Row<'_>) -> rusqlite::Result<Listing> {
         summary: row.get("summary")?,
         last_error: row.get("last_error")?,
     })
+}
+
+/// The event log, for `dingrelay outbox events`, `reroute` and `dry-run`.
+impl Admin {
+    /// Events matching `filter`, newest first (at most `filter.limit`); only those waiting to be
+    /// routed with `waiting`.
+    pub fn events(
+        &self,
+        filter: &EventFilter,
+        waiting: bool,
+    ) -> Result<Vec<EventListing>, AdminError> {
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT id, source, name, dedup_key, received_at, routed_at, routings, outcome, \
+                 length(body) FROM events WHERE id >= ?1 AND id <= ?2 AND received_at >= ?3 \
+                 AND received_at <= ?4 AND (?5 IS NULL OR source = ?5) \
+                 AND (?6 = 0 OR routed_at IS NULL) ORDER BY id DESC LIMIT ?7",
+            )
+            .map_err(self.error("cannot list events"))?;
+        statement
+            .query_map(
+                rusqlite::params![
+                    filter.from_id,
+                    filter.to_id,
+                    filter.since_ms,
+                    filter.until_ms,
+                    filter.source,
+                    i64::from(waiting),
+                    filter.limit
+                ],
+                event_listing,
+            )
+            .and_then(|rows| rows.collect())
+            .map_err(self.error("cannot list events"))
+    }
+
+    /// The messages an event made when it was last routed.
+    pub fn event_messages(&self, event_id: i64) -> Result<Vec<EventMessage>, AdminError> {
+        event_messages(&self.conn, event_id).map_err(self.error("cannot read an event's messages"))
+    }
+
+    /// The stored events matching `filter`, oldest first, with their bodies (for a dry run).
+    pub fn stored_events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>, AdminError> {
+        select_events(&self.conn, filter).map_err(self.error("cannot read events"))
+    }
+
+    /// Marks the routed events matching `filter` as waiting again: the running daemon routes
+    /// them through the rules it has now, into new messages (with new msgUuids), and sends
+    /// them. Returns how many were marked.
+    pub fn reroute(&self, filter: &EventFilter) -> Result<usize, AdminError> {
+        self.conn
+            .execute(
+                "UPDATE events SET routed_at = NULL WHERE routed_at IS NOT NULL \
+                 AND id >= ?1 AND id <= ?2 AND received_at >= ?3 AND received_at <= ?4 \
+                 AND (?5 IS NULL OR source = ?5)",
+                rusqlite::params![
+                    filter.from_id,
+                    filter.to_id,
+                    filter.since_ms,
+                    filter.until_ms,
+                    filter.source
+                ],
+            )
+            .map_err(self.error("cannot mark events for re-routing"))
+    }
 }

@@ -165,6 +165,11 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether an existing dingrelay database has an older schema this build migrates.
+pub(crate) fn needs_migration(conn: &Connection) -> bool {
+    user_version(conn).is_ok_and(|v| v > 0 && v < SCHEMA_VERSION)
+}
+
 /// Checks that an existing database has the schema this build reads.
 pub(crate) fn check_version(conn: &Connection) -> Result<(), String> {
     match user_version(conn).map_err(|e| format!("cannot read the schema version: {e}"))? {
