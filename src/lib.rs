@@ -23,6 +23,8 @@
 //!   which holds compiled templates and resolved references (the rest of the code only sees
 //!   that), and its audit.
 //! - [`outbox`]: the durable queue between intake and delivery (SQLite).
+//! - [`routing`]: what an event's rules send, beyond their templates: the fallback message for a
+//!   rule that failed.
 //! - [`delivery`]: one worker per robot: rate limit, sign, send, classify, retry or dead-letter.
 //! - [`intake`]: the HTTP routes.
 //! - [`daemon`]: wires everything into the running service, with systemd's notifications.
@@ -37,6 +39,7 @@ pub mod dingtalk;
 pub mod intake;
 pub mod metrics;
 pub mod outbox;
+pub mod routing;
 pub mod rules;
 pub mod source;
 pub mod text;
