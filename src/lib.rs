@@ -3,8 +3,9 @@
 //! Data flows one way, and each stage is a module of its own:
 //!
 //! ```text
-//! HTTP intake -> source (verify, parse) -> rules (match, render) -> dingtalk message (typed, validated)
-//!   -> outbox (durable) -> per-robot worker (rate limit, sign, send, classify, retry or dead-letter)
+//! HTTP intake -> source (verify, parse) -> event log (durable) -> routing: rules (match, render),
+//!   dingtalk message (typed, validated) -> messages (durable) -> per-robot worker (rate limit,
+//!   sign, send, classify, retry or dead-letter)
 //! ```
 //!
 //! The list below runs lowest first: each module imports only from those above it (a test,
@@ -22,7 +23,10 @@
 //! - [`config`]: `rules.yaml`, parsed into raw structs, then validated into [`config::Config`],
 //!   which holds compiled templates and resolved references (the rest of the code only sees
 //!   that), and its audit.
-//! - [`outbox`]: the durable queue between intake and delivery (SQLite).
+//! - [`outbox`]: the durable state (SQLite): the event log intake appends to, and the messages
+//!   routing makes of each event, until delivered.
+//! - [`routing`]: the stage between the two: takes stored events in order, runs the rules, puts a
+//!   fallback message in place of a rule that fails, and stores the messages exactly once.
 //! - [`delivery`]: one worker per robot: rate limit, sign, send, classify, retry or dead-letter.
 //! - [`intake`]: the HTTP routes.
 //! - [`daemon`]: wires everything into the running service, with systemd's notifications.

@@ -18,21 +18,36 @@
 //!    An incident with many owners is cut, never refused.
 //! 5. Every mentioned mobile or userId appears as `@<id>` in `text.content` / `markdown.text`
 //!    (DingTalk only highlights those): the missing ones are appended on a last line.
-//! 6. **Size**: the encoded body plus [`MSG_UUID_RESERVE`] fits [`MAX_BODY_BYTES`]. When it does
-//!    not, the main text (`text.content`, `markdown.text`, `link.text`, `actionCard.text`) is cut
-//!    on a character boundary and ends with a visible marker saying how many bytes were cut; the
-//!    mention line of step 5 is re-appended after the marker, so mentions survive the cut. A
-//!    `feedCard` loses links from the end instead. What cannot be made to fit is refused, naming
-//!    the field that is too big.
+//! 6. **Size**, in two steps:
+//!    - first, every short human-visible field (`link.title`, `markdown.title`, `actionCard.title`,
+//!      `actionCard.singleTitle`, `actionCard.btns[i].title`, `feedCard.links[i].title`) longer
+//!      than [`MAX_TITLE_BYTES`] is cut on a character boundary and ends with a visible marker,
+//!      `…(N more bytes cut)`, the whole at most [`MAX_TITLE_BYTES`]. This applies whether or not
+//!      the message fits: a title is a one-line label, and how it reads must not depend on the
+//!      length of the text beside it. An oversized title (a 100 KB alertname) is cut, never
+//!      refused;
+//!    - then the encoded body plus [`MSG_UUID_RESERVE`] must fit [`MAX_BODY_BYTES`]. When it does
+//!      not, the main text (`text.content`, `markdown.text`, `link.text`, `actionCard.text`) is
+//!      cut on a character boundary and ends with a visible marker saying how many bytes were
+//!      cut; the mention line of step 5 is re-appended after the marker, so mentions survive the
+//!      cut. A `feedCard` loses links from the end instead.
+//!
+//!    URLs are never cut (a cut URL is a broken link): what cannot be made to fit, such as a
+//!    25 KB `link.messageUrl`, is refused, naming the field that is too big.
 //! 7. **Keywords**: when the robot has security keywords, one of them appears in a human-visible
 //!    text (titles, text, button titles, feed link titles; never URLs) of the message as cut.
 //!
 //! Invariants of an accepted message ([`Prepared::message`]):
 //! - it is valid per 1–5 and 7, and [`encoded_len`] of it is at most
 //!   `MAX_BODY_BYTES - MSG_UUID_RESERVE`, so the outbox can add a `msgUuid` and stay under the limit;
+//! - every title and button label named in step 6 is at most [`MAX_TITLE_BYTES`] bytes: one
+//!   that was longer is a prefix of the original followed by `…(N more bytes cut)`, N the bytes
+//!   cut from it, and [`Prepared::title_cut_bytes`] is the sum of those N (0 when none was cut;
+//!   a `feedCard` counts the links then dropped to fit too); one that was not is unchanged;
 //! - its main text starts with a prefix of the original (all of it when nothing was cut), cut no
-//!   more than the limit requires (to within one character), and [`Prepared::cut_bytes`] says how
-//!   many bytes were cut (0 when nothing was);
+//!   more than the limit requires once the titles are capped (to within one character), and
+//!   [`Prepared::cut_bytes`] says how many bytes were cut from it (0 when nothing was);
+//! - URLs are never cut, only trimmed;
 //! - every id in `at.atMobiles` / `at.atUserIds` appears as `@<id>` in the main text, and `at` is
 //!   absent unless it mentions someone (or everyone);
 //! - nothing in here panics, whatever the input.
@@ -55,6 +70,15 @@ pub const MSG_UUID_RESERVE: usize = 64;
 
 /// DingTalk's limit on `atMobiles` + `atUserIds` in one message.
 pub const MAX_MENTIONS: usize = 50;
+
+/// The most a title or button label may weigh, in UTF-8 bytes, cut marker included (step 6).
+///
+/// DingTalk documents no per-field limit, but a title is a one-line label: the conversation
+/// list and the notification show its first few dozen characters, a button shows fewer. 1,000
+/// bytes (over 300 Chinese characters) is far more than any of them displays, keeps a message
+/// whose text is long from losing that text to its title, and leaves a marker room to say how
+/// much was cut.
+pub const MAX_TITLE_BYTES: usize = 1_000;
 
 /// What [`prepare`] lets a message weigh, encoded.
 const BUDGET: usize = MAX_BODY_BYTES - MSG_UUID_RESERVE;
@@ -80,14 +104,20 @@ impl InvalidMessage {
     }
 }
 
-/// A message accepted for a robot, and how many bytes of its main text were cut to fit.
+/// A message accepted for a robot, and how many bytes were cut from it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prepared {
-    /// The message to queue: mentions cleaned and inserted, URLs trimmed, cut to fit.
+    /// The message to queue: mentions cleaned and inserted, URLs trimmed, titles capped, cut to
+    /// fit.
     pub message: Message,
-    /// Bytes (UTF-8) cut from the end of the main text; for a `feedCard`, the encoded bytes of
-    /// the links dropped. 0 when the message fitted as it was.
+    /// Bytes (UTF-8) cut from the end of the main text to fit the body limit; for a `feedCard`,
+    /// the encoded bytes of the links dropped. 0 when the message fitted once its titles were
+    /// capped. Titles are not counted here: see [`Prepared::title_cut_bytes`].
     pub cut_bytes: usize,
+    /// Bytes (UTF-8) cut from titles and button labels longer than [`MAX_TITLE_BYTES`], summed
+    /// over those fields (each one's marker names its own share; for a `feedCard`, links later
+    /// dropped to fit count too, as they are capped first). 0 when none was too long.
+    pub title_cut_bytes: usize,
 }
 
 /// Checks a message for `robot` and returns it ready to queue: mentions inserted, cut to fit.
@@ -102,9 +132,14 @@ pub fn prepare(mut message: Message, robot: &Robot) -> Result<Prepared, InvalidM
     check_urls(&mut message.body)?;
     let mentions = clean_mentions(&mut message)?;
     let original_len = append_mentions(&mut message.body, &mentions);
+    let title_cut_bytes = cap_titles(&mut message.body);
     let cut_bytes = fit(&mut message, original_len, &mentions)?;
     check_keywords(&message, robot)?;
-    Ok(Prepared { message, cut_bytes })
+    Ok(Prepared {
+        message,
+        cut_bytes,
+        title_cut_bytes,
+    })
 }
 
 /// The size of the request body DingTalk would get for `message`: `serde_json::to_vec(message)`'s
@@ -392,10 +427,58 @@ fn append_mentions(body: &mut MessageBody, mentions: &[String]) -> usize {
 
 /// The visible note that replaces what was cut.
 fn cut_marker(cut: usize) -> String {
-    format!("\n\n…({cut} more bytes cut)")
+    format!("\n\n{}", title_marker(cut))
 }
 
-/// Step 6: cuts `message` to fit; returns what was cut.
+/// The visible note that ends a cut title: the main text's marker without the paragraph break,
+/// since a title is one line.
+fn title_marker(cut: usize) -> String {
+    format!("…({cut} more bytes cut)")
+}
+
+/// Step 6, first part: cuts every title and button label over [`MAX_TITLE_BYTES`]; returns the
+/// bytes cut, summed.
+fn cap_titles(body: &mut MessageBody) -> usize {
+    let titles: Vec<&mut String> = match body {
+        MessageBody::Text { .. } => Vec::new(),
+        MessageBody::Link { link } => vec![&mut link.title],
+        MessageBody::Markdown { markdown } => vec![&mut markdown.title],
+        MessageBody::ActionCard { action_card } => {
+            let mut titles = vec![&mut action_card.title];
+            match &mut action_card.action {
+                CardAction::Single { single_title, .. } => titles.push(single_title),
+                CardAction::Buttons { btns } => {
+                    titles.extend(btns.iter_mut().map(|button| &mut button.title));
+                }
+            }
+            titles
+        }
+        MessageBody::FeedCard { feed_card } => feed_card
+            .links
+            .iter_mut()
+            .map(|link| &mut link.title)
+            .collect(),
+    };
+    titles.into_iter().map(cap_title).sum()
+}
+
+/// Cuts `title` to at most [`MAX_TITLE_BYTES`] bytes, marker included, on a character boundary;
+/// returns the bytes cut (0 when it was short enough and is left untouched).
+fn cap_title(title: &mut String) -> usize {
+    if title.len() <= MAX_TITLE_BYTES {
+        return 0;
+    }
+    // The marker for the whole length is at least as long as the one finally written (it counts
+    // fewer bytes), so the result stays within the cap.
+    let room = MAX_TITLE_BYTES.saturating_sub(title_marker(title.len()).len());
+    let keep = title.floor_char_boundary(room);
+    let cut = title.len() - keep;
+    title.truncate(keep);
+    title.push_str(&title_marker(cut));
+    cut
+}
+
+/// Step 6, second part: cuts `message` to fit; returns what was cut.
 fn fit(
     message: &mut Message,
     original_len: usize,
@@ -1346,24 +1429,187 @@ mod tests {
     }
 
     #[test]
-    fn a_title_or_url_too_big_alone_is_refused_naming_it() {
-        let e = err(markdown(&"标题".repeat(4_000), "short"));
-        assert_eq!(e.field, "markdown.title");
+    fn a_url_too_big_alone_is_refused_naming_it() {
+        let huge_url = format!("https://example.com/?q={}", "a".repeat(25_000));
+        let e = err(link("T", "t", &huge_url, None));
+        assert_eq!(e.field, "link.messageUrl");
         assert!(
-            e.reason.contains("even with markdown.text cut to nothing"),
+            e.reason.contains("even with link.text cut to nothing"),
             "{e}"
         );
-
-        let huge_url = format!("https://example.com/?q={}", "a".repeat(25_000));
-        assert_eq!(field(link("T", "t", &huge_url, None)), "link.messageUrl");
         assert_eq!(
             field(card("T", "t", buttons(&[("A", URL), ("B", &huge_url)]))),
             "actionCard.btns[1].actionURL"
         );
         assert_eq!(
-            field(card(&"t".repeat(21_000), "t", single("Open", URL))),
-            "actionCard.title"
+            field(card("T", "t", single("Open", &huge_url))),
+            "actionCard.singleURL"
         );
+        assert_eq!(
+            field(feed(&[("A", &huge_url, PIC)])),
+            "feedCard.links[0].messageURL"
+        );
+        // Huge titles beside it are cut, and the URL is still what is refused, uncut.
+        let title = "标题".repeat(20_000);
+        let e = err(card(&title, "t", single(&title, &huge_url)));
+        assert_eq!(e.field, "actionCard.singleURL");
+        assert!(e.reason.contains("is 25025 bytes encoded"), "{e}");
+    }
+
+    // -- 6. titles ------------------------------------------------------------------------------
+
+    /// Asserts everything a title cap promises: `capped` is a prefix of `original`, cut on a
+    /// character boundary, followed by the marker, within [`MAX_TITLE_BYTES`]; returns the bytes
+    /// cut.
+    fn assert_capped(original: &str, capped: &str) -> usize {
+        assert!(capped.len() <= MAX_TITLE_BYTES, "{} bytes", capped.len());
+        let (kept, marker) = capped
+            .rsplit_once('…')
+            .unwrap_or_else(|| panic!("no marker in {capped:?}"));
+        assert!(original.starts_with(kept), "not a prefix");
+        let cut = original.len() - kept.len();
+        assert_eq!(format!("…{marker}"), title_marker(cut));
+        // Not cut more than the marker needs, to within one character (3 bytes) and the two
+        // digits the marker may shrink by.
+        assert!(capped.len() + 5 >= MAX_TITLE_BYTES, "over-cut: {capped:?}");
+        cut
+    }
+
+    #[test]
+    fn a_100_kb_markdown_title_is_cut_with_a_marker() {
+        // An alertname of 100 KB, mixing 1- to 4-byte characters so a cut lands inside one.
+        let title = format!("【告警】{}", "HighErrorRate 磁盘😀 ".repeat(4_200));
+        assert!(title.len() > 100_000);
+        let text = "### 告警\n> db-3 disk 93%";
+        let prepared = ok_for(markdown(&title, text), &robot(&["告警"]));
+        let MessageBody::Markdown { markdown } = &prepared.message.body else {
+            panic!("still markdown");
+        };
+        let cut = assert_capped(&title, &markdown.title);
+        assert_eq!(prepared.title_cut_bytes, cut);
+        assert!(
+            markdown
+                .title
+                .ends_with(&format!("…({cut} more bytes cut)"))
+        );
+        assert_eq!(markdown.text, text, "the text had room");
+        assert_eq!(prepared.cut_bytes, 0);
+        assert!(encoded_len(&prepared.message) <= MAX_BODY_BYTES - MSG_UUID_RESERVE);
+    }
+
+    #[test]
+    fn a_100_kb_button_title_is_cut_with_a_marker() {
+        let label = "确认 Acknowledge \"now\" ".repeat(4_500);
+        assert!(label.len() > 100_000);
+        let prepared = ok(card(
+            "Incident",
+            "latency > 2s",
+            buttons(&[("Runbook", URL), (&label, URL)]),
+        ));
+        let MessageBody::ActionCard { action_card } = &prepared.message.body else {
+            panic!("still an actionCard");
+        };
+        let CardAction::Buttons { btns } = &action_card.action else {
+            panic!("still buttons");
+        };
+        assert_eq!(btns[0].title, "Runbook");
+        assert_eq!(
+            prepared.title_cut_bytes,
+            assert_capped(&label, &btns[1].title)
+        );
+        assert_eq!(btns[1].action_url, URL);
+        assert_eq!(action_card.title, "Incident");
+        assert_eq!(prepared.cut_bytes, 0);
+        assert!(encoded_len(&prepared.message) <= MAX_BODY_BYTES - MSG_UUID_RESERVE);
+
+        // The single-button form and its card title too; the cuts add up.
+        let prepared = ok(card(&label, "t", single(&label, URL)));
+        let MessageBody::ActionCard { action_card } = &prepared.message.body else {
+            panic!("still an actionCard");
+        };
+        let CardAction::Single { single_title, .. } = &action_card.action else {
+            panic!("still a single button");
+        };
+        let cut = assert_capped(&label, &action_card.title);
+        assert_eq!(assert_capped(&label, single_title), cut);
+        assert_eq!(prepared.title_cut_bytes, 2 * cut);
+    }
+
+    #[test]
+    fn link_and_feed_card_titles_are_cut_too() {
+        let title = "t".repeat(30_000);
+        let prepared = ok(link(&title, "text", URL, None));
+        let MessageBody::Link { link } = &prepared.message.body else {
+            panic!("still a link");
+        };
+        assert_eq!(prepared.title_cut_bytes, assert_capped(&title, &link.title));
+        assert_eq!(link.text, "text");
+
+        // Every link keeps its place: the titles are short enough now that all three fit.
+        let prepared = ok(feed(&[
+            (&title, URL, PIC),
+            ("b", URL, PIC),
+            (&title, URL, PIC),
+        ]));
+        let MessageBody::FeedCard { feed_card } = &prepared.message.body else {
+            panic!("still a feedCard");
+        };
+        assert_eq!(feed_card.links.len(), 3);
+        assert_eq!(prepared.cut_bytes, 0);
+        let cut = assert_capped(&title, &feed_card.links[0].title);
+        assert_eq!(feed_card.links[1].title, "b");
+        assert_eq!(feed_card.links[2].title, feed_card.links[0].title);
+        assert_eq!(prepared.title_cut_bytes, 2 * cut);
+    }
+
+    #[test]
+    fn a_title_within_the_cap_is_untouched() {
+        for title in [
+            "Disk alert db-3".to_owned(),
+            "a".repeat(MAX_TITLE_BYTES),
+            // 999 bytes of 3-byte characters, then one more byte: exactly the cap.
+            format!("{}x", "磁".repeat(333)),
+        ] {
+            assert!(title.len() <= MAX_TITLE_BYTES);
+            let prepared = ok(markdown(&title, "text"));
+            assert_eq!(prepared.message.body.title(), Some(title.as_str()));
+            assert_eq!(prepared.title_cut_bytes, 0);
+            let prepared = ok(card("T", "t", buttons(&[(&title, URL)])));
+            assert_eq!(prepared.message.body.buttons(), Some(vec![title.as_str()]));
+            assert_eq!(prepared.title_cut_bytes, 0);
+        }
+        // One byte over is cut.
+        let over = "a".repeat(MAX_TITLE_BYTES + 1);
+        let prepared = ok(markdown(&over, "text"));
+        let capped = prepared.message.body.title().unwrap_or_default();
+        assert_eq!(prepared.title_cut_bytes, assert_capped(&over, capped));
+    }
+
+    #[test]
+    fn titles_are_capped_before_the_main_text_is_cut() {
+        // Title and text both huge: the title is capped, then the text is cut only as much as
+        // the capped title leaves room for.
+        let title = "标题".repeat(20_000);
+        let original = "正文 body ".repeat(5_000);
+        let prepared = ok(markdown(&title, &original));
+        let capped = prepared.message.body.title().unwrap_or_default();
+        assert_eq!(prepared.title_cut_bytes, assert_capped(&title, capped));
+        assert_cut(&original, &prepared, "");
+
+        // A title that alone made the message too big: once capped, nothing else is cut.
+        let title = "t".repeat(19_000);
+        let prepared = ok(markdown(&title, "short"));
+        assert_eq!(prepared.cut_bytes, 0);
+        assert_eq!(main_text(&prepared.message), "short");
+        assert!(prepared.title_cut_bytes > 18_000);
+    }
+
+    #[test]
+    fn a_capped_title_is_stable() {
+        let prepared = ok(markdown(&"标题".repeat(20_000), "text"));
+        let again = ok(prepared.message.clone());
+        assert_eq!(again.message, prepared.message);
+        assert_eq!((again.cut_bytes, again.title_cut_bytes), (0, 0));
     }
 
     #[test]
@@ -1394,9 +1640,9 @@ mod tests {
 
     #[test]
     fn feed_card_whose_first_link_does_not_fit_is_refused() {
-        let huge = "t".repeat(20_000);
-        let e = err(feed(&[(&huge, URL, PIC), ("b", URL, PIC), ("c", URL, PIC)]));
-        assert_eq!(e.field, "feedCard.links[0].title");
+        let huge = format!("https://example.com/?q={}", "a".repeat(20_000));
+        let e = err(feed(&[(URL, &huge, PIC), ("b", URL, PIC), ("c", URL, PIC)]));
+        assert_eq!(e.field, "feedCard.links[0].messageURL");
         assert!(e.reason.contains("first of its 3 links"), "{e}");
     }
 

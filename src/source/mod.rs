@@ -2,7 +2,8 @@
 //!
 //! A request is verified over its raw bytes *before* anything parses it ([`Source::verify`]), then
 //! parsed into an [`Event`] ([`Source::parse`]). Each kind is a module of its own that knows its
-//! signature scheme, its event discriminator and the template context it offers.
+//! signature scheme, its event discriminator and the template context it offers; [`Facts`] are
+//! the plain facts of any kind's event, for a message built without templates.
 //!
 //! Invariants:
 //! - secrets are compared in constant time and never appear in a [`Rejection`], a log or an
@@ -15,6 +16,7 @@ pub mod auth;
 mod context;
 mod event;
 pub mod examples;
+pub mod facts;
 pub mod github;
 pub mod gitlab;
 pub mod grafana;
@@ -30,6 +32,7 @@ use serde_json::Value;
 
 pub use auth::Auth;
 pub use event::Event;
+pub use facts::{AlertFacts, Facts};
 pub use kind::SourceKind;
 pub use request::{Inbound, Rejection};
 

@@ -21,7 +21,7 @@ use dingrelay::config::Config;
 use dingrelay::dingtalk::message::{
     ActionCard, BtnOrientation, Button, CardAction, FeedCard, FeedLink, Link, Markdown, Text,
 };
-use dingrelay::dingtalk::validate::{MSG_UUID_RESERVE, encoded_len};
+use dingrelay::dingtalk::validate::{MAX_TITLE_BYTES, MSG_UUID_RESERVE, encoded_len};
 use dingrelay::dingtalk::{At, Endpoint, MAX_BODY_BYTES, Message, MessageBody, Robot, prepare};
 use dingrelay::source::auth::BasicAuth;
 use dingrelay::source::{Auth, Inbound, Rejection, Source, SourceKind, examples};
@@ -1821,6 +1821,30 @@ fn check_prepared(original: &Message, robot: &Robot) {
         );
     }
 
+    // Titles and button labels: unchanged within the cap, else a prefix and a marker within it.
+    let mut title_cut = 0;
+    for (before, after) in short_fields(&original.body)
+        .into_iter()
+        .zip(short_fields(&message.body))
+    {
+        if before.len() <= MAX_TITLE_BYTES {
+            assert_eq!(before, after);
+            continue;
+        }
+        assert!(after.len() <= MAX_TITLE_BYTES, "{} bytes", after.len());
+        let (kept, marker) = after.rsplit_once('…').expect("a cut title has a marker");
+        assert!(before.starts_with(kept), "a cut title is not a prefix");
+        let cut = before.len() - kept.len();
+        assert_eq!(marker, format!("({cut} more bytes cut)"));
+        title_cut += cut;
+    }
+    if matches!(message.body, MessageBody::FeedCard { .. }) {
+        // Links dropped to fit may have had their titles cut first.
+        assert!(prepared.title_cut_bytes >= title_cut);
+    } else {
+        assert_eq!(prepared.title_cut_bytes, title_cut);
+    }
+
     // The main text starts with what was kept of the original.
     match (original.body.main_text(), message.body.main_text()) {
         (Some(before), Some(after)) => {
@@ -1847,7 +1871,6 @@ fn check_prepared(original: &Message, robot: &Robot) {
             };
             assert!(!after.links.is_empty() && after.links.len() <= before.links.len());
             for (a, b) in after.links.iter().zip(&before.links) {
-                assert_eq!(a.title, b.title);
                 assert_eq!(a.message_url, b.message_url.trim());
             }
         }
@@ -1857,6 +1880,22 @@ fn check_prepared(original: &Message, robot: &Robot) {
     let again = prepare(message.clone(), robot).expect("a prepared message is valid");
     assert_eq!(&again.message, message);
     assert_eq!(again.cut_bytes, 0);
+    assert_eq!(again.title_cut_bytes, 0);
+}
+
+/// The short visible fields [`prepare`] caps at [`MAX_TITLE_BYTES`], in order: the title and
+/// button labels, or a feedCard's link titles.
+fn short_fields(body: &MessageBody) -> Vec<&str> {
+    match body {
+        MessageBody::FeedCard { feed_card } => {
+            feed_card.links.iter().map(|l| l.title.as_str()).collect()
+        }
+        _ => body
+            .title()
+            .into_iter()
+            .chain(body.buttons().into_iter().flatten())
+            .collect(),
+    }
 }
 
 proptest! {
