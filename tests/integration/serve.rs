@@ -926,3 +926,46 @@ async fn a_rule_that_divides_by_zero_sends_a_fallback_and_the_healthy_rule_still
         .stop(tokio::time::Instant::now() + Duration::from_secs(5))
         .await;
 }
+
+/// A 100 KB alertname once made the title too big and the webhook was refused: now the title is
+/// cut, with a marker, and the alert is delivered.
+#[tokio::test(start_paused = true)]
+async fn an_alert_with_a_100_kb_name_is_delivered_with_its_title_cut() {
+    let harness = start_paused(
+        MockDingTalk::new().robot(TOKEN, Some(SECRET), &["告警"]),
+        "",
+        "",
+    )
+    .await;
+    let name = "X".repeat(100_000);
+    let mut payload = alert_payload("db-1");
+    payload["commonLabels"]["alertname"] = json!(name);
+    payload["alerts"][0]["labels"]["alertname"] = json!(name);
+    let (status, answer) = post(
+        &harness.router,
+        "/hooks/am",
+        &[AUTH, JSON],
+        payload.to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let messages = harness.mock.messages();
+    assert_eq!(messages.len(), 1);
+    let body = &messages[0].body;
+    let title = body["markdown"]["title"].as_str().unwrap();
+    assert!(title.starts_with("告警 XXX"), "{title}");
+    assert!(title.len() <= 1_000, "{}", title.len());
+    assert!(title.contains("more bytes cut)"), "{title}");
+    assert!(body.to_string().len() <= 20_000);
+    assert!(
+        body["markdown"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("disk full on db-1")
+    );
+    harness
+        .daemon
+        .stop(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
+}
