@@ -12,6 +12,8 @@ use crate::config::ConfigError;
 use output::exit_code;
 
 pub mod check;
+mod events;
+mod format;
 pub mod outbox;
 mod output;
 pub mod render;
@@ -158,6 +160,21 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> u8 {
             state_dir,
             command,
         } => {
+            if let outbox::OutboxCommand::DryRun { .. } = command {
+                let loaded = match crate::config::Config::load(&config) {
+                    Ok(loaded) => loaded,
+                    Err(error) => return exit_code(writeln!(out, "{error}").map(|()| 2), 2),
+                };
+                let state_dir = state_dir.unwrap_or_else(|| loaded.state_dir.clone());
+                return outbox::dry_run_at(
+                    &loaded,
+                    &state_dir,
+                    &command,
+                    out,
+                    outbox::now_ms(),
+                    &jiff::tz::TimeZone::system(),
+                );
+            }
             let state_dir = match state_dir {
                 Some(dir) => dir,
                 None => match crate::config::Config::load(&config) {

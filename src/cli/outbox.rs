@@ -10,8 +10,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Subcommand, ValueEnum};
 use jiff::tz::TimeZone;
-use jiff::{Span, SpanRelativeTo, Timestamp};
 
+use super::events;
+pub use super::format::{Age, parse_age};
+use super::format::{local_time, one_line};
 use super::output::exit_code;
 use crate::outbox::{Admin, AdminError, Detail, Listing, Purgeable, RobotCounts, State};
 
@@ -95,6 +97,84 @@ Examples:
         #[arg(long, value_name = "AGE", value_parser = parse_age)]
         older_than: Option<Age>,
     },
+    /// List stored webhooks (events), newest first, and what became of each.
+    #[command(after_help = "\
+Examples:
+  dingrelay outbox events                      the last 50 events
+  dingrelay outbox events --source alertmanager --since 2h
+  dingrelay outbox events --waiting            events not routed yet
+
+Events are kept keep_events (default 7 days) after they are routed.")]
+    Events {
+        /// Only this source's events.
+        #[arg(long)]
+        source: Option<String>,
+        /// Only events received within this long (e.g. 30m, 6h, 2d).
+        #[arg(long, value_name = "AGE", value_parser = parse_age)]
+        since: Option<Age>,
+        /// Only events waiting to be routed.
+        #[arg(long)]
+        waiting: bool,
+        /// At most this many events.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Show one event: what it became, its messages, its headers and its body.
+    #[command(after_help = "\
+Examples:
+  dingrelay outbox event 1234
+
+The id is the first column of `dingrelay outbox events`, and the `event` of the 202 answer.")]
+    Event {
+        /// The event id.
+        id: i64,
+    },
+    /// Route stored events again through the daemon's rules in force, and send what they make.
+    #[command(after_help = "\
+Examples:
+  dingrelay outbox reroute 1234 1240           after fixing the rule that failed on them
+  dingrelay outbox reroute --since 2h          every event of the last two hours
+  dingrelay outbox reroute --source grafana --since 3h --until 1h
+
+The running daemon picks them up within seconds. Their new messages get new msgUuids, so
+DingTalk shows them even if the first routing's messages arrived: re-route on purpose.")]
+    Reroute {
+        /// Event ids.
+        #[arg(required_unless_present = "since")]
+        ids: Vec<i64>,
+        /// Every routed event received within this long.
+        #[arg(long, value_name = "AGE", value_parser = parse_age, conflicts_with = "ids")]
+        since: Option<Age>,
+        /// With --since: only events received longer ago than this.
+        #[arg(long, value_name = "AGE", value_parser = parse_age, requires = "since")]
+        until: Option<Age>,
+        /// Only this source's events.
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// Print what the rules of --config would send for the stored events; sends nothing.
+    #[command(after_help = "\
+Examples:
+  dingrelay outbox --config rules.new.yaml dry-run --since 24h
+  dingrelay outbox --config rules.new.yaml dry-run --source alertmanager --since 6h --pretty
+
+Reads the events from the outbox of the config's state_dir (or --state-dir), routes each through
+the config's rules as the daemon would (fallbacks for failing rules included), and prints every
+message, then how many each event made when the daemon routed it.")]
+    DryRun {
+        /// Events received within this long.
+        #[arg(long, value_name = "AGE", value_parser = parse_age, default_value = "24h")]
+        since: Age,
+        /// Only this source's events.
+        #[arg(long)]
+        source: Option<String>,
+        /// At most this many events (the oldest first).
+        #[arg(long, default_value_t = 1000)]
+        limit: i64,
+        /// Indent the JSON.
+        #[arg(long)]
+        pretty: bool,
+    },
 }
 
 /// `outbox list --state`.
@@ -106,41 +186,10 @@ pub enum StateFilter {
     All,
 }
 
-/// A duration given on the command line, as written and in milliseconds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Age {
-    pub text: String,
-    pub ms: i64,
-}
-
-/// Parses a friendly duration (`7d`, `12h`, `1 week`), days being 24 hours.
-pub fn parse_age(text: &str) -> Result<Age, String> {
-    let span: Span = text
-        .trim()
-        .parse()
-        .map_err(|e| format!("expected a duration such as 30m, 24h or 7d: {e}"))?;
-    let duration = span
-        .to_duration(SpanRelativeTo::days_are_24_hours())
-        .map_err(|e| format!("expected a duration such as 30m, 24h or 7d: {e}"))?;
-    if duration.is_negative() {
-        return Err("the age cannot be negative".to_owned());
-    }
-    let ms = i64::try_from(duration.as_millis()).map_err(|_| "the age is too large".to_owned())?;
-    Ok(Age {
-        text: text.trim().to_owned(),
-        ms,
-    })
-}
-
 /// Runs an `outbox` subcommand on `<state_dir>/outbox.sqlite3`, at the current time, showing
 /// local times. Returns the exit code: 0 on success, 1 on failure.
 pub fn run(state_dir: &Path, command: &OutboxCommand, out: &mut dyn Write) -> u8 {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .ok()
-        .and_then(|d| i64::try_from(d.as_millis()).ok())
-        .unwrap_or(0);
-    run_at(state_dir, command, out, now_ms, &TimeZone::system())
+    run_at(state_dir, command, out, now_ms(), &TimeZone::system())
 }
 
 /// [`run`] at a given time (Unix ms) and time zone (tests).
@@ -158,6 +207,44 @@ pub fn run_at(
         Ok(()) => 0,
         Err(error) => exit_code(writeln!(out, "error: {error}").map(|()| 1), 1),
     }
+}
+
+/// `outbox dry-run`: the stored events of `state_dir` through `config`'s rules, at `now_ms`.
+/// Returns the exit code: 0 on success, 1 on failure.
+pub fn dry_run_at(
+    config: &crate::config::Config,
+    state_dir: &Path,
+    command: &OutboxCommand,
+    out: &mut dyn Write,
+    now_ms: i64,
+    tz: &TimeZone,
+) -> u8 {
+    let OutboxCommand::DryRun {
+        since,
+        source,
+        limit,
+        pretty,
+    } = command
+    else {
+        return run_at(state_dir, command, out, now_ms, tz);
+    };
+    let filter = events::filter(source.as_deref(), Some(since), None, Some(*limit), now_ms);
+    let result = Admin::open(state_dir)
+        .map_err(|e| e.to_string())
+        .and_then(|admin| events::dry_run(config, &admin, &filter, *pretty, out, tz, now_ms));
+    match result {
+        Ok(()) => 0,
+        Err(error) => exit_code(writeln!(out, "error: {error}").map(|()| 1), 1),
+    }
+}
+
+/// The current time, Unix ms.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_millis()).ok())
+        .unwrap_or(0)
 }
 
 /// A failure to report: an outbox error, a refusal, or a failed write to `out`.
@@ -204,6 +291,41 @@ fn execute(
                 now_ms,
             )
         }
+        OutboxCommand::Events {
+            source,
+            since,
+            waiting,
+            limit,
+        } => {
+            let filter = events::filter(
+                source.as_deref(),
+                since.as_ref(),
+                None,
+                Some(*limit),
+                now_ms,
+            );
+            events::events(admin, &filter, *waiting, out, tz)
+        }
+        OutboxCommand::Event { id } => events::event(admin, *id, out, tz),
+        OutboxCommand::Reroute {
+            ids,
+            since,
+            until,
+            source,
+        } => {
+            let filter = events::filter(
+                source.as_deref(),
+                since.as_ref(),
+                until.as_ref(),
+                None,
+                now_ms,
+            );
+            events::reroute(admin, ids, &filter, out)
+        }
+        OutboxCommand::DryRun { .. } => Err(
+            "dry-run needs the rules of --config (dingrelay outbox --config FILE dry-run)"
+                .to_owned(),
+        ),
     }
 }
 
@@ -465,22 +587,6 @@ fn purge(
 
 fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
     if n == 1 { one } else { many }
-}
-
-/// Unix ms as local ISO 8601 with the offset, e.g. `2026-11-24T16:02:03+08:00`.
-fn local_time(ms: i64, tz: &TimeZone) -> String {
-    match Timestamp::from_millisecond(ms) {
-        Ok(ts) => ts
-            .to_zoned_datetime(tz.clone())
-            .strftime("%Y-%m-%dT%H:%M:%S%:z")
-            .to_string(),
-        Err(_) => format!("{ms} ms"),
-    }
-}
-
-/// The text on one line, cut to `max` characters with `…`.
-fn one_line(text: &str, max: usize) -> String {
-    crate::text::shorten(&crate::text::one_line(text), max)
 }
 
 #[cfg(test)]

@@ -7,6 +7,10 @@ use super::model::{Rendered, Routing, Rule, RuleError, RuleSet, SkipReason, Skip
 use super::render;
 use crate::source::Event;
 
+/// What one matching rule produced: the valid messages, and what failed (per robot, or the
+/// whole rule).
+type RuleOutput = (Vec<Rendered>, Vec<RuleError>);
+
 impl RuleSet {
     /// The rules, in file order.
     pub fn rules(&self) -> &[Rule] {
@@ -98,7 +102,7 @@ impl RuleSet {
         event: &Event,
         now: jiff::Timestamp,
         ctx: &minijinja::Value,
-    ) -> Result<Option<(Vec<Rendered>, Vec<RuleError>)>, RuleError> {
+    ) -> Result<Option<RuleOutput>, RuleError> {
         match self.matches(rule, ctx)? {
             false => Ok(None),
             true => Ok(Some(self.render_with(rule, event, now, Some(ctx)))),

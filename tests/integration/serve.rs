@@ -969,3 +969,157 @@ async fn an_alert_with_a_100_kb_name_is_delivered_with_its_title_cut() {
         .stop(tokio::time::Instant::now() + Duration::from_secs(5))
         .await;
 }
+
+/// The rules of [`a_rule_that_divides_by_zero_sends_a_fallback_and_the_healthy_rule_still_sends`],
+/// with the `ratio` rule as given.
+fn with_ratio_rule(text: &str, ratio: &str) -> String {
+    text.replace(
+        "rules:\n",
+        &format!(
+            "rules:\n  - name: ratio\n    source: am\n    to: ops\n    text: {{ content: \"告警 ratio {ratio}\" }}\n"
+        ),
+    )
+}
+
+/// Keep, dry-run, re-route: the operator fixes a failing rule, previews what the fixed file would
+/// have sent for the stored events, and re-routes the event so the fixed message goes out.
+#[tokio::test(start_paused = true)]
+async fn a_fixed_rule_is_previewed_over_stored_events_then_rerouted_for_real() {
+    use dingrelay::cli::outbox::{OutboxCommand, dry_run_at, run_at};
+    let broken = "{{ (alerts | length) // (resolved | length) }}";
+    let fixed = "{{ alerts | length }} of {{ (alerts | length) + (resolved | length) }}";
+    let mock = MockDingTalk::new().robot(TOKEN, Some(SECRET), &["告警"]);
+    let harness = start_paused_with(mock, |t| with_ratio_rule(t, broken), "", "").await;
+    let (status, _) = post_alert(&harness.router, "db-5").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let first: Vec<Value> = harness
+        .mock
+        .messages()
+        .iter()
+        .map(|m| m.body.clone())
+        .collect();
+    assert_eq!(
+        first.len(),
+        2,
+        "the fallback and the `alerts` rule's: {first:#?}"
+    );
+    assert!(
+        first
+            .iter()
+            .any(|b| b.to_string().contains("rule `ratio` failed"))
+    );
+    let now = START_MS + 60_000;
+    let tz = jiff::tz::TimeZone::UTC;
+
+    // `events` tells what the event became, failure included.
+    let out = SharedBuffer::default();
+    let events = OutboxCommand::Events {
+        source: None,
+        since: None,
+        waiting: false,
+        limit: 50,
+    };
+    assert_eq!(
+        run_at(&harness.state_dir, &events, &mut out.clone(), now, &tz),
+        0
+    );
+    let listed = out.text();
+    assert!(listed.contains("2 messages #1 #2"), "{listed}");
+    assert!(listed.contains("rule `ratio` failed"), "{listed}");
+
+    // The dry run of the fixed file prints the fixed message and no failure; it sends nothing.
+    let fixed_text = with_ratio_rule(
+        &config_text(
+            &harness.state_dir,
+            &webhook_url("http://mock.test", TOKEN),
+            "mock.test",
+            "",
+            "",
+        ),
+        fixed,
+    );
+    let out = SharedBuffer::default();
+    let dry_run = OutboxCommand::DryRun {
+        since: dingrelay::cli::outbox::parse_age("24h").unwrap(),
+        source: None,
+        limit: 100,
+        pretty: false,
+    };
+    let code = dry_run_at(
+        &load(&fixed_text),
+        &harness.state_dir,
+        &dry_run,
+        &mut out.clone(),
+        now,
+        &tz,
+    );
+    let printed = out.text();
+    assert_eq!(code, 0, "{printed}");
+    assert!(
+        printed.contains("# rule `ratio` -> robot `ops`\n"),
+        "{printed}"
+    );
+    assert!(printed.contains("告警 ratio 1 of 1"), "{printed}");
+    assert!(!printed.contains("failed"), "{printed}");
+    assert!(
+        printed.contains(
+            "2 messages would be sent (0 rule failures with a fallback); they made 2 when routed"
+        ),
+        "{printed}"
+    );
+    assert_eq!(harness.mock.messages().len(), 2, "a dry run sends nothing");
+
+    // The fixed file in force, the event re-routed: the fixed message is delivered, new msgUuids.
+    let Paused {
+        daemon,
+        mock,
+        state_dir,
+        ..
+    } = harness;
+    daemon
+        .stop(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
+    let services = Services {
+        transport: Arc::new(MockTransport(mock.clone())) as Arc<dyn Transport>,
+        clock: Clock::starting_at(now),
+        dry_run: Arc::new(Mutex::new(Box::new(std::io::sink()))),
+        config_path: None,
+        metrics: Arc::new(Metrics::new()),
+    };
+    let daemon = Daemon::start(load(&fixed_text), services).await.unwrap();
+    let out = SharedBuffer::default();
+    let reroute = OutboxCommand::Reroute {
+        ids: vec![1],
+        since: None,
+        until: None,
+        source: None,
+    };
+    assert_eq!(
+        run_at(&state_dir, &reroute, &mut out.clone(), now, &tz),
+        0,
+        "{}",
+        out.text()
+    );
+    assert!(
+        out.text().contains("1 event marked to be routed again"),
+        "{}",
+        out.text()
+    );
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let all = mock.messages();
+    assert_eq!(all.len(), 4, "{all:#?}");
+    let again: Vec<String> = all[2..].iter().map(|m| m.body.to_string()).collect();
+    assert!(
+        again.iter().any(|t| t.contains("告警 ratio 1 of 1")),
+        "{again:#?}"
+    );
+    let uuids: std::collections::HashSet<String> = all
+        .iter()
+        .map(|m| m.body["msgUuid"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(uuids.len(), 4, "every message has its own msgUuid");
+    daemon
+        .stop(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
+}
