@@ -117,9 +117,9 @@ impl Outbox {
     /// All or none: the whole batch is committed, or nothing of it. Concurrent calls share one
     /// transaction and one fsync (group commit): the thread drains every enqueue waiting in the
     /// channel, writes each batch inside its own SAVEPOINT (a failing batch fails alone), commits
-    /// once, then answers each caller. A message whose (robot, dedup_key) matches a row accepted
-    /// within `dedup_window_ms` (any state), or earlier in the same batch, is
-    /// [`Enqueued::Duplicate`] with the id of that row, not stored.
+    /// once, then answers each caller. Messages made from events go through
+    /// [`Outbox::commit_routing`] instead, which marks their event routed in the same transaction;
+    /// this is for messages without an event (tests, tools).
     pub async fn enqueue(
         &self,
         batch: Vec<NewMessage>,

@@ -1,45 +1,65 @@
-//! The outbox: every accepted message, durably, until DingTalk has it.
+//! The durable state: the event log and the messages, in one SQLite file, until DingTalk has
+//! every message.
 //!
-//! One SQLite file, `<state_dir>/outbox.sqlite3` (WAL journal, `synchronous=FULL`, busy timeout
-//! 5 s, schema versioned with `PRAGMA user_version`), holds one row per message and robot. The
-//! daemon reaches it through [`Outbox`], a handle to one dedicated thread that owns the
+//! One file, `<state_dir>/outbox.sqlite3` (WAL journal, `synchronous=FULL`, busy timeout 5 s,
+//! schema versioned with `PRAGMA user_version`, migrated forward at open), holds:
+//! - `events`: every accepted webhook as it arrived (source, the headers its kind reads, query,
+//!   body, time), and once routed, what it became ([`Outcome`]);
+//! - `messages`: one row per message and robot, made by routing an event;
+//! - `attempts`: every request sent to DingTalk in the last minutes, for the rate limiter.
+//!
+//! The daemon reaches it through [`Outbox`], a handle to one dedicated thread that owns the
 //! connection; `dingrelay outbox ...` reaches the same file through [`Admin`], its own connection
 //! in another process.
 //!
 //! # Durability contract
 //!
-//! - **Accepted** means committed: a message counts as accepted only once the transaction that
-//!   inserted it has committed with `synchronous=FULL` (the WAL is fsynced). [`Outbox::enqueue`]
-//!   answers only after that commit, and the HTTP intake answers `202` only after `enqueue`
-//!   answered. Any failure before (a full disk, a lock held beyond the busy timeout, a dead
-//!   thread) is an [`OutboxError::Unavailable`], answered `503`, so the sender retries: nothing it
-//!   was told is accepted can be lost with the machine.
-//! - A batch (the messages one webhook produced) is all or none: it is stored whole or not at all.
-//!   Concurrent batches share one transaction and one fsync (group commit), each inside its own
-//!   savepoint, so a batch that fails to insert fails alone.
+//! - **Accepted** means committed: a webhook counts as accepted only once the transaction that
+//!   appended its event has committed with `synchronous=FULL` (the WAL is fsynced).
+//!   [`Outbox::append`] answers only after that commit, and the HTTP intake answers `202` only
+//!   after `append` answered. Any failure before (a full disk, a lock held beyond the busy
+//!   timeout, a dead thread) is an [`OutboxError::Unavailable`], answered `503`, so the sender
+//!   retries: nothing it was told is accepted can be lost with the machine.
+//! - Concurrent appends share one transaction and one fsync (group commit).
+//! - **Routed exactly once.** [`Outbox::commit_routing`] stores an event's messages and marks the
+//!   event routed in one transaction, and stores nothing for an event no longer waiting. So after
+//!   a crash at any point an event is either waiting with no message (routed again at the next
+//!   start) or routed with all of them; it is never routed twice on its own. Only an operator's
+//!   re-route ([`Admin::reroute`]) routes it again, on purpose, into new messages.
 //! - **Delivered** means DingTalk answered `errcode 0` *and* [`Outbox::mark_delivered`] committed.
 //!   Until then the row stays `pending` and is sent again after a restart.
 //! - So a crash can duplicate only a send that was in flight at the crash (sent, but
-//!   `mark_delivered` not committed). Every row has a random 128-bit `uuid`, sent as DingTalk's
-//!   `msgUuid`; the resend carries the same one, so DingTalk can drop the repeat.
+//!   `mark_delivered` not committed). Every message row has its own `uuid` (48 bits of time, 80
+//!   random bits), sent as DingTalk's `msgUuid`; the resend carries the same one, so DingTalk can
+//!   drop the repeat.
 //! - A message that can never be delivered (refused by DingTalk, too old, or a stored body that
 //!   cannot be read) moves to the dead letters (`state = dead`) and stays there until an operator
 //!   retries it (`dingrelay outbox retry`) or purges it (`dingrelay outbox purge`).
 //!
 //! # Deduplication
 //!
-//! A message with a `dedup_key` is not stored when a row of the same robot with the same key was
-//! accepted less than `dedup_window_ms` before (`accepted_at > now_ms - dedup_window_ms`), whatever
-//! that row's state, or earlier in the same batch: it is reported as
-//! [`Enqueued::Duplicate`] with the id of that row. A window of 0 or less disables deduplication.
-//! Dedup only sees rows that still exist: [`Outbox::prune`] must keep delivered rows at least as
-//! long as the dedup window.
+//! An event with a dedup key (the sender's delivery id, an alert group's state, a json source's
+//! `dedup` template) is not stored again when an event of the same source with the same key was
+//! appended less than `dedup_window` before: [`Appended::Duplicate`] names the earlier event. The
+//! writer keeps the keys of the window in memory, rebuilt from the newest events at the first
+//! append after opening, so appending needs no index. A longer `dedup_window` after a reload takes
+//! full effect after a restart. Events are kept at least as long as the window (`keep_events`).
+//!
+//! # Write path
+//!
+//! Only the indexes queries need: the waiting events (a partial index, emptied as they are
+//! routed) and the messages not yet delivered (a partial index on robot and id). Row ids are plain
+//! rowids (no `AUTOINCREMENT`, no `sqlite_sequence` write per insert), so an id freed by pruning
+//! the newest rows can be taken again; a `msgUuid` never is. The writer thread runs the WAL
+//! checkpoints itself, between transactions (when idle, or at the latest every 2,048 commands),
+//! so no commit, and no `202`, waits on one.
 //!
 //! # Pruning
 //!
-//! [`Outbox::prune`] deletes delivered rows delivered before a given time and attempt records
-//! older than a given time. It never touches pending rows, and dead rows are kept until an
-//! operator purges them. Row ids come from `AUTOINCREMENT`, so a pruned id is never reused.
+//! [`Outbox::prune`] deletes delivered messages delivered before a given time and attempt records
+//! older than a given time; [`Outbox::purge_events`] deletes events routed before a given time.
+//! Neither touches what waits: pending messages and events not yet routed. Dead messages are kept
+//! until an operator purges them.
 //!
 //! # Attempts
 //!

@@ -229,6 +229,103 @@ mod tests {
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 
+    /// Version 1, as dingrelay 0.1 wrote it.
+    const SCHEMA_V1: &str = "
+CREATE TABLE messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, uuid TEXT NOT NULL UNIQUE,
+    robot TEXT NOT NULL CHECK (robot <> ''), rule TEXT NOT NULL, source TEXT NOT NULL,
+    dedup_key TEXT, body TEXT NOT NULL, summary TEXT NOT NULL, link TEXT,
+    state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'dead')),
+    attempts INTEGER NOT NULL DEFAULT 0, accepted_at INTEGER NOT NULL, age_from INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL, delivered_at INTEGER, dead_at INTEGER, last_error TEXT
+) STRICT;
+CREATE INDEX messages_due ON messages (robot, state, next_attempt_at, id);
+CREATE INDEX messages_dedup ON messages (robot, dedup_key);
+CREATE TABLE attempts (robot TEXT NOT NULL, at_ms INTEGER NOT NULL) STRICT;
+CREATE INDEX attempts_robot_at ON attempts (robot, at_ms);
+PRAGMA user_version = 1;
+";
+
+    #[test]
+    fn a_version_1_outbox_keeps_its_messages_and_gets_the_event_log() {
+        let path = temp_file("v1");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(SCHEMA_V1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO messages (uuid, robot, rule, source, body, summary, state, attempts, \
+             accepted_at, age_from, next_attempt_at, last_error) VALUES \
+             ('u1', 'ops', 'r', 's', '{}', 'one', 'pending', 2, 5, 5, 9, 'HTTP 500'), \
+             ('u2', 'dev', 'r', 's', '{}', 'two', 'dead', 1, 6, 6, 6, 'refused');
+             INSERT INTO attempts VALUES ('ops', 7);",
+        )
+        .unwrap();
+        drop(conn);
+        let conn = open_daemon(&path).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
+        let rows: Vec<(i64, String, String, i64, Option<String>)> = conn
+            .prepare("SELECT id, uuid, state, attempts, last_error FROM messages ORDER BY id")
+            .unwrap()
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                (1, "u1".into(), "pending".into(), 2, Some("HTTP 500".into())),
+                (2, "u2".into(), "dead".into(), 1, Some("refused".into()))
+            ]
+        );
+        let attempts: i64 = conn
+            .query_row("SELECT COUNT(*) FROM attempts", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(attempts, 1);
+        let indexes: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            indexes,
+            ["events_waiting", "messages_open"],
+            "only what queries need"
+        );
+        // New rows continue after the migrated ones.
+        conn.execute(
+            "INSERT INTO messages (uuid, robot, rule, source, body, summary, accepted_at, \
+             age_from, next_attempt_at) VALUES ('u3', 'ops', 'r', 's', '{}', '', 0, 0, 0)",
+            [],
+        )
+        .unwrap();
+        assert_eq!(conn.last_insert_rowid(), 3);
+        drop(conn);
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn the_due_query_reads_the_open_messages_index() {
+        let path = temp_file("plan");
+        let conn = open_daemon(&path).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(
+                "EXPLAIN QUERY PLAN SELECT id FROM messages WHERE robot = 'ops' \
+                 AND state <> 'delivered' AND state = 'pending' AND next_attempt_at <= 5 \
+                 AND id > 0 ORDER BY id LIMIT 10",
+            )
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(plan.iter().any(|p| p.contains("messages_open")), "{plan:?}");
+        drop(conn);
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
     #[test]
     fn a_newer_schema_is_refused() {
         let path = temp_file("newer");

@@ -11,7 +11,7 @@
 //! Invariants:
 //! - nothing here panics, whatever the event, rule name, reason or robot;
 //! - every value taken from the event is one line of at most
-//!   [`MAX_FACT_CHARS`](crate::source::facts::MAX_FACT_CHARS) characters, the rule name too, and
+//!   [`MAX_FACT_CHARS`] characters, the rule name too, and
 //!   the reason at most [`MAX_REASON_CHARS`]; the message mentions no one;
 //! - the message passes [`prepare`](crate::dingtalk::validate::prepare) for the robot without
 //!   being cut (no `…(N more bytes cut)` marker): with every value at its longest and a full
