@@ -13,7 +13,7 @@
 //! Intake:
 //!
 //! - `dingrelay_requests_total{source,status}`: webhook requests answered, by source and the HTTP
-//!   status of the answer (`202`, `400`, `401`, `413`, `415`, `422`, `503`, `408`).
+//!   status of the answer (`202`, `400`, `401`, `404`, `405`, `413`, `415`, `503`, `408`).
 //! - `dingrelay_auth_failures_total{source}`: requests refused because authentication was missing or
 //!   wrong (each is also counted in `dingrelay_requests_total` with status `401`).
 //! - `dingrelay_events_duplicate_total{source}`: webhooks answered `202` but not stored again,

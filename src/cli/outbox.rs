@@ -661,6 +661,50 @@ mod tests {
     }
 
     #[test]
+    fn event_commands_take_ids_or_a_time_range() {
+        assert!(parse(&["reroute"]).is_err(), "ids or --since is required");
+        assert!(parse(&["reroute", "3", "--since", "2h"]).is_err());
+        assert!(
+            parse(&["reroute", "--until", "1h"]).is_err(),
+            "--until needs --since"
+        );
+        assert!(matches!(
+            parse(&["reroute", "3", "4"]).unwrap(),
+            OutboxCommand::Reroute { ids, since: None, .. } if ids == [3, 4]
+        ));
+        assert!(matches!(
+            parse(&[
+                "reroute", "--since", "3h", "--until", "1h", "--source", "am"
+            ])
+            .unwrap(),
+            OutboxCommand::Reroute {
+                since: Some(Age { ms: 10_800_000, .. }),
+                until: Some(_),
+                source: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse(&["dry-run"]).unwrap(),
+            OutboxCommand::DryRun {
+                since: Age { ms: 86_400_000, .. },
+                limit: 1000,
+                pretty: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse(&["events", "--waiting"]).unwrap(),
+            OutboxCommand::Events {
+                waiting: true,
+                limit: 50,
+                ..
+            }
+        ));
+        assert!(parse(&["event"]).is_err(), "an id is required");
+    }
+
+    #[test]
     fn long_texts_are_cut_on_one_line() {
         assert_eq!(one_line("a\nb", 10), "a b");
         assert_eq!(one_line("磁盘空间不足告警", 5), "磁盘空间…");

@@ -171,7 +171,10 @@ fn print(
         writeln!(out, "{}", json.unwrap_or_default())?;
     }
     for error in &routing.errors {
-        writeln!(out, "error: {error}")?;
+        writeln!(
+            out,
+            "error: {error} (the daemon sends a fallback message in its place)"
+        )?;
     }
     if routing.messages.is_empty() && routing.errors.is_empty() {
         writeln!(out, "no rule matched this event:")?;
