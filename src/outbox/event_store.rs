@@ -86,8 +86,13 @@ impl Store {
         Ok(answers)
     }
 
-    /// The oldest events waiting to be routed, at most `limit`, in the order they came.
-    pub(crate) fn waiting_events(&mut self, limit: usize) -> Result<Vec<StoredEvent>, OutboxError> {
+    /// The oldest events waiting to be routed, in the order they came: at most `limit`, and no
+    /// more once their bodies reach `max_bytes` (the first always comes, whatever its size).
+    pub(crate) fn waiting_events(
+        &mut self,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<StoredEvent>, OutboxError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let context = "cannot read waiting events";
         let mut statement = self
@@ -97,10 +102,18 @@ impl Store {
                  FROM events WHERE routed_at IS NULL ORDER BY id LIMIT ?1",
             )
             .map_err(unavailable(context))?;
-        statement
-            .query_map([limit], stored_event)
-            .and_then(|rows| rows.collect())
-            .map_err(unavailable(context))
+        let mut rows = statement.query([limit]).map_err(unavailable(context))?;
+        let mut events = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(row) = rows.next().map_err(unavailable(context))? {
+            let event = stored_event(row).map_err(unavailable(context))?;
+            bytes = bytes.saturating_add(event.body.len());
+            events.push(event);
+            if bytes >= max_bytes {
+                break;
+            }
+        }
+        Ok(events)
     }
 
     /// Stores each routed event's messages and marks it routed with its outcome, all in one

@@ -163,9 +163,15 @@ impl Outbox {
         wait(answer).await?
     }
 
-    /// The oldest events waiting to be routed, in the order they came, at most `limit`.
-    pub async fn waiting_events(&self, limit: usize) -> Result<Vec<StoredEvent>, OutboxError> {
-        self.call(move |store| store.waiting_events(limit)).await
+    /// The oldest events waiting to be routed, in the order they came: at most `limit`, and no
+    /// more once their bodies weigh `max_bytes` (at least one, whatever its size).
+    pub async fn waiting_events(
+        &self,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<StoredEvent>, OutboxError> {
+        self.call(move |store| store.waiting_events(limit, max_bytes))
+            .await
     }
 
     /// Stores routed events' messages and marks the events routed, in one transaction; returns

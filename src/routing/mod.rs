@@ -46,8 +46,10 @@ pub struct Live {
     pub wake: HashMap<String, Arc<Notify>>,
 }
 
-/// At most this many events are routed into one transaction.
+/// At most this many events are routed into one transaction...
 const BATCH: usize = 64;
+/// ...and no more once their bodies weigh this much (a body may be up to `body_limit`, 26 MiB).
+const BATCH_BYTES: usize = 4 << 20;
 /// With nothing waiting, the log is looked at this often anyway (for `dingrelay outbox reroute`,
 /// which marks events waiting from another process).
 const POLL: Duration = Duration::from_secs(2);
@@ -77,7 +79,7 @@ impl EventRouter {
             if *self.shutdown.borrow() {
                 return;
             }
-            let batch = match self.outbox.waiting_events(BATCH).await {
+            let batch = match self.outbox.waiting_events(BATCH, BATCH_BYTES).await {
                 Ok(batch) => batch,
                 Err(error) => {
                     tracing::warn!(

@@ -299,11 +299,14 @@ async fn routing_an_event_stores_its_messages_and_marks_it_in_one_step() {
             .await
             .unwrap();
     }
-    let waiting = outbox.waiting_events(2).await.unwrap();
+    let waiting = outbox.waiting_events(2, usize::MAX).await.unwrap();
     assert_eq!(waiting.iter().map(|e| e.id).collect::<Vec<_>>(), [1, 2]);
     assert_eq!(waiting[0].headers["x-kind"], "test");
     assert_eq!(waiting[0].query, "a=1");
     assert_eq!(waiting[0].body, br#"{"n":1}"#);
+    // No more once the bodies weigh the limit, but always the first.
+    assert_eq!(outbox.waiting_events(10, 1).await.unwrap().len(), 1);
+    assert_eq!(outbox.waiting_events(10, 14).await.unwrap().len(), 2);
 
     let routed = |event_id: i64, robots: &[&str]| RoutedEvent {
         event_id,
@@ -321,7 +324,7 @@ async fn routing_an_event_stores_its_messages_and_marks_it_in_one_step() {
     assert_eq!(ids, [vec![1, 2], vec![]]);
     assert_eq!(
         outbox
-            .waiting_events(10)
+            .waiting_events(10, usize::MAX)
             .await
             .unwrap()
             .iter()
@@ -351,7 +354,10 @@ async fn routing_an_event_stores_its_messages_and_marks_it_in_one_step() {
     // Purging keeps what waits, and what was routed recently.
     assert_eq!(outbox.purge_events(T0 + 10).await.unwrap(), 0);
     assert_eq!(outbox.purge_events(T0 + 11).await.unwrap(), 2);
-    assert_eq!(outbox.waiting_events(10).await.unwrap().len(), 1);
+    assert_eq!(
+        outbox.waiting_events(10, usize::MAX).await.unwrap().len(),
+        1
+    );
     outbox.close().await;
 }
 
