@@ -369,7 +369,7 @@ async fn wait<T: Send + 'static>(answer: oneshot::Receiver<T>) -> Result<T, Outb
 /// are run here, between commands, so no commit ever waits on one (see [`schema`]).
 fn run(mut store: Store, mut commands: mpsc::Receiver<Command>, shared: &Shared) {
     let mut held: Option<Command> = None;
-    let mut checkpoints = Checkpoints::default();
+    let mut checkpoints = Checkpoints;
     loop {
         let command = match held.take() {
             Some(command) => command,
@@ -435,32 +435,28 @@ fn run(mut store: Store, mut commands: mpsc::Receiver<Command>, shared: &Shared)
     tracing::debug!(path = %shared.path.display(), "Every outbox handle is gone; closed the outbox.");
 }
 
-/// When the writer moves the WAL into the database: when idle after a few transactions, and
-/// at the latest after many, so a constant flood cannot grow the WAL without bound.
+/// When the writer moves the WAL into the database: between commands, never inside a commit, so
+/// no caller waits on a checkpoint with its answer. When idle with a few pages in the WAL, and at
+/// the latest when the WAL reaches SQLite's own threshold (1,000 pages, about 4 MB), so a constant
+/// flood cannot grow it without bound.
 #[derive(Debug, Default)]
-struct Checkpoints {
-    /// Transactions (or other commands) since the last checkpoint.
-    since: u32,
-}
+struct Checkpoints;
 
 impl Checkpoints {
-    /// Idle after at least this many commands: checkpoint.
-    const IDLE_AFTER: u32 = 16;
-    /// Never more than this many commands without a checkpoint.
-    const AT_MOST: u32 = 2048;
+    /// Idle with at least this many pages in the WAL: checkpoint.
+    const IDLE_PAGES: i32 = 64;
+    /// Never more pages than this without a checkpoint (SQLite's `wal_autocheckpoint` default).
+    const MAX_PAGES: i32 = 1000;
 
     fn committed(&mut self, store: &mut Store) {
-        self.since += 1;
-        if self.since >= Self::AT_MOST {
+        if store.wal_pages() >= Self::MAX_PAGES {
             store.checkpoint();
-            self.since = 0;
         }
     }
 
     fn when_idle(&mut self, store: &mut Store) {
-        if self.since >= Self::IDLE_AFTER {
+        if store.wal_pages() >= Self::IDLE_PAGES {
             store.checkpoint();
-            self.since = 0;
         }
     }
 }
@@ -550,6 +546,61 @@ mod tests {
                 msg_uuid: None,
             },
         }
+    }
+
+    #[test]
+    fn the_writer_checkpoints_at_the_threshold_and_when_idle() {
+        let dir = std::env::temp_dir().join(format!(
+            "dingrelay-wal-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut store = Store::new(schema::open_daemon(&dir.join(schema::FILE_NAME)).unwrap());
+        let mut checkpoints = Checkpoints;
+        let event = |i: i64| NewEvent {
+            source: "am".to_owned(),
+            name: "firing".to_owned(),
+            dedup_key: None,
+            headers: Default::default(),
+            query: String::new(),
+            body: vec![b'x'; 16_384],
+            received_at: i,
+        };
+        store.append_events(&[event(0)], 0).unwrap();
+        let after_one = store.wal_pages();
+        assert!(after_one > 0, "SQLite reports the WAL's pages");
+        checkpoints.when_idle(&mut store);
+        assert_eq!(
+            store.wal_pages(),
+            after_one,
+            "too few pages to bother when idle"
+        );
+        let mut i = 1;
+        while store.wal_pages() < Checkpoints::MAX_PAGES - 10 {
+            store.append_events(&[event(i)], 0).unwrap();
+            checkpoints.committed(&mut store);
+            i += 1;
+        }
+        assert!(store.wal_pages() > Checkpoints::IDLE_PAGES);
+        checkpoints.when_idle(&mut store);
+        assert_eq!(store.wal_pages(), 0, "idle: checkpointed");
+        while store.wal_pages() < Checkpoints::MAX_PAGES - 10 {
+            store.append_events(&[event(i)], 0).unwrap();
+            i += 1;
+        }
+        for _ in 0..10 {
+            store.append_events(&[event(i)], 0).unwrap();
+            checkpoints.committed(&mut store);
+            i += 1;
+        }
+        assert!(
+            store.wal_pages() < Checkpoints::MAX_PAGES,
+            "checkpointed at the threshold: {}",
+            store.wal_pages()
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]

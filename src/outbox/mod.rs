@@ -51,8 +51,8 @@
 //! routed) and the messages not yet delivered (a partial index on robot and id). Row ids are plain
 //! rowids (no `AUTOINCREMENT`, no `sqlite_sequence` write per insert), so an id freed by pruning
 //! the newest rows can be taken again; a `msgUuid` never is. The writer thread runs the WAL
-//! checkpoints itself, between transactions (when idle, or at the latest every 2,048 commands),
-//! so no commit, and no `202`, waits on one.
+//! checkpoints itself, between transactions (when idle with 64 pages in the WAL, or at the latest
+//! at 1,000 pages, SQLite's own threshold), so no commit, and no `202`, waits on one.
 //!
 //! # Pruning
 //!

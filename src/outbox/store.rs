@@ -24,8 +24,22 @@ pub(crate) struct Store {
     pub(super) recent: RecentKeys,
 }
 
+thread_local! {
+    /// The WAL's size in pages after the last commit on this thread: set by SQLite's WAL hook on
+    /// the writer thread (a plain function, so the count lives here), read between commands.
+    static WAL_PAGES: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
+}
+
+fn count_wal_pages(_wal: &rusqlite::hooks::Wal, pages: std::ffi::c_int) -> rusqlite::Result<()> {
+    WAL_PAGES.set(pages);
+    Ok(())
+}
+
 impl Store {
+    /// The writer's store. Its connection's commits report the WAL's size (no automatic
+    /// checkpoint: the writer thread runs them, see `handle.rs`).
     pub(crate) fn new(conn: Connection) -> Store {
+        conn.wal_hook(Some(count_wal_pages));
         Store {
             conn,
             recent: RecentKeys::default(),
@@ -200,12 +214,21 @@ impl Store {
     /// writer runs it between transactions, never inside one. A failure only leaves the WAL
     /// longer until the next one.
     pub(crate) fn checkpoint(&mut self) {
-        if let Err(error) = self
+        match self
             .conn
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
         {
-            tracing::debug!("A WAL checkpoint failed; the next one retries: {error}.");
+            Ok(()) => WAL_PAGES.set(0),
+            Err(error) => {
+                tracing::debug!("A WAL checkpoint failed; the next one retries: {error}.");
+            }
         }
+    }
+
+    /// Pages in the WAL since the last checkpoint, as SQLite reported at the last commit of this
+    /// thread's connection.
+    pub(crate) fn wal_pages(&self) -> i32 {
+        WAL_PAGES.get()
     }
 
     /// Takes and releases the write lock: the outbox can accept messages right now.
