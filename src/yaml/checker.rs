@@ -131,13 +131,22 @@ impl Checker<'_> {
             return Some(default);
         };
         let value = self.expand(path, value)?;
-        match value.trim().parse::<jiff::SignedDuration>() {
-            Ok(d) if !d.is_negative() && !d.is_zero() => d.try_into().ok(),
+        // `7d` too: a Span, with days of 24 hours (a retention is not a calendar question).
+        let parsed = value.trim().parse::<jiff::SignedDuration>().ok().or_else(|| {
+            value
+                .trim()
+                .parse::<jiff::Span>()
+                .ok()?
+                .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+                .ok()
+        });
+        match parsed {
+            Some(d) if !d.is_negative() && !d.is_zero() => d.try_into().ok(),
             _ => {
                 self.error(
                     path,
                     format!(
-                        "{path}: `{value}` is not a positive duration like 30s, 10m, 24h or 1h 30m"
+                        "{path}: `{value}` is not a positive duration like 30s, 10m, 24h, 7d or 1h 30m"
                     ),
                 );
                 None
