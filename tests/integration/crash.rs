@@ -39,8 +39,8 @@ const EVENTS: usize = 300;
 const KILLS: usize = 7;
 /// Concurrent requests while posting.
 const SENDERS: usize = 8;
-/// Robots, their tokens in the stand-in; each event makes one message for each.
-const ROBOTS: [(&str, &str); 3] = [("a", "crash-a"), ("b", "crash-b"), ("c", "crash-c")];
+/// The access tokens of robots `a`, `b` and `c`; each event makes one message for each.
+const TOKENS: [&str; 3] = ["crash-a", "crash-b", "crash-c"];
 const SECRET: &str = "SECcrash0routing";
 const KEYWORD: &str = "事件";
 /// How long the last instance may take to deliver everything.
@@ -139,7 +139,7 @@ fn free_port() -> u16 {
 fn config_text(listen: u16, mock: std::net::SocketAddr) -> String {
     // Far above what the test sends, so pacing never holds delivery back; no digests.
     let fast = "rate_per_minute: 60000, digest: false";
-    let [(_, a), (_, b), (_, c)] = ROBOTS;
+    let [a, b, c] = TOKENS;
     format!(
         r#"
 listen: 127.0.0.1:{listen}
@@ -331,9 +331,9 @@ async fn sigkill_at_random_points_of_routing_delivers_every_event_exactly_once()
     let mock = MockDingTalk::new()
         .rate(1_000_000)
         .dedupe_msg_uuid(false)
-        .robot(ROBOTS[0].1, Some(SECRET), &[])
-        .robot(ROBOTS[1].1, None, &[])
-        .robot(ROBOTS[2].1, None, &[KEYWORD]);
+        .robot(TOKENS[0], Some(SECRET), &[])
+        .robot(TOKENS[1], None, &[])
+        .robot(TOKENS[2], None, &[KEYWORD]);
     let (mock_addr, server) = mock.clone().serve().await;
 
     let scratch = Scratch(
@@ -346,22 +346,18 @@ async fn sigkill_at_random_points_of_routing_delivers_every_event_exactly_once()
 
     let mut tally = Tally::default();
     let mut to_post: Vec<usize> = (0..EVENTS).collect();
-    let mut waiting_at_kills = Vec::new();
-    let mut kill_notes = Vec::new();
+    // After each kill: events left waiting to be routed, messages left pending.
+    let mut left: Vec<(usize, usize)> = Vec::new();
     for run in 0..KILLS {
         let mut relay = Relay::start(&dir, mock_addr, run);
         let jitter = Duration::from_millis(rng.random_range(0..=20));
         // When the last kill left events waiting, now and then kill while the new instance
         // starts, routing them.
-        if waiting_at_kills.last().is_some_and(|(w, _)| *w > 0) && rng.random_bool(0.4) {
-            let delay = Duration::from_millis(rng.random_range(5..=80));
+        let note = if left.last().is_some_and(|(w, _)| *w > 0) && rng.random_bool(0.4) {
+            let delay = Duration::from_millis(rng.random_range(10..=150));
             tokio::time::sleep(delay).await;
             relay.sigkill();
-            kill_notes.push(format!(
-                "kill {}: {} ms after the start",
-                run + 1,
-                delay.as_millis()
-            ));
+            format!("{} ms after the start", delay.as_millis())
         } else {
             relay.listening().await;
             // A share of what is left (the last instance posts the rest), plus the retries.
@@ -389,16 +385,21 @@ async fn sigkill_at_random_points_of_routing_delivers_every_event_exactly_once()
             };
             relay.sigkill();
             let (answered, unanswered) = posting.await.unwrap();
-            kill_notes.push(format!(
-                "kill {}: posting {take}, {note} ({} unanswered)",
-                run + 1,
+            let note = format!(
+                "posting {take} events, {note} ({} unanswered)",
                 unanswered.len()
-            ));
+            );
             tally.record(answered);
             to_post.extend(unanswered);
             to_post.sort_unstable();
-        }
-        waiting_at_kills.push(outbox_state(&state));
+            note
+        };
+        let (waiting, pending) = outbox_state(&state);
+        left.push((waiting, pending));
+        println!(
+            "kill {}: {note}; left {waiting} events waiting, {pending} messages pending",
+            run + 1
+        );
     }
 
     // The last instance: post what is left (retrying like a sender), then let it deliver.
@@ -437,7 +438,7 @@ async fn sigkill_at_random_points_of_routing_delivers_every_event_exactly_once()
     // Wait (bounded) until every accepted event's messages arrived and nothing is left to send.
     let expected: BTreeSet<(usize, &str)> = accepted
         .keys()
-        .flat_map(|&i| ROBOTS.iter().map(move |(_, token)| (i, *token)))
+        .flat_map(|&i| TOKENS.iter().map(move |token| (i, *token)))
         .collect();
     let delivered = loop {
         let seen: BTreeSet<(usize, String)> = mock
@@ -528,14 +529,12 @@ async fn sigkill_at_random_points_of_routing_delivers_every_event_exactly_once()
         .map(|c| c.delivered + c.pending + c.dead)
         .sum();
 
-    let waiting_kills = waiting_at_kills.iter().filter(|(w, _)| *w > 0).count();
-    println!("{}", kill_notes.join("\n"));
+    let waiting_kills = left.iter().filter(|(w, _)| *w > 0).count();
     println!(
-        "crash test (seed {seed}): accepted {} events ({} answered duplicate after a cut \
-         request, {cut} requests cut or refused by a kill), kills {KILLS} ({waiting_kills} with \
-         events waiting to be routed; waiting/pending at each: {waiting_at_kills:?}); delivered \
-         {delivered} messages; resent with the same msgUuid {resent}; doubled {}; lost {}; \
-         {:.1} s",
+        "crash test (seed {seed}): accepted {} events ({} answered duplicate on a retry, {cut} \
+         requests cut by a kill); kills {KILLS} ({waiting_kills} left events waiting to be \
+         routed); delivered {delivered} messages; resent with the same msgUuid {resent}; \
+         doubled {}; lost {}; {:.1} s",
         accepted.len(),
         duplicates,
         doubled.len(),
@@ -575,7 +574,7 @@ async fn sigkill_at_random_points_of_routing_delivers_every_event_exactly_once()
     );
     assert_eq!(
         stored,
-        EVENTS * ROBOTS.len(),
+        EVENTS * TOKENS.len(),
         "seed {seed}: messages in the outbox: {counts:?}"
     );
     drop(scratch);
