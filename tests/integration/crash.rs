@@ -2,6 +2,13 @@
 //! and routes events, restarted on the same state_dir, and in the end every accepted event's
 //! messages have reached the DingTalk stand-in exactly once, counted by msgUuid.
 //!
+//! Each kill comes at a random point: mostly a few ms after a random number of 202s (intake has
+//! just committed, so routing is at work), else a random time after posting began, or, when the
+//! last kill left events waiting, a random time after the start (routing that backlog). Each kill
+//! prints what it left in the outbox. Storing an event's messages and marking it routed in two
+//! transactions instead of one is caught in about 85% of runs (a narrow window); not marking it
+//! routed at all, always.
+//!
 //! The stand-in runs in-process on loopback, with a rate no robot can reach and repeated msgUuids
 //! recorded rather than dropped, so a resend shows. Each event (a json source, `dedup` on its
 //! `id`) makes three messages: rule `page` to robot `a` (加签), rule `copy` to robots `b` and `c`
@@ -12,8 +19,8 @@
 //! Requests cut by a kill are retried after the restart, as a sender would. A message sent twice
 //! under the same msgUuid is a send in flight at a kill, which DingTalk drops: allowed, counted.
 //! The same (event, robot) under two msgUuids is a message made twice: the failure this test is
-//! for. Real processes, sockets and time; bounded (about ten seconds; the delivery wait gives up
-//! after 30 s).
+//! for. Real processes, sockets and time; bounded (5 to 10 s; the delivery wait gives up after
+//! 30 s).
 //!
 //! Reproduce a failure with its seed (the timing of a kill still varies a little):
 //! `DINGRELAY_CRASH_SEED=<seed> cargo test --test integration crash:: -- --nocapture`.
@@ -36,7 +43,7 @@ use crate::support::mock_dingtalk::{MockDingTalk, webhook_url};
 /// Events posted in all.
 const EVENTS: usize = 300;
 /// SIGKILLs before the last instance is let run.
-const KILLS: usize = 7;
+const KILLS: usize = 12;
 /// Concurrent requests while posting.
 const SENDERS: usize = 8;
 /// The access tokens of robots `a`, `b` and `c`; each event makes one message for each.
@@ -350,7 +357,7 @@ async fn sigkill_at_random_points_of_routing_delivers_every_event_exactly_once()
     let mut left: Vec<(usize, usize)> = Vec::new();
     for run in 0..KILLS {
         let mut relay = Relay::start(&dir, mock_addr, run);
-        let jitter = Duration::from_millis(rng.random_range(0..=20));
+        let jitter = Duration::from_millis(rng.random_range(0..=8));
         // When the last kill left events waiting, now and then kill while the new instance
         // starts, routing them.
         let note = if left.last().is_some_and(|(w, _)| *w > 0) && rng.random_bool(0.4) {
@@ -370,7 +377,7 @@ async fn sigkill_at_random_points_of_routing_delivers_every_event_exactly_once()
             // random time.
             let answers = Arc::new(AtomicUsize::new(0));
             let posting = tokio::spawn(post_all(relay.port, batch, answers.clone()));
-            let note = if rng.random_bool(0.7) {
+            let note = if rng.random_bool(0.8) {
                 let after = rng.random_range(0..take.max(1));
                 let limit = Instant::now() + Duration::from_secs(5);
                 while answers.load(Ordering::SeqCst) < after && Instant::now() < limit {
@@ -379,7 +386,7 @@ async fn sigkill_at_random_points_of_routing_delivers_every_event_exactly_once()
                 tokio::time::sleep(jitter).await;
                 format!("{} ms after answer {after}", jitter.as_millis())
             } else {
-                let delay = Duration::from_millis(rng.random_range(2..=300));
+                let delay = Duration::from_millis(rng.random_range(2..=150));
                 tokio::time::sleep(delay).await;
                 format!("{} ms after posting began", delay.as_millis())
             };
@@ -453,16 +460,17 @@ async fn sigkill_at_random_points_of_routing_delivers_every_event_exactly_once()
             break seen.len();
         }
         if Instant::now() > deadline {
+            let (waiting, pending) = outbox_state(&state);
             let missing = expected
                 .iter()
                 .filter(|(i, token)| !seen.contains(&(*i, (*token).to_owned())))
                 .count();
             panic!(
-                "seed {seed}: after {} s, {missing} of {} messages not delivered; outbox \
-                 (waiting events, pending messages): {:?}; stand-in: {:?}\n{}",
+                "seed {seed}: after {} s, {missing} of {} messages not delivered, and the \
+                 outbox still has {waiting} events waiting to be routed and {pending} messages \
+                 pending; stand-in: {:?}\n{}",
                 DELIVERY_LIMIT.as_secs(),
                 expected.len(),
-                outbox_state(&state),
                 mock.stats(),
                 log_tails(&dir, KILLS + 1)
             );
