@@ -66,6 +66,7 @@ impl Drop for Scratch {
 struct Relay {
     child: Child,
     port: u16,
+    log: PathBuf,
 }
 
 impl Relay {
@@ -73,7 +74,7 @@ impl Relay {
         let port = free_port();
         let config = dir.join("rules.yaml");
         std::fs::write(&config, config_text(port, mock)).unwrap();
-        let log = std::fs::File::create(dir.join(format!("run-{run}.log"))).unwrap();
+        let log = dir.join(format!("run-{run}.log"));
         // Nothing from this environment (no proxy, no DINGRELAY_* override) but a path.
         let child = Command::new(env!("CARGO_BIN_EXE_dingrelay"))
             .args(["serve", "--config", config.to_str().unwrap()])
@@ -81,10 +82,10 @@ impl Relay {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("DINGRELAY_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("the binary starts");
-        Relay { child, port }
+        Relay { child, port, log }
     }
 
     /// Waits (bounded) until it listens.
@@ -95,7 +96,8 @@ impl Relay {
             .is_err()
         {
             if let Some(exit) = self.child.try_wait().unwrap() {
-                panic!("the relay exited before listening: {exit}");
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                panic!("the relay exited before listening: {exit}\n{log}");
             }
             assert!(
                 Instant::now() < deadline,
