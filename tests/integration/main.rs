@@ -6,6 +6,7 @@ mod cli;
 mod config_errors;
 mod cookbook;
 mod corpus;
+mod crash;
 mod dingtalk_messages;
 mod layering;
 mod operate;
