@@ -132,14 +132,18 @@ impl Checker<'_> {
         };
         let value = self.expand(path, value)?;
         // `7d` too: a Span, with days of 24 hours (a retention is not a calendar question).
-        let parsed = value.trim().parse::<jiff::SignedDuration>().ok().or_else(|| {
-            value
-                .trim()
-                .parse::<jiff::Span>()
-                .ok()?
-                .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
-                .ok()
-        });
+        let parsed = value
+            .trim()
+            .parse::<jiff::SignedDuration>()
+            .ok()
+            .or_else(|| {
+                value
+                    .trim()
+                    .parse::<jiff::Span>()
+                    .ok()?
+                    .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+                    .ok()
+            });
         match parsed {
             Some(d) if !d.is_negative() && !d.is_zero() => d.try_into().ok(),
             _ => {

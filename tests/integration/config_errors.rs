@@ -241,10 +241,19 @@ fn team_templates_are_used_and_overridden_field_by_field() {
 #[test]
 fn events_are_kept_at_least_as_long_as_the_dedup_window() {
     let config = load(GOOD).unwrap();
-    assert_eq!(config.intake.keep_events, std::time::Duration::from_secs(7 * 86_400));
+    assert_eq!(
+        config.intake.keep_events,
+        std::time::Duration::from_secs(7 * 86_400)
+    );
     let config = load(&format!("keep_events: 2d\n{GOOD}")).unwrap();
-    assert_eq!(config.intake.keep_events, std::time::Duration::from_secs(2 * 86_400));
+    assert_eq!(
+        config.intake.keep_events,
+        std::time::Duration::from_secs(2 * 86_400)
+    );
     let error = load(&format!("dedup_window: 2h\nkeep_events: 1h\n{GOOD}")).unwrap_err();
-    assert!(error.contains("keep_events must be at least dedup_window"), "{error}");
+    assert!(
+        error.contains("keep_events must be at least dedup_window"),
+        "{error}"
+    );
     assert_eq!(position_of(&error, "keep_events must"), (2, 14), "{error}");
 }
