@@ -26,8 +26,10 @@
 #   LOAD_PAYLOAD      corpus file (default alertmanager/msteams.prom_post_request_2_alerts.json)
 #   LOAD_STARTS       start-up measurements (default 5, at most 20)
 #   LOAD_SKIP_BUILD   1: do not run `cargo build --release` (the binary and the example must exist)
-#   DINGRELAY_BIN     default target/release/dingrelay (another build, to compare: an absolute path)
-#   BASELINE_BIN      default target/release/examples/baseline
+#   CARGO_TARGET_DIR  where cargo builds (default target): the default binaries are looked for there
+#   DINGRELAY_BIN     default $CARGO_TARGET_DIR/release/dingrelay (another build, to compare: an
+#                     absolute path)
+#   BASELINE_BIN      default $CARGO_TARGET_DIR/release/examples/baseline
 #
 # Needs wrk (installed with apt-get when missing and run as root), python3 and curl. Everything
 # listens on 127.0.0.1 only; every process is killed and the temporary directory removed on exit.
@@ -43,8 +45,9 @@ CONNECTIONS=${LOAD_CONNECTIONS:-16}
 THREADS=${LOAD_THREADS:-2}
 PAYLOAD=${LOAD_PAYLOAD:-alertmanager/msteams.prom_post_request_2_alerts.json}
 STARTS=${LOAD_STARTS:-5}
-BIN=${DINGRELAY_BIN:-target/release/dingrelay}
-BASELINE=${BASELINE_BIN:-target/release/examples/baseline}
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+BIN=${DINGRELAY_BIN:-$TARGET_DIR/release/dingrelay}
+BASELINE=${BASELINE_BIN:-$TARGET_DIR/release/examples/baseline}
 BEARER=load-bearer-token
 
 die() { echo "load: $*" >&2; exit 2; }
