@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Intake under load, on loopback, with a baseline measured in the same run.
+# Intake and routing under load, on loopback, with a baseline measured in the same run.
 #
 # Runs the release binary (`dingrelay serve`) on a temporary config (one dry-run robot, webhook
 # `log`; one Alertmanager source with bearer authentication; the shipped alert rules) and loads it
@@ -21,7 +21,8 @@
 #    CPU (utime + stime from /proc/PID/stat, over the wrk run) per 202 answer wrk read. For
 #    dingrelay also:
 #    - the outbox thread's share of that CPU, and how many of the run's events the router had
-#      routed when wrk stopped (it runs beside intake, so that CPU includes their routing);
+#      routed when wrk stopped (it runs beside intake, so that CPU includes their routing; after
+#      the routing measurement (a) below, intake's own CPU is estimated without it);
 #    - the storage facts, per 202 over the run: the outbox thread's read and write syscalls
 #      (/proc/PID/task/TID/io: its reads are SQLite's pread64 calls, its writes SQLite's pwrite64
 #      calls plus about 1% of wake-ups written to the runtime's eventfd, as strace showed), the
@@ -38,7 +39,26 @@
 #    p99 under 5 ms in every run. Idle RSS (VmRSS once ready), peak RSS (VmHWM after the load) and
 #    start-up time (exec to `/-/ready` answering 200; best and median of LOAD_STARTS starts) are
 #    reported too.
-# 2. The fsync latency of the disk holding the state directory (what bounds a durable commit).
+# 2. Routing, over a backlog of LOAD_BACKLOG events (default 100,000) written into the event log
+#    while no daemon runs: a daemon is started once to create the schema and store one real
+#    webhook (posted with curl, the headers wrk sends), then python3's sqlite3 replaces it with
+#    LOAD_BACKLOG rows holding exactly the columns intake writes (its source, name, headers and
+#    query; no dedup key; received_at now; the payload with a distinct groupKey each; not routed).
+#      (a) drain     the daemon started on that backlog and nothing else: wall time (from exec)
+#                    and process CPU until every event is routed (the event log is polled from
+#                    here, through its index of waiting events, not through /metrics: a scrape
+#                    counts the pending messages and would be charged to the daemon); routing
+#                    events/s and CPU per routed event, which also includes the start-up and the
+#                    dry-run robot's worker. That worker keeps within the robot's rate (19 a
+#                    minute) and, with this backlog, merges due messages into digests, so it
+#                    sends a few requests a minute whatever the backlog; its printing (stdout to
+#                    /dev/null) is negligible. What it and the idle router cost is reported after
+#                    the drain (CPU over 3 s), with the cost of a /metrics scrape then.
+#                    Target: at most 100 µs of CPU per routed event.
+#      (b) intake    a copy of the same backlog, the daemon started on it, and at once the
+#                    distinct wrk run while the backlog drains: requests/s, p99, and how much of
+#                    the backlog was routed before and after. Target: p99 under 5 ms.
+# 3. The fsync latency of the disk holding the state directory (what bounds a durable commit).
 #
 # Usage: scripts/load.sh            (from anywhere)
 #
@@ -51,6 +71,8 @@
 #   LOAD_PAYLOAD        corpus file (default alertmanager/msteams.prom_post_request_12_alerts.json;
 #                       it must have a top-level "groupKey": "...")
 #   LOAD_STARTS         start-up measurements (default 5, at most 20)
+#   LOAD_BACKLOG        events of the routing backlog (default 100000, at most 200000; 0 skips the
+#                       routing measurements)
 #   LOAD_DRAIN_TIMEOUT  seconds to wait for routing to catch up, each time (default 600, 10..1800)
 #   LOAD_SKIP_BUILD     1: do not run `cargo build --release` (the binary and the example must exist)
 #   CARGO_TARGET_DIR    where cargo builds (default target): the default binaries are looked for there
@@ -59,9 +81,9 @@
 #   BASELINE_BIN        default $CARGO_TARGET_DIR/release/examples/baseline
 #
 # Needs wrk (installed with apt-get when missing and run as root), python3 (with sqlite3) and curl,
-# and free space in TMPDIR (checked: 1.5 GB per 10 s of intake run).
+# and free space in TMPDIR (checked: 1.5 GB per 10 s of intake run, 25 KB per backlog event).
 # Everything listens on 127.0.0.1 only; every process is killed and the temporary directory removed
-# on exit. With the defaults a run takes about 5 minutes after the build, much of it waiting for
+# on exit. With the defaults a run takes about 7 minutes after the build, much of it waiting for
 # routing to catch up after each distinct run. Exit status: 0 when the runs completed (targets are
 # reported, not enforced), 2 on a setup failure.
 
@@ -77,6 +99,7 @@ CONNECTIONS=${LOAD_CONNECTIONS:-16}
 THREADS=${LOAD_THREADS:-2}
 PAYLOAD=${LOAD_PAYLOAD:-alertmanager/msteams.prom_post_request_12_alerts.json}
 STARTS=${LOAD_STARTS:-5}
+BACKLOG=${LOAD_BACKLOG:-100000}
 DRAIN_TIMEOUT=${LOAD_DRAIN_TIMEOUT:-600}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 BIN=${DINGRELAY_BIN:-$TARGET_DIR/release/dingrelay}
@@ -98,6 +121,7 @@ check_int IDENTICAL 0 1 LOAD_IDENTICAL
 check_int CONNECTIONS 1 256 LOAD_CONNECTIONS
 check_int THREADS 1 "$CONNECTIONS" LOAD_THREADS
 check_int STARTS 1 20 LOAD_STARTS
+check_int BACKLOG 0 200000 LOAD_BACKLOG
 check_int DRAIN_TIMEOUT 10 1800 LOAD_DRAIN_TIMEOUT
 BODY_FILE=$ROOT/tests/fixtures/corpus/$PAYLOAD
 [[ -f $BODY_FILE ]] || die "no payload at $BODY_FILE"
@@ -171,17 +195,21 @@ need_space() {
 
 # start.py PIDFILE LOG PORT CMD...: starts CMD (stdout to /dev/null, stderr to LOG), polls
 # GET /-/ready on PORT every 0.2 ms over a raw socket, prints the milliseconds from just before
-# the fork+exec to the first 200, and leaves the process running (its pid in PIDFILE).
+# the fork+exec to the first 200, and leaves the process running (its pid in PIDFILE, the wall
+# clock just before the fork+exec, in ns since the epoch, in PIDFILE.t0).
 cat >"$TMP/start.py" <<'PY'
 import os, socket, subprocess, sys, time
 pidfile, log, port, *cmd = sys.argv[1:]
 port = int(port)
 request = b"GET /-/ready HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
 with open(log, "ab") as err:
+    wall0 = time.time_ns()
     t0 = time.perf_counter_ns()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL)
 with open(pidfile, "w") as f:
     f.write(str(proc.pid))
+with open(pidfile + ".t0", "w") as f:
+    f.write(str(wall0))
 deadline = t0 + 20 * 10**9
 while True:
     if proc.poll() is not None:
@@ -202,12 +230,15 @@ PY
 
 # events.py: the event log, read and written from here.
 #   count DB [MAX_ID]   prints "stored=N waiting=W" (waiting: not yet routed, of ids <= MAX_ID)
-#   drain DB PID TIMEOUT
+#   drain DB PID TIMEOUT [T0_NS]
 #                       polls every 0.1 s until no event waits (the first entry of the partial
 #                       index events_waiting: a look-up, where a count would cost 0.5 µs per waiting
-#                       event), then prints drained=1|0, seconds (since the call),
+#                       event), then prints drained=1|0, seconds (since T0_NS, else since the call),
 #                       waiting, the CPU (µs) of process PID and of its outbox thread, and that
 #                       thread's read and write syscalls so far, read at that moment
+#   prefill DB BODY N   with no daemon running: takes the source, name, headers and query of the one
+#                       event intake stored, empties the log (events, messages, attempts) and writes
+#                       N events as intake would, the body with a distinct groupKey each
 cat >"$TMP/events.py" <<'PY'
 import json, os, sqlite3, sys, time
 
@@ -254,7 +285,7 @@ if command == "count":
     print(f"stored={stored} waiting={waiting(conn, int(args[0]) if args else None)}")
 elif command == "drain":
     pid, timeout = int(args[0]), float(args[1])
-    t0 = time.time_ns()
+    t0 = int(args[2]) if len(args) > 2 else time.time_ns()
     start = time.monotonic()
     conn = connect(db)
     task = outbox_task(pid)
@@ -270,6 +301,44 @@ elif command == "drain":
         time.sleep(0.1)
     print(f"drained={int(left == 0)} seconds={seconds:.3f} waiting={left} cpu_us={cpu} outbox_cpu_us={outbox} "
           f"outbox_syscr={reads} outbox_syscw={writes}")
+elif command == "prefill":
+    body_file, n = args[0], int(args[1])
+    with open(body_file, "rb") as f:
+        body = f.read()
+    marker = b'"groupKey": "'
+    at = body.index(marker) + len(marker)
+    head, tail = body[:at], body[at:]
+    conn = connect(db)
+    rows = conn.execute("SELECT source, name, headers, query FROM events").fetchall()
+    if len(rows) != 1:
+        sys.exit(f"expected the one event intake stored, found {len(rows)}")
+    source, name, headers, query = rows[0]
+    headers = json.loads(headers)
+    # No other connection: write without a WAL and without fsyncs, then sync the file once,
+    # so that no writeback of the backlog overlaps the measurement.
+    conn.execute("PRAGMA journal_mode = DELETE")
+    conn.execute("PRAGMA synchronous = OFF")
+    conn.execute("BEGIN")
+    conn.execute("DELETE FROM messages")
+    conn.execute("DELETE FROM attempts")
+    conn.execute("DELETE FROM events")
+    now = time.time_ns() // 10**6
+    def events():
+        for i in range(n):
+            data = head + f"backlog-{i}:".encode() + tail
+            if "content-length" in headers:
+                headers["content-length"] = str(len(data))
+            yield (source, name, None, now, json.dumps(headers, separators=(",", ":")), query, data)
+    conn.executemany(
+        "INSERT INTO events (source, name, dedup_key, received_at, headers, query, body) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)", events())
+    conn.execute("COMMIT")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.close()
+    fd = os.open(db, os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+    print(f"{n} events, {os.path.getsize(db) / 2**20:.0f} MiB")
 else:
     sys.exit(f"unknown command {command}")
 PY
@@ -410,8 +479,8 @@ YAML
 }
 
 # Starts dingrelay on a fresh port with the state dir of $TMP/relay.NAME (fresh unless an earlier
-# start left one there); sets PID, PORT, DIR, DB and STARTED (the start-up milliseconds). Not in a
-# subshell: PID must reach stop().
+# start or a prefill left one there); sets PID, PORT, DIR, DB, T0 (the wall clock just before the
+# exec, ns) and STARTED (the start-up milliseconds). Not in a subshell: PID must reach stop().
 start_relay() {
     local n=$1
     PORT=$(free_port)
@@ -425,6 +494,7 @@ start_relay() {
         die "dingrelay did not become ready"
     }
     PID=$(cat "$TMP/pid")
+    T0=$(cat "$TMP/pid.t0")
     STARTED=$(cat "$TMP/start.out")
 }
 
@@ -569,6 +639,81 @@ echo "load:   req/s      baseline $rps_b, dingrelay $rps_r: $share% of the basel
 echo "load:   CPU/202    baseline $cpu_b µs, dingrelay $cpu_r µs: ${times}x the baseline    (target <= 3x: $(verdict "$times <= 3"))"
 echo "load:   p50        baseline $(median "${base_p50[@]}") ms, dingrelay $(median "${relay_p50[@]}") ms"
 echo "load:   p99        baseline $(median "${base_p99[@]}") ms; dingrelay ${relay_p99[*]} ms, median $(median "${relay_p99[@]}") ms    (target < 5 ms in every run: $(verdict "$worst < 5"))"
+
+# ---- routing ---------------------------------------------------------------------------------------
+if ((BACKLOG > 0)); then
+    need_space $((BACKLOG * 25 / 1024 + 1024)) "two copies of a backlog of $BACKLOG events"
+    # The schema, and one event as intake stores it (curl sends the headers wrk sends).
+    start_relay backlog
+    status=$(curl -s -o "$TMP/answer.json" -w '%{http_code}' --max-time 10 -H 'User-Agent:' -H 'Accept:' \
+        -H 'Content-Type: application/json' -H "Authorization: Bearer $BEARER" \
+        --data-binary "@$BODY_FILE" "http://127.0.0.1:$PORT/hooks/alertmanager")
+    stop
+    [[ $status == 202 ]] || die "the webhook for the backlog's template was answered $status: $(cat "$TMP/answer.json")"
+    SEED=$DB
+    began=$(date +%s%N)
+    filled=$(python3 "$TMP/events.py" prefill "$SEED" "$BODY_FILE" "$BACKLOG") || die "could not write the backlog"
+    mkdir -p "$TMP/relay.during-drain/state"
+    cp "$SEED" "$TMP/relay.during-drain/state/"
+    sync "$TMP/relay.during-drain/state/outbox.sqlite3"
+    echo "load: backlog: $filled, written with no daemon running, and a copy for (b), in $(awk -v a="$began" -v b="$(date +%s%N)" 'BEGIN {printf "%.1f", (b - a) / 1e9}') s"
+
+    # (a) Draining the backlog, nothing else.
+    start_relay backlog
+    task=$(outbox_task "$PID")
+    drain=$(python3 "$TMP/events.py" drain "$DB" "$PID" "$DRAIN_TIMEOUT" "$T0")
+    metrics=$(scrape)
+    routed=$(metric dingrelay_events_routed_total "$metrics")
+    queued=$(metric dingrelay_messages_queued_total "$metrics")
+    cpu=$(field cpu_us "$drain")
+    seconds=$(field seconds "$drain")
+    if [[ $(field drained "$drain") == 1 ]]; then
+        per_event=$(per_request 0 "$cpu" "$BACKLOG")
+        echo "load: routing  $BACKLOG events routed in $seconds s from exec (ready in $STARTED ms): $(awk -v n="$BACKLOG" -v s="$seconds" 'BEGIN {printf "%.0f", n / s}') events/s; CPU $per_event µs per routed event (outbox thread $(per_request 0 "$(field outbox_cpu_us "$drain")" "$BACKLOG"); start-up and the dry-run worker included)    (target <= 100 µs: $(verdict "$per_event <= 100"))"
+    else
+        echo "load: routing  NOT DRAINED: $(field waiting "$drain") of $BACKLOG events still waiting after $DRAIN_TIMEOUT s; CPU so far $cpu µs"
+    fi
+    if [[ $(field drained "$drain") == 1 ]]; then
+        # The distinct runs' CPU without the routing done during them, at this cost per event.
+        own=()
+        for ((i = 0; i < RUNS; i++)); do
+            own+=("$(awk -v c="${relay_cpu_run[i]}" -v r="${relay_routed[i]}" -v e="$per_event" -v n="${relay_ok[i]}" 'BEGIN {printf "%.0f", (c - r * e) / n}')")
+        done
+        echo "load: routing  so intake's own CPU per 202 in the distinct runs, less the routing done during them at this cost (an estimate): ${own[*]} µs, median $(median "${own[@]}") µs: $(awk -v a="$(median "${own[@]}")" -v b="$cpu_b" 'BEGIN {printf "%.1f", a / b}')x the baseline"
+    fi
+    checks="/metrics: routed $routed"
+    if ((routed == BACKLOG)); then checks+=" (= backlog: ok)"; else checks+=" (MISMATCH)"; fi
+    checks+=", messages queued $queued"
+    if ((queued == routed)); then checks+=" (= routed: ok)"; else checks+=" (MISMATCH)"; fi
+    checks+=", rule failures $(metric dingrelay_rule_failures_total "$metrics"), routing lag of the last event $(metric dingrelay_routing_lag_seconds "$metrics") s"
+    echo "load: routing  $checks"
+    # After the drain: the worker (digests of the pending messages at the robot's rate), the idle
+    # router; then what one /metrics scrape costs with every message pending.
+    cpu0=$(cpu_us "$PID")
+    sleep 3
+    cpu1=$(cpu_us "$PID")
+    for _ in 1 2 3 4 5; do scrape >/dev/null; done
+    cpu2=$(cpu_us "$PID")
+    metrics=$(scrape)
+    echo "load: routing  after the drain: $(per_request1 "$cpu0" "$cpu1" 3000) ms CPU per second (the dry-run worker, the idle router); the worker sent $(metric dingrelay_requests_sent_total "$metrics") requests (digests $(metric dingrelay_digests_total "$metrics"), $(metric dingrelay_messages_sent_total "$metrics") messages) since the start; a /metrics scrape with $(metric dingrelay_outbox_pending "$metrics") pending messages costs $(per_request1 "$cpu1" "$cpu2" 5000) ms CPU"
+    echo "load: routing  state after the drain: $(du -sm "$DIR/state" | cut -f1) MiB ($(du -sk "$DIR/state" | awk -v n="$BACKLOG" '{printf "%.1f", $1 / n}') KiB per event, with its message)"
+    stop
+    rm -rf "$DIR"
+
+    # (b) Intake while the backlog drains.
+    start_relay during-drain
+    before=$(python3 "$TMP/events.py" count "$DB" "$BACKLOG")
+    result=$(load "http://127.0.0.1:$PORT/hooks/alertmanager" distinct)
+    after=$(python3 "$TMP/events.py" count "$DB" "$BACKLOG")
+    stop
+    rm -rf "$DIR"
+    p99=$(field p99_ms "$result")
+    echo "load: draining $result"
+    echo "load: draining backlog routed when wrk started: $((BACKLOG - $(field waiting "$before"))) of $BACKLOG, when it stopped: $((BACKLOG - $(field waiting "$after"))); p99 $p99 ms    (target < 5 ms: $(verdict "$p99 < 5"))"
+    if (($(field waiting "$after") == 0)); then
+        echo "load: draining (the backlog drained before wrk stopped: only part of the run had routing beside it; raise LOAD_BACKLOG)"
+    fi
+fi
 
 # ---- fsync on the state directory's disk -----------------------------------------------------------
 python3 - "$TMP" <<'PY'
