@@ -53,7 +53,7 @@
 #                    minute) and, with this backlog, merges due messages into digests, so it
 #                    sends a few requests a minute whatever the backlog; its printing (stdout to
 #                    /dev/null) is negligible. What it and the idle router cost is reported after
-#                    the drain (CPU over 3 s), with the cost of a /metrics scrape then.
+#                    the drain (CPU over 6 s), with the cost of a /metrics scrape then.
 #                    Target: at most 100 µs of CPU per routed event.
 #      (b) intake    a copy of the same backlog, the daemon started on it, and at once the
 #                    distinct wrk run while the backlog drains: requests/s, p99, and how much of
@@ -408,6 +408,8 @@ kb() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
 # CPU time (user + system) so far, in microseconds, of a process or thread (its stat file).
 stat_cpu_us() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.0f", ($14 + $15) * 1e6 / hz}' "$1"; }
 cpu_us() { stat_cpu_us "/proc/$1/stat"; }
+# The same from the scheduler, in ns (precise where stat counts 10 ms ticks), of PID's live threads.
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f", s}'; }
 # The task directory of PID's outbox thread (the one that owns the SQLite connection).
 outbox_task() {
     local task
@@ -602,6 +604,8 @@ relay_run() {
     checks+="; routed $routed"
     if [[ $(field drained "$drain") == 1 && $routed == "$stored" ]]; then
         checks+=" (= stored: ok)"
+    elif [[ $(field drained "$drain") == 1 ]]; then
+        checks+=" (MISMATCH)"
     else
         checks+=" (MISMATCH: $(field waiting "$drain") still waiting after ${DRAIN_TIMEOUT} s)"
     fi
@@ -687,15 +691,15 @@ if ((BACKLOG > 0)); then
     if ((queued == routed)); then checks+=" (= routed: ok)"; else checks+=" (MISMATCH)"; fi
     checks+=", rule failures $(metric dingrelay_rule_failures_total "$metrics"), routing lag of the last event $(metric dingrelay_routing_lag_seconds "$metrics") s"
     echo "load: routing  $checks"
-    # After the drain: the worker (digests of the pending messages at the robot's rate), the idle
-    # router; then what one /metrics scrape costs with every message pending.
-    cpu0=$(cpu_us "$PID")
-    sleep 3
-    cpu1=$(cpu_us "$PID")
+    # After the drain: the worker (a digest of the pending messages every ~3 s, the robot's rate),
+    # the idle router; then what one /metrics scrape costs with every message pending.
+    cpu0=$(cpu_ns "$PID")
+    sleep 6
+    cpu1=$(cpu_ns "$PID")
     for _ in 1 2 3 4 5; do scrape >/dev/null; done
-    cpu2=$(cpu_us "$PID")
+    cpu2=$(cpu_ns "$PID")
     metrics=$(scrape)
-    echo "load: routing  after the drain: $(per_request1 "$cpu0" "$cpu1" 3000) ms CPU per second (the dry-run worker, the idle router); the worker sent $(metric dingrelay_requests_sent_total "$metrics") requests (digests $(metric dingrelay_digests_total "$metrics"), $(metric dingrelay_messages_sent_total "$metrics") messages) since the start; a /metrics scrape with $(metric dingrelay_outbox_pending "$metrics") pending messages costs $(per_request1 "$cpu1" "$cpu2" 5000) ms CPU"
+    echo "load: routing  after the drain: $(per_request1 "$cpu0" "$cpu1" 6000000) ms CPU per second over 6 s (the dry-run worker, the idle router); the worker sent $(metric dingrelay_requests_sent_total "$metrics") requests (digests $(metric dingrelay_digests_total "$metrics"), $(metric dingrelay_messages_sent_total "$metrics") messages) since the start; a /metrics scrape with $(metric dingrelay_outbox_pending "$metrics") pending messages costs $(per_request1 "$cpu1" "$cpu2" 5000000) ms CPU"
     echo "load: routing  state after the drain: $(du -sm "$DIR/state" | cut -f1) MiB ($(du -sk "$DIR/state" | awk -v n="$BACKLOG" '{printf "%.1f", $1 / n}') KiB per event, with its message)"
     stop
     rm -rf "$DIR"
