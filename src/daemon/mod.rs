@@ -118,6 +118,13 @@ impl Daemon {
     pub async fn start(config: Config, services: Services) -> Result<Daemon, ServeError> {
         let config = Arc::new(config);
         let outbox = Outbox::open(&config.state_dir)?;
+        // Before serving: the first senders do not wait for the dedup window to be read.
+        outbox
+            .load_recent_keys(
+                config.intake.dedup_window.as_millis() as i64,
+                services.clock.now_ms(),
+            )
+            .await?;
         let (pruner_stop, pruner_rx) = watch::channel(false);
         let pruner = tokio::spawn(prune(
             outbox.clone(),

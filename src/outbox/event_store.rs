@@ -86,6 +86,21 @@ impl Store {
         Ok(answers)
     }
 
+    /// Reads the dedup keys of the events appended within the window, if not read yet: the
+    /// daemon does it at start, so no sender's first request waits for it.
+    pub(crate) fn load_recent_keys(
+        &mut self,
+        dedup_window_ms: i64,
+        now_ms: i64,
+    ) -> Result<usize, OutboxError> {
+        if !self.recent.loaded && dedup_window_ms > 0 {
+            self.recent
+                .load(&self.conn, now_ms.saturating_sub(dedup_window_ms))
+                .map_err(unavailable("cannot read recent events"))?;
+        }
+        Ok(self.recent.keys.len())
+    }
+
     /// The oldest events waiting to be routed, in the order they came: at most `limit`, and no
     /// more once their bodies reach `max_bytes` (the first always comes, whatever its size).
     pub(crate) fn waiting_events(

@@ -163,6 +163,17 @@ impl Outbox {
         wait(answer).await?
     }
 
+    /// Reads the dedup keys of the events appended within `dedup_window_ms` before `now_ms` (once;
+    /// otherwise the first append does it); returns how many there are.
+    pub async fn load_recent_keys(
+        &self,
+        dedup_window_ms: i64,
+        now_ms: i64,
+    ) -> Result<usize, OutboxError> {
+        self.call(move |store| store.load_recent_keys(dedup_window_ms, now_ms))
+            .await
+    }
+
     /// The oldest events waiting to be routed, in the order they came: at most `limit`, and no
     /// more once their bodies weigh `max_bytes` (at least one, whatever its size).
     pub async fn waiting_events(
