@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::checkpointer::Checkpointer;
 use super::event_log::{Appended, EventMessage, NewEvent, RoutedEvent, StoredEvent};
 use super::model::{Due, Enqueued, NewMessage, OutboxError, RobotStats, StoredMessage};
 use super::schema;
@@ -377,14 +376,11 @@ async fn wait<T: Send + 'static>(answer: oneshot::Receiver<T>) -> Result<T, Outb
     answer.map_err(|_| stopped())
 }
 
-/// The thread: runs commands in order until closed or every handle is gone. WAL checkpoints are
-/// asked for here, between commands, and run by the checkpoint thread, so no commit ever waits on
-/// one ([`Checkpoints`]).
+/// The thread: runs commands in order until closed or every handle is gone. WAL checkpoints
+/// are run here, between commands, so no commit ever waits on one (see [`schema`]).
 fn run(mut store: Store, mut commands: mpsc::Receiver<Command>, shared: &Shared) {
     let mut held: Option<Command> = None;
-    let mut checkpoints = Checkpoints {
-        thread: Checkpointer::start(&shared.path),
-    };
+    let mut checkpoints = Checkpoints;
     loop {
         let command = match held.take() {
             Some(command) => command,
@@ -450,44 +446,28 @@ fn run(mut store: Store, mut commands: mpsc::Receiver<Command>, shared: &Shared)
     tracing::debug!(path = %shared.path.display(), "Every outbox handle is gone; closed the outbox.");
 }
 
-/// When the WAL is moved into the database: the writer asks the checkpoint thread
-/// ([`Checkpointer`]) between commands, when idle with a few pages in the WAL or as soon as it
-/// reaches SQLite's own threshold (1,000 pages, about 4 MB); nothing waits on that. Only if the
-/// WAL still grows past [`Checkpoints::HARD_PAGES`] (the checkpoints cannot keep up, or there is
-/// no checkpoint thread) does the writer checkpoint itself, between commands, so the WAL stays
-/// bounded.
-#[derive(Debug)]
-struct Checkpoints {
-    thread: Option<Checkpointer>,
-}
+/// When the writer moves the WAL into the database: between commands, never inside a commit, so
+/// no caller waits on a checkpoint with its answer. When idle with a few pages in the WAL, and at
+/// the latest when the WAL reaches SQLite's own threshold (1,000 pages, about 4 MB), so a constant
+/// flood cannot grow it without bound.
+#[derive(Debug, Default)]
+struct Checkpoints;
 
 impl Checkpoints {
     /// Idle with at least this many pages in the WAL: checkpoint.
     const IDLE_PAGES: i32 = 64;
-    /// Ask for a checkpoint at this many pages (SQLite's `wal_autocheckpoint` default).
+    /// Never more pages than this without a checkpoint (SQLite's `wal_autocheckpoint` default).
     const MAX_PAGES: i32 = 1000;
-    /// The writer checkpoints itself past this many pages (about 40 MB).
-    const HARD_PAGES: i32 = 10_000;
 
     fn committed(&mut self, store: &mut Store) {
-        let pages = store.wal_pages();
-        match &self.thread {
-            Some(thread) if pages < Self::HARD_PAGES => {
-                if pages >= Self::MAX_PAGES {
-                    thread.request();
-                }
-            }
-            _ if pages >= Self::MAX_PAGES => store.checkpoint(),
-            _ => {}
+        if store.wal_pages() >= Self::MAX_PAGES {
+            store.checkpoint();
         }
     }
 
     fn when_idle(&mut self, store: &mut Store) {
         if store.wal_pages() >= Self::IDLE_PAGES {
-            match &self.thread {
-                Some(thread) => thread.request(),
-                None => store.checkpoint(),
-            }
+            store.checkpoint();
         }
     }
 }
@@ -588,7 +568,7 @@ mod tests {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let mut store = Store::new(schema::open_daemon(&dir.join(schema::FILE_NAME)).unwrap());
-        let mut checkpoints = Checkpoints { thread: None };
+        let mut checkpoints = Checkpoints;
         let event = |i: i64| NewEvent {
             source: "am".to_owned(),
             name: "firing".to_owned(),
@@ -630,57 +610,6 @@ mod tests {
             "checkpointed at the threshold: {}",
             store.wal_pages()
         );
-        drop(store);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn the_checkpoint_thread_empties_the_wal_the_writer_asks_it_to() {
-        let dir = std::env::temp_dir().join(format!(
-            "dingrelay-wal-thread-{}-{}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(schema::FILE_NAME);
-        let mut store = Store::new(schema::open_daemon(&path).unwrap());
-        let mut checkpoints = Checkpoints {
-            thread: Checkpointer::start(&path),
-        };
-        assert!(checkpoints.thread.is_some());
-        let event = |i: i64| NewEvent {
-            source: "am".to_owned(),
-            name: "firing".to_owned(),
-            dedup_key: None,
-            headers: Default::default(),
-            query: String::new(),
-            body: vec![b'x'; 16_384],
-            received_at: i,
-        };
-        let mut i = 0;
-        while store.wal_pages() < Checkpoints::MAX_PAGES {
-            store.append_events(&[event(i)], 0).unwrap();
-            i += 1;
-        }
-        checkpoints.committed(&mut store);
-        assert!(
-            store.wal_pages() >= Checkpoints::MAX_PAGES,
-            "the writer did not do it itself"
-        );
-        // Once the thread has copied all of the WAL, the next commit starts it over (the writer
-        // asks again while it is long: a checkpoint may end behind the commits made meanwhile).
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            store.append_events(&[event(i)], 0).unwrap();
-            checkpoints.committed(&mut store);
-            i += 1;
-            if store.wal_pages() < 100 {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "never checkpointed");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        drop(checkpoints);
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -50,11 +50,9 @@
 //! Only the indexes queries need: the waiting events (a partial index, emptied as they are
 //! routed) and the messages not yet delivered (a partial index on robot and id). Row ids are plain
 //! rowids (no `AUTOINCREMENT`, no `sqlite_sequence` write per insert), so an id freed by pruning
-//! the newest rows can be taken again; a `msgUuid` never is. The writer thread schedules the WAL
-//! checkpoints, between transactions (when idle with 64 pages in the WAL, or at 1,000 pages,
-//! SQLite's own threshold), and a checkpoint thread with its own connection runs them beside the
-//! writer (`PASSIVE`), so no commit, and no `202`, waits on one. Past 10,000 pages the writer
-//! checkpoints itself between transactions, so the WAL stays bounded.
+//! the newest rows can be taken again; a `msgUuid` never is. The writer thread runs the WAL
+//! checkpoints itself, between transactions (when idle with 64 pages in the WAL, or at the latest
+//! at 1,000 pages, SQLite's own threshold), so no commit, and no `202`, waits on one.
 //!
 //! # Pruning
 //!
@@ -70,7 +68,6 @@
 //! limiter starts from what went out in the last minute ([`Outbox::attempts_since`]).
 
 mod admin;
-mod checkpointer;
 mod event_log;
 mod event_store;
 mod handle;
