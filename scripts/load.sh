@@ -316,7 +316,8 @@ elif command == "prefill":
     at = body.index(marker) + len(marker)
     head, tail = body[:at], body[at:]
     conn = connect(db)
-    rows = conn.execute("SELECT source, name, headers, query FROM events").fetchall()
+    rows = conn.execute(
+        "SELECT source, name, headers, query FROM events JOIN event_bodies USING (id)").fetchall()
     if len(rows) != 1:
         sys.exit(f"expected the one event intake stored, found {len(rows)}")
     source, name, headers, query = rows[0]
@@ -329,16 +330,20 @@ elif command == "prefill":
     conn.execute("DELETE FROM messages")
     conn.execute("DELETE FROM attempts")
     conn.execute("DELETE FROM events")
+    conn.execute("DELETE FROM event_bodies")
     now = time.time_ns() // 10**6
-    def events():
+    # The two tables intake writes: the event, and what the request carried under the same id.
+    conn.executemany(
+        "INSERT INTO events (id, source, name, dedup_key, received_at) VALUES (?, ?, ?, ?, ?)",
+        ((i + 1, source, name, None, now) for i in range(n)))
+    def bodies():
         for i in range(n):
             data = head + f"backlog-{i}:".encode() + tail
             if "content-length" in headers:
                 headers["content-length"] = str(len(data))
-            yield (source, name, None, now, json.dumps(headers, separators=(",", ":")), query, data)
+            yield (i + 1, json.dumps(headers, separators=(",", ":")), query, data)
     conn.executemany(
-        "INSERT INTO events (source, name, dedup_key, received_at, headers, query, body) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)", events())
+        "INSERT INTO event_bodies (id, headers, query, body) VALUES (?, ?, ?, ?)", bodies())
     conn.execute("COMMIT")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.close()

@@ -302,10 +302,11 @@ impl Admin {
         let mut statement = self
             .conn
             .prepare(
-                "SELECT id, source, name, dedup_key, received_at, routed_at, routings, outcome, \
-                 length(body) FROM events WHERE id >= ?1 AND id <= ?2 AND received_at >= ?3 \
+                "SELECT e.id, source, name, dedup_key, received_at, routed_at, routings, outcome, \
+                 (SELECT length(body) FROM event_bodies b WHERE b.id = e.id) FROM events e \
+                 WHERE e.id >= ?1 AND e.id <= ?2 AND received_at >= ?3 \
                  AND received_at <= ?4 AND (?5 IS NULL OR source = ?5) \
-                 AND (?6 = 0 OR routed_at IS NULL) ORDER BY id DESC LIMIT ?7",
+                 AND (?6 = 0 OR routed_at IS NULL) ORDER BY e.id DESC LIMIT ?7",
             )
             .map_err(self.error("cannot list events"))?;
         statement

@@ -230,7 +230,7 @@ pub(crate) fn event_listing(row: &Row<'_>) -> rusqlite::Result<EventListing> {
         routed_at: row.get(5)?,
         routings: row.get(6)?,
         outcome: outcome.and_then(|o| serde_json::from_str(&o).ok()),
-        body_bytes: row.get(8)?,
+        body_bytes: row.get::<_, Option<i64>>(8)?.unwrap_or(0),
     })
 }
 
@@ -240,9 +240,10 @@ pub(crate) fn select_events(
     filter: &EventFilter,
 ) -> rusqlite::Result<Vec<StoredEvent>> {
     let mut statement = conn.prepare(
-        "SELECT id, source, name, dedup_key, received_at, routings, headers, query, body \
-         FROM events WHERE id >= ?1 AND id <= ?2 AND received_at >= ?3 AND received_at <= ?4 \
-         AND (?5 IS NULL OR source = ?5) ORDER BY id LIMIT ?6",
+        "SELECT e.id, source, name, dedup_key, received_at, routings, headers, query, body \
+         FROM events e JOIN event_bodies b ON b.id = e.id \
+         WHERE e.id >= ?1 AND e.id <= ?2 AND received_at >= ?3 AND received_at <= ?4 \
+         AND (?5 IS NULL OR source = ?5) ORDER BY e.id LIMIT ?6",
     )?;
     statement
         .query_map(

@@ -34,8 +34,13 @@ impl Store {
         {
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT INTO events (source, name, dedup_key, received_at, headers, query, body) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT INTO events (source, name, dedup_key, received_at) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(unavailable(context))?;
+            let mut insert_body = tx
+                .prepare_cached(
+                    "INSERT INTO event_bodies (id, headers, query, body) VALUES (?1, ?2, ?3, ?4)",
                 )
                 .map_err(unavailable(context))?;
             for event in events {
@@ -65,12 +70,12 @@ impl Store {
                         event.name,
                         event.dedup_key,
                         event.received_at,
-                        headers,
-                        event.query,
-                        event.body,
                     ])
                     .map_err(unavailable(context))?;
                 let id = tx.last_insert_rowid();
+                insert_body
+                    .execute(params![id, headers, event.query, event.body])
+                    .map_err(unavailable(context))?;
                 if let Some(key) = key {
                     added.push((key, (id, event.received_at)));
                 }
@@ -113,8 +118,9 @@ impl Store {
         let mut statement = self
             .conn
             .prepare_cached(
-                "SELECT id, source, name, dedup_key, received_at, routings, headers, query, body \
-                 FROM events WHERE routed_at IS NULL ORDER BY id LIMIT ?1",
+                "SELECT e.id, source, name, dedup_key, received_at, routings, headers, query, body \
+                 FROM events e JOIN event_bodies b ON b.id = e.id \
+                 WHERE routed_at IS NULL ORDER BY e.id LIMIT ?1",
             )
             .map_err(unavailable(context))?;
         let mut rows = statement.query([limit]).map_err(unavailable(context))?;
@@ -178,12 +184,25 @@ impl Store {
 
     /// Deletes routed events routed before `routed_before_ms`; returns how many went.
     pub(crate) fn purge_events(&mut self, routed_before_ms: i64) -> Result<usize, OutboxError> {
-        self.conn
+        let context = "cannot purge routed events";
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(unavailable(context))?;
+        tx.execute(
+            "DELETE FROM event_bodies WHERE id IN \
+             (SELECT id FROM events WHERE routed_at IS NOT NULL AND routed_at < ?1)",
+            [routed_before_ms],
+        )
+        .map_err(unavailable(context))?;
+        let purged = tx
             .execute(
                 "DELETE FROM events WHERE routed_at IS NOT NULL AND routed_at < ?1",
                 [routed_before_ms],
             )
-            .map_err(unavailable("cannot purge routed events"))
+            .map_err(unavailable(context))?;
+        tx.commit().map_err(unavailable(context))?;
+        Ok(purged)
     }
 
     /// The messages an event made when it was last routed.

@@ -3,8 +3,10 @@
 //!
 //! One file, `<state_dir>/outbox.sqlite3` (WAL journal, `synchronous=FULL`, busy timeout 5 s,
 //! schema versioned with `PRAGMA user_version`, migrated forward at open), holds:
-//! - `events`: every accepted webhook as it arrived (source, the headers its kind reads, query,
-//!   body, time), and once routed, what it became ([`Outcome`]);
+//! - `events`: every accepted webhook (source, event name, dedup key, time), and once routed, what
+//!   it became ([`Outcome`]); `event_bodies`, under the same id, what the request carried (the
+//!   headers its kind reads, query, body), written once and never updated, so marking an event
+//!   routed rewrites a small row and not its body;
 //! - `messages`: one row per message and robot, made by routing an event;
 //! - `attempts`: every request sent to DingTalk in the last minutes, for the rate limiter.
 //!

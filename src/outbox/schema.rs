@@ -14,11 +14,11 @@ pub const SCHEMA_VERSION: i64 = 2;
 /// How long a connection waits for another one's write lock before failing.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The event log: one row per accepted webhook, as it arrived. `STRICT` tables: a value of the
-/// wrong type is an error, not silently stored. Row ids are the rowid (no `AUTOINCREMENT`), so
-/// an id freed by purging the newest rows may be reused; nothing outside a row refers to it for
-/// longer than the row lives, except the messages it made (`messages.event_id`), which are
-/// purged first or kept as history.
+/// The event log: one row per accepted webhook, and what it became. `STRICT` tables: a value of
+/// the wrong type is an error, not silently stored. Row ids are the rowid (no `AUTOINCREMENT`),
+/// so an id freed by purging the newest rows may be reused. What the request carried is in
+/// `event_bodies`, under the same id, written once and never updated: marking an event routed
+/// rewrites this small row only, and scans (the dedup window at start, listings) stay cheap.
 const EVENTS: &str = "
 CREATE TABLE events (
     id          INTEGER PRIMARY KEY,
@@ -28,12 +28,15 @@ CREATE TABLE events (
     received_at INTEGER NOT NULL,
     routed_at   INTEGER,
     routings    INTEGER NOT NULL DEFAULT 0,
-    outcome     TEXT,
-    headers     TEXT    NOT NULL,
-    query       TEXT    NOT NULL,
-    body        BLOB    NOT NULL
+    outcome     TEXT
 ) STRICT;
 CREATE INDEX events_waiting ON events (id) WHERE routed_at IS NULL;
+CREATE TABLE event_bodies (
+    id      INTEGER PRIMARY KEY,
+    headers TEXT    NOT NULL,
+    query   TEXT    NOT NULL,
+    body    BLOB    NOT NULL
+) STRICT;
 ";
 
 /// The messages: one row per message and robot. `uuid` is time-ordered and has no index (rows
