@@ -102,8 +102,15 @@ async fn healthy() -> Response {
     answer(StatusCode::OK, json!({ "status": "ok" }))
 }
 
-/// `/-/ready`: a config is loaded and the outbox can be written.
+/// `/-/ready`: a config is loaded, the outbox can be written, and the last append of an event did
+/// not fail (a full disk fails appends while a bare write lock still succeeds).
 async fn ready(State(intake): State<Arc<Intake>>) -> Response {
+    if let Some(reason) = intake.outbox.failing() {
+        return answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "status": "unavailable", "error": format!("the last webhook could not be stored: {reason}") }),
+        );
+    }
     match intake.outbox.check_writable().await {
         Ok(()) => answer(StatusCode::OK, json!({ "status": "ready" })),
         Err(error) => answer(

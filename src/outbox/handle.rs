@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 use super::event_log::{Appended, EventMessage, NewEvent, RoutedEvent, StoredEvent};
+use super::lock::StateLock;
 use super::model::{Due, Enqueued, NewMessage, OutboxError, RobotStats, StoredMessage};
 use super::schema;
 use super::store::{Batch, Store};
@@ -47,6 +48,9 @@ struct Shared {
     path: PathBuf,
     /// Enqueue transactions committed so far.
     commits: AtomicU64,
+    /// Why the last append of events failed, until one succeeds: readiness reports it, so a full
+    /// disk or a lost write lock shows on `/-/ready` and not only in 503s.
+    failing: std::sync::Mutex<Option<String>>,
 }
 
 /// The daemon's handle to the outbox: cheap to clone, shared by intake and workers.
@@ -88,16 +92,22 @@ impl Outbox {
                 state_dir.display()
             ))
         })?;
+        let lock = StateLock::take(state_dir).map_err(OutboxError::Unavailable)?;
         let conn = schema::open_daemon(&path).map_err(fail)?;
         let (commands, receiver) = mpsc::channel(CHANNEL_CAPACITY);
         let shared = Arc::new(Shared {
             path: path.clone(),
             commits: AtomicU64::new(0),
+            failing: std::sync::Mutex::new(None),
         });
         let thread_shared = shared.clone();
         std::thread::Builder::new()
             .name("outbox".to_owned())
-            .spawn(move || run(Store::new(conn), receiver, &thread_shared))
+            .spawn(move || {
+                run(Store::new(conn), receiver, &thread_shared);
+                // Released once the connection is closed, so the next daemon finds it closed.
+                drop(lock);
+            })
             .map_err(|e| fail(format!("cannot start the outbox thread: {e}")))?;
         tracing::debug!(path = %path.display(), "Opened the outbox.");
         Ok(Outbox { commands, shared })
@@ -106,6 +116,14 @@ impl Outbox {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.shared.path
+    }
+
+    /// Why appending events failed, when the last append failed (cleared by the next success).
+    pub fn failing(&self) -> Option<String> {
+        self.shared
+            .failing
+            .lock()
+            .map_or(None, |failing| failing.clone())
     }
 
     /// How many enqueue transactions have been committed since [`Outbox::open`]. With group
@@ -479,7 +497,11 @@ fn append_group(store: &mut Store, group: Vec<AppendCall>, shared: &Shared) {
     let window = group.iter().map(|c| c.dedup_window_ms).min().unwrap_or(0);
     let (events, replies): (Vec<NewEvent>, Vec<Reply<Appended>>) =
         group.into_iter().map(|c| (c.event, c.reply)).unzip();
-    match store.append_events(&events, window) {
+    let result = store.append_events(&events, window);
+    if let Ok(mut failing) = shared.failing.lock() {
+        *failing = result.as_ref().err().map(ToString::to_string);
+    }
+    match result {
         Ok(answers) => {
             shared.commits.fetch_add(1, Ordering::Relaxed);
             for (reply, answer) in replies.into_iter().zip(answers) {
@@ -611,6 +633,40 @@ mod tests {
             store.wal_pages()
         );
         drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_failed_append_is_reported_until_one_succeeds() {
+        let dir = std::env::temp_dir().join(format!(
+            "dingrelay-failing-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let outbox = Outbox::open(&dir).unwrap();
+        let event = || NewEvent {
+            source: "am".to_owned(),
+            name: "firing".to_owned(),
+            dedup_key: None,
+            headers: Default::default(),
+            query: String::new(),
+            body: b"{}".to_vec(),
+            received_at: 1,
+        };
+        assert_eq!(outbox.failing(), None);
+        // Another process breaks the file under the daemon (its table renamed away).
+        let raw = rusqlite::Connection::open(dir.join(schema::FILE_NAME)).unwrap();
+        raw.execute_batch("ALTER TABLE event_bodies RENAME TO gone")
+            .unwrap();
+        assert!(outbox.append(event(), 0).await.is_err());
+        let reason = outbox.failing().expect("reported");
+        assert!(reason.contains("cannot append events"), "{reason}");
+        raw.execute_batch("ALTER TABLE gone RENAME TO event_bodies")
+            .unwrap();
+        assert!(outbox.append(event(), 0).await.is_ok());
+        assert_eq!(outbox.failing(), None, "cleared by a success");
+        drop(raw);
+        outbox.close().await;
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -73,6 +73,7 @@ mod admin;
 mod event_log;
 mod event_store;
 mod handle;
+mod lock;
 mod model;
 mod schema;
 mod store;
@@ -83,5 +84,6 @@ pub use event_log::{
     StoredEvent,
 };
 pub use handle::Outbox;
+pub use lock::LOCK_FILE;
 pub use model::{Due, Enqueued, NewMessage, OutboxError, RobotStats, State, StoredMessage};
 pub use schema::{FILE_NAME, SCHEMA_VERSION};

@@ -122,12 +122,34 @@ pub(crate) fn open_daemon(path: &Path) -> Result<Connection, String> {
             "the file system refused the WAL journal (journal mode is `{mode}`)"
         ));
     }
+    refuse_read_only(&conn, path)?;
     configure(&conn).map_err(|e| format!("cannot configure the connection: {e}"))?;
     // The writer thread checkpoints between transactions itself, so no commit waits on one.
     conn.pragma_update(None, "wal_autocheckpoint", 0)
         .map_err(|e| format!("cannot turn off automatic checkpoints: {e}"))?;
     migrate(&mut conn)?;
     Ok(conn)
+}
+
+/// SQLite opens a file the user cannot write read-only, without an error: refuse that outbox at
+/// start, rather than serve and answer 503 to every webhook.
+fn refuse_read_only(conn: &Connection, path: &Path) -> Result<(), String> {
+    if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) {
+        return Err(read_only_reason(path));
+    }
+    Ok(())
+}
+
+/// Why SQLite opened the file read-only: said so that the operator can fix it.
+fn read_only_reason(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(path)
+        .map(|m| format!(" (owner uid {}, mode {:o})", m.uid(), m.mode() & 0o7777))
+        .unwrap_or_default();
+    format!(
+        "the file can only be read by this user{owner}, so nothing could be accepted: give the \
+         daemon's user write access to it and to its directory (left root-owned by a manual run?)"
+    )
 }
 
 /// Creates the schema of an empty database; refuses a database written by a newer dingrelay.
@@ -326,6 +348,26 @@ PRAGMA user_version = 1;
             .unwrap();
         assert!(plan.iter().any(|p| p.contains("messages_open")), "{plan:?}");
         drop(conn);
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_file_opened_read_only_is_refused_with_its_owner_and_mode() {
+        let path = temp_file("readonly");
+        drop(open_daemon(&path).unwrap());
+        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let error = refuse_read_only(&conn, &path).unwrap_err();
+        assert!(
+            error.contains("can only be read by this user (owner uid"),
+            "{error}"
+        );
+        assert!(
+            error.contains("give the daemon's user write access"),
+            "{error}"
+        );
+        let writable = Connection::open(&path).unwrap();
+        assert_eq!(refuse_read_only(&writable, &path), Ok(()));
+        drop((conn, writable));
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 

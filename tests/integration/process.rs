@@ -513,5 +513,36 @@ fn start_up_refuses_with_one_clear_line() {
     assert_eq!(code, Some(1), "{text}");
     assert_eq!(text.matches("Cannot start").count(), 1, "{text}");
     assert!(text.contains("blocker"), "names the directory: {text}");
+
+    // A second daemon on the state directory of a running one (issue 12, case 6): one line that
+    // names the first one's pid; the first keeps serving.
+    let port = free_port();
+    let first_config = dir.join("first.yaml");
+    std::fs::write(
+        &first_config,
+        good(&format!("127.0.0.1:{port}"), "./shared"),
+    )
+    .unwrap();
+    let mut first = spawn(&first_config, &dir.join("first.log"));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the first daemon did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, text) = serve(&good("127.0.0.1:0", "./shared"));
+    assert_eq!(code, Some(1), "{text}");
+    assert_eq!(text.matches("Cannot start").count(), 1, "{text}");
+    assert!(
+        text.contains(&format!(
+            "another dingrelay (pid {}) already uses the state directory",
+            first.id()
+        )),
+        "{text}"
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        "the first still serves"
+    );
+    assert!(terminate(&mut first).success());
     let _ = std::fs::remove_dir_all(&dir);
 }
