@@ -17,9 +17,11 @@
 //! No rule runs here: routing ([`crate::routing`]) turns stored events into messages, so the
 //! answer never depends on the rules, and a 4xx only ever says what is wrong with the request.
 //! Every answer is a short JSON object with a `status` and, for refusals, an `error` saying why.
-//! A request cut off by the timeout after its commit is answered 408 although its event is
-//! stored; the sender's retry is then recognised as a duplicate within `dedup_window` when the
-//! sender gives a dedup key.
+//! A request cut off by the timeout before its turn in the event log's writer is not stored (the
+//! writer drops appends whose caller has gone), so its 408 tells the truth and the sender's retry
+//! is no duplicate. Only one cut off during its very commit can be stored and answered 408; the
+//! sender's retry is then recognised as a duplicate within `dedup_window` when the sender gives a
+//! dedup key.
 //!
 //! What a webhook comes to is one value, a [`Refusal`] or an [`Acceptance`], which makes its
 //! answer, its log line and its metrics; the handler only decides which it is, and every answer is

@@ -491,7 +491,21 @@ impl Checkpoints {
 }
 
 /// One group commit of appended events, then each caller's answer.
-fn append_group(store: &mut Store, group: Vec<AppendCall>, shared: &Shared) {
+fn append_group(store: &mut Store, mut group: Vec<AppendCall>, shared: &Shared) {
+    // A caller that has gone (its request timed out and was answered 408) gets nothing stored:
+    // its sender retries, and a stored copy would be a duplicate for senders without a dedup
+    // key. (One that goes while the commit runs is stored: that window is the commit itself.)
+    let before = group.len();
+    group.retain(|call| !call.reply.is_closed());
+    if group.len() < before {
+        tracing::debug!(
+            dropped = before - group.len(),
+            "Not storing webhooks whose requests timed out before their turn."
+        );
+    }
+    if group.is_empty() {
+        return;
+    }
     // Calls of one group share the window in practice (one config); the smallest is the safe
     // one: a shorter window never drops an event a longer one would keep.
     let window = group.iter().map(|c| c.dedup_window_ms).min().unwrap_or(0);
@@ -633,6 +647,57 @@ mod tests {
             store.wal_pages()
         );
         drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_append_whose_caller_has_gone_is_not_stored() {
+        let dir = std::env::temp_dir().join(format!(
+            "dingrelay-gone-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let outbox = Outbox::open(&dir).unwrap();
+        let event = || NewEvent {
+            source: "am".to_owned(),
+            name: "firing".to_owned(),
+            dedup_key: None,
+            headers: Default::default(),
+            query: String::new(),
+            body: b"{}".to_vec(),
+            received_at: 1,
+        };
+        // The writer is busy (a write lock held elsewhere, say) while the request times out.
+        let busy = outbox.clone();
+        let held = tokio::spawn(async move {
+            busy.call(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                Ok(())
+            })
+            .await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let timed_out = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            outbox.append(event(), 0),
+        )
+        .await;
+        assert!(timed_out.is_err(), "answered 408 meanwhile");
+        held.await.unwrap().unwrap();
+        assert!(
+            outbox
+                .waiting_events(10, usize::MAX)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // A caller that waits is stored as ever.
+        assert!(outbox.append(event(), 0).await.is_ok());
+        assert_eq!(
+            outbox.waiting_events(10, usize::MAX).await.unwrap().len(),
+            1
+        );
+        outbox.close().await;
         let _ = std::fs::remove_dir_all(&dir);
     }
 
