@@ -5,10 +5,12 @@
 //!
 //! 1. the source is found by the request path in the *current* config (a reload can add, move or
 //!    remove sources without a restart): `404` when none, `405` for another method than POST;
-//! 2. the body is read up to `body_limit` (`413` beyond it), all within `request_timeout` (`408`);
-//! 3. the source verifies the request over the raw bytes (`401`), then parses it (`400`, `415`);
-//! 4. an ignored event (GitHub `ping`) is answered `202` and not stored;
-//! 5. the event is appended to the event log, with its dedup key, in one durable transaction
+//! 2. credentials carried in headers (bearer, basic, GitLab's token) are checked before the body
+//!    is read (`401`), so a wrong token never makes the daemon buffer a large body;
+//! 3. the body is read up to `body_limit` (`413` beyond it), all within `request_timeout` (`408`);
+//! 4. the source verifies the request over the raw bytes (`401`), then parses it (`400`, `415`);
+//! 5. an ignored event (GitHub `ping`) is answered `202` and not stored;
+//! 6. the event is appended to the event log, with its dedup key, in one durable transaction
 //!    (group commit), and only then answered `202` with its id; a repeat of an event stored
 //!    within `dedup_window` is answered `202` as a duplicate and not stored again. If the log
 //!    cannot take it, `503`: Alertmanager, Grafana and GitLab retry on 5xx, so a relay problem
@@ -260,6 +262,10 @@ async fn handle(
     request: Request,
 ) -> Result<Acceptance, Refusal> {
     let config = &live.config;
+    // Credentials carried in headers are checked before a byte of the body is read.
+    source
+        .verify_headers(request.headers())
+        .map_err(Refusal::Unauthenticated)?;
     let (headers, query, body) = read_body(request, config.intake.body_limit).await?;
     let inbound = Inbound {
         headers: &headers,

@@ -88,6 +88,23 @@ impl Source {
         }
     }
 
+    /// Checks what a request proves in its headers alone, before its body is read: bearer or
+    /// basic authentication, and GitLab's `X-Gitlab-Token`. A request that fails here is refused
+    /// without reading (and buffering) a body of up to `body_limit`; [`Source::verify`] still
+    /// checks everything, signatures over the body included.
+    pub fn verify_headers(&self, headers: &HeaderMap) -> Result<(), Rejection> {
+        self.auth.verify(headers)?;
+        if let (SourceKind::Gitlab, Some(secret)) = (self.kind, &self.secret) {
+            let inbound = Inbound {
+                headers,
+                query: "",
+                body: &[],
+            };
+            gitlab::verify(secret.expose_secret().as_bytes(), &inbound)?;
+        }
+        Ok(())
+    }
+
     /// Parses a verified request into an event.
     ///
     /// The body must be a JSON object (`application/json`, `*/*+json` or no content type; GitHub

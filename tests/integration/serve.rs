@@ -1123,3 +1123,47 @@ async fn a_fixed_rule_is_previewed_over_stored_events_then_rerouted_for_real() {
         .stop(tokio::time::Instant::now() + Duration::from_secs(5))
         .await;
 }
+
+/// Issue 12, case 9: a wrong token is refused before the body is read, so a flood of large
+/// unauthenticated bodies is never buffered. The body here never ends: were it read first, the
+/// answer would be the request timeout (408), not 401.
+#[tokio::test(start_paused = true)]
+async fn a_wrong_token_is_refused_before_the_body_is_read() {
+    let harness = start_paused(
+        MockDingTalk::new().robot(TOKEN, Some(SECRET), &["告警"]),
+        "",
+        "",
+    )
+    .await;
+    /// A body whose bytes never come.
+    struct Endless;
+    impl axum::body::HttpBody for Endless {
+        type Data = axum::body::Bytes;
+        type Error = std::io::Error;
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+            std::task::Poll::Pending
+        }
+    }
+    let endless = Body::new(Endless);
+    let request = Request::post("/hooks/am")
+        .header("authorization", "Bearer nope")
+        .header("content-type", "application/json")
+        .header("content-length", "25000000")
+        .body(endless)
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let response = harness.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        tokio::time::Instant::now(),
+        started,
+        "answered without waiting for the body"
+    );
+    harness
+        .daemon
+        .stop(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
+}
