@@ -1,5 +1,5 @@
-//! `dingrelay serve`: loads the config, binds the listener, and runs the daemon until SIGTERM or
-//! SIGINT.
+//! `dingrelay serve`: loads the config and audits it as `check` does (refusing what `check` and a
+//! reload refuse), binds the listener, and runs the daemon until SIGTERM or SIGINT.
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -18,6 +18,19 @@ pub fn run(config_path: &Path, out: &mut dyn Write) -> u8 {
         Ok(config) => config,
         Err(error) => return exit_code(cannot_load(config_path, &error, out), 1),
     };
+    // Start-up refuses exactly what `check` and a reload refuse.
+    let audit = crate::config::audit(&config, jiff::Timestamp::now());
+    if !audit.passed() {
+        let report = audit.problem_report(&config_path.display().to_string());
+        let written = writeln!(out, "{report}").and_then(|()| {
+            writeln!(
+                out,
+                "dingrelay cannot start: fix {} (dingrelay check shows every problem; a reload refuses the same)",
+                config_path.display()
+            )
+        });
+        return exit_code(written.map(|()| 1), 1);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

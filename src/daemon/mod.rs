@@ -5,8 +5,8 @@
 //! shutdown and reload signals, the clock (tokio's, pausable), the transport to DingTalk (an
 //! in-process stand-in in tests) and where dry-run robots print.
 //!
-//! Start-up serves any config that loads; its [audit](mod@crate::config::audit) (what `check` runs)
-//! follows off the start path, each problem one WARN line.
+//! Start-up takes a config that passed its [audit](mod@crate::config::audit) (what `check` and a
+//! reload run): `dingrelay serve` refuses, before anything starts, exactly what they refuse.
 //!
 //! Reload: the new file is loaded and validated fully, audit included; an invalid file is
 //! refused, its errors logged, and the running config stays. A valid one is
@@ -176,9 +176,6 @@ impl Daemon {
             services,
             reloads,
         };
-        if let Some(path) = &daemon.services.config_path {
-            audit_in_background(config.clone(), path.display().to_string());
-        }
         daemon.start_workers(config).await;
         daemon.report_orphans().await;
         Ok(daemon)
@@ -475,25 +472,6 @@ pub async fn run(
 }
 
 /// Completes when the flag turns true (or its sender is gone).
-/// Start-up serves any config that loads, as it always has, and asks it the same audit as a
-/// reload and `dingrelay check`, off the start path: each problem is one WARN line, so the
-/// operator learns at start what a reload of this file would refuse.
-fn audit_in_background(config: Arc<Config>, file_name: String) {
-    let audit = tokio::task::spawn_blocking(move || {
-        let audit = crate::config::audit(&config, jiff::Timestamp::now());
-        let problems: Vec<String> = audit.problems().map(|p| p.render(&file_name)).collect();
-        problems
-    });
-    // Logged from a task of the daemon's runtime, like every other line of the daemon.
-    tokio::spawn(async move {
-        for problem in audit.await.unwrap_or_default() {
-            tracing::warn!(
-                "The config serves, but a rule would fail at run time and a reload of this file would be refused (`dingrelay check` shows it): {problem}"
-            );
-        }
-    });
-}
-
 async fn stopped(flag: &mut watch::Receiver<bool>) {
     let _ = flag.wait_for(|stop| *stop).await.map(|_| ());
 }

@@ -16,7 +16,6 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use crate::support::mock_dingtalk::{Fault, MockDingTalk, MockTransport, webhook_url};
-use crate::support::output::SharedBuffer;
 
 const TOKEN: &str = "operate-robot";
 const SECRET: &str = "SECoperate0123";
@@ -195,65 +194,6 @@ async fn a_valid_reload_is_swapped_in_and_an_invalid_one_is_refused() {
         "{metrics}"
     );
     h.daemon
-        .stop(tokio::time::Instant::now() + Duration::from_secs(5))
-        .await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn start_up_serves_a_config_its_audit_faults_and_says_why() {
-    let dir = temp_dir("start-audit");
-    let path = write_config(&dir, &["ops"], &[("ci", "ops")], "");
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("{{ text }}", "{{ text | shout }}");
-    std::fs::write(&path, text).unwrap();
-    // The log lines of a subscriber set as this thread's default (the test's current-thread runtime).
-    let captured = SharedBuffer::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
-    let clock = Clock::starting_at(START_MS);
-    let services = Services {
-        transport: Arc::new(MockTransport(MockDingTalk::new())) as Arc<dyn Transport>,
-        clock,
-        dry_run: Arc::new(Mutex::new(Box::new(std::io::sink()))),
-        config_path: Some(path.clone()),
-        metrics: Arc::new(Metrics::new()),
-    };
-    let config = Config::load(&path).expect("the file loads: only a render fails");
-    let daemon = Daemon::start(config, services)
-        .await
-        .expect("start-up serves a config that loads");
-    let router = daemon.router();
-    // The audit runs off the start path; its lines follow shortly.
-    let mut logs = String::new();
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        logs = captured.text();
-        if logs.contains("a reload of this file would be refused") {
-            break;
-        }
-    }
-    let line = logs
-        .lines()
-        .find(|l| l.contains("a reload of this file would be refused"))
-        .unwrap_or_else(|| panic!("no audit line in:\n{logs}"));
-    assert!(line.contains(" WARN "), "{line}");
-    assert!(line.contains("unknown filter"), "{line}");
-    assert!(
-        line.contains(&format!("{}:", path.display())),
-        "the line names the file: {line}"
-    );
-    assert_eq!(
-        request(&router, "GET", "/-/ready", "").await.0,
-        StatusCode::OK,
-        "the daemon serves"
-    );
-    daemon
         .stop(tokio::time::Instant::now() + Duration::from_secs(5))
         .await;
 }

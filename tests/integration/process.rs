@@ -201,12 +201,18 @@ async fn sigkill_with_100_pending_then_restart_delivers_every_accepted_message()
     }
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
-    let pending = Admin::open(&dir.join("state"))
-        .unwrap()
-        .list(Some(State::Pending), None)
+    // Each accepted alert is a pending message, or an event not yet routed into one.
+    let admin = Admin::open(&dir.join("state")).unwrap();
+    let pending = admin.list(Some(State::Pending), None).unwrap().len();
+    let waiting = admin
+        .events(&dingrelay::outbox::EventFilter::default(), true)
         .unwrap()
         .len();
-    assert!(pending >= 95, "{pending} pending at the kill");
+    drop(admin);
+    assert!(
+        pending + waiting >= 95,
+        "{pending} pending and {waiting} waiting at the kill"
+    );
 
     // Second run: the default rate, digests on.
     let port = free_port();
@@ -498,6 +504,29 @@ fn start_up_refuses_with_one_clear_line() {
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("rules.yaml:3:"), "{text}");
     assert!(text.contains("dingrelay cannot start"), "{text}");
+
+    // A file that loads but that `check` (and a reload) refuses: refused at start too, with
+    // check's own report (issue 12, case 7).
+    let (code, text) =
+        serve(&good("127.0.0.1:0", "./state").replace("{{ text }}", "{{ text | shout }}"));
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("unknown filter"), "{text}");
+    assert!(text.contains("check failed: "), "{text}");
+    assert!(text.contains("dingrelay cannot start"), "{text}");
+    let check = Command::new(env!("CARGO_BIN_EXE_dingrelay"))
+        .args(["check", dir.join("rules.yaml").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(1));
+    let check_text = String::from_utf8_lossy(&check.stdout);
+    let problem = check_text
+        .lines()
+        .find(|l| l.contains("unknown filter"))
+        .unwrap_or_else(|| panic!("{check_text}"));
+    assert!(
+        text.contains(problem),
+        "the same problem as check: {problem}\n{text}"
+    );
 
     // A taken address.
     let taken = StdListener::bind("127.0.0.1:0").unwrap();
