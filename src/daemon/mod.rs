@@ -20,6 +20,7 @@
 //! in flight, workers finish the send in flight, and the outbox is closed; all bounded by
 //! `shutdown_timeout`. Pending messages stay in the outbox for the next start.
 
+pub mod http;
 pub mod systemd;
 
 use std::collections::HashMap;
@@ -430,23 +431,24 @@ pub async fn run(
         shutdown.await;
         let _ = signal_tx.send(true);
     });
-    let mut server_signal = signal_rx.clone();
-    let server = axum::serve(listener, daemon.router()).with_graceful_shutdown(async move {
-        stopped(&mut server_signal).await;
-    });
-    let mut server = tokio::spawn(async move { server.await });
+    let mut server = tokio::spawn(http::serve(
+        listener,
+        daemon.router(),
+        http::Limits::default(),
+        signal_rx.clone(),
+    ));
     systemd::ready();
     let watchdog = systemd::spawn_watchdog();
 
     tokio::select! {
         result = &mut server => {
-            // The server ended without a signal: only an I/O error does that.
+            // The server ended without a signal: only a panic in it does that.
             let deadline = tokio::time::Instant::now() + daemon.config().delivery.shutdown_timeout;
             daemon.stop(deadline).await;
             if let Some(watchdog) = watchdog { watchdog.abort(); }
             return match result {
-                Ok(Err(error)) => Err(ServeError::Http(error)),
-                _ => Ok(()),
+                Err(error) => Err(ServeError::Http(std::io::Error::other(error))),
+                Ok(()) => Ok(()),
             };
         }
         _ = daemon.run_until(&mut hangups, signal_rx.clone()) => {}
@@ -457,8 +459,8 @@ pub async fn run(
     let deadline = tokio::time::Instant::now() + daemon.config().delivery.shutdown_timeout;
     // Intake first, so every request that got in is answered, then the workers.
     match tokio::time::timeout_at(deadline, server).await {
-        Ok(Ok(Err(error))) => tracing::warn!("The HTTP server stopped with an error: {error}."),
-        Ok(_) => {}
+        Ok(Err(error)) => tracing::warn!("The HTTP server stopped with an error: {error}."),
+        Ok(Ok(())) => {}
         Err(_) => tracing::warn!(
             "Requests still open at the shutdown timeout were cut off; their senders retry."
         ),
