@@ -18,6 +18,7 @@ impl Store {
         dedup_window_ms: i64,
     ) -> Result<Vec<Appended>, OutboxError> {
         let context = "cannot append events";
+        self.check_file()?;
         let now = events.iter().map(|e| e.received_at).max().unwrap_or(0);
         let window_start = now.saturating_sub(dedup_window_ms);
         if dedup_window_ms > 0 && !self.recent.loaded {
@@ -146,6 +147,7 @@ impl Store {
         routed: &[RoutedEvent],
     ) -> Result<Vec<Vec<i64>>, OutboxError> {
         let context = "cannot store routed messages";
+        self.check_file()?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)

@@ -702,6 +702,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_deleted_or_replaced_outbox_file_is_noticed() {
+        let dir = std::env::temp_dir().join(format!(
+            "dingrelay-deleted-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let outbox = Outbox::open(&dir).unwrap();
+        let event = || NewEvent {
+            source: "am".to_owned(),
+            name: "firing".to_owned(),
+            dedup_key: None,
+            headers: Default::default(),
+            query: String::new(),
+            body: b"{}".to_vec(),
+            received_at: 1,
+        };
+        assert!(outbox.append(event(), 0).await.is_ok());
+        assert!(outbox.check_writable().await.is_ok());
+        let file = dir.join(schema::FILE_NAME);
+        std::fs::remove_file(&file).unwrap();
+        let error = outbox.append(event(), 0).await.unwrap_err().to_string();
+        assert!(
+            error.contains("was deleted while the daemon runs"),
+            "{error}"
+        );
+        assert!(outbox.check_writable().await.is_err(), "readiness sees it");
+        assert!(outbox.failing().is_some());
+        std::fs::write(&file, b"").unwrap();
+        let error = outbox.check_writable().await.unwrap_err().to_string();
+        assert!(error.contains("was replaced"), "{error}");
+        outbox.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
     async fn a_failed_append_is_reported_until_one_succeeds() {
         let dir = std::env::temp_dir().join(format!(
             "dingrelay-failing-{}-{}",

@@ -22,6 +22,10 @@ pub(crate) struct Store {
     pub(super) conn: Connection,
     /// The event log's dedup keys within the window (see [`RecentKeys`]).
     pub(super) recent: RecentKeys,
+    /// The database file and its identity (device, inode) when opened: a file deleted or replaced
+    /// under the daemon keeps working through the open descriptor while nothing it writes
+    /// survives a restart, so writes check that the path still leads to this file.
+    pub(super) file: Option<(std::path::PathBuf, u64, u64)>,
 }
 
 thread_local! {
@@ -40,9 +44,35 @@ impl Store {
     /// checkpoint: the writer thread runs them, see `handle.rs`).
     pub(crate) fn new(conn: Connection) -> Store {
         conn.wal_hook(Some(count_wal_pages));
+        let file = conn.path().map(std::path::PathBuf::from).and_then(|path| {
+            use std::os::unix::fs::MetadataExt;
+            let meta = std::fs::metadata(&path).ok()?;
+            Some((path, meta.dev(), meta.ino()))
+        });
         Store {
             conn,
             recent: RecentKeys::default(),
+            file,
+        }
+    }
+
+    /// Checks that the database file is still the one opened: not deleted, not replaced.
+    pub(crate) fn check_file(&self) -> Result<(), OutboxError> {
+        use std::os::unix::fs::MetadataExt;
+        let Some((path, dev, ino)) = &self.file else {
+            return Ok(());
+        };
+        let gone = |what: &str| {
+            OutboxError::Unavailable(format!(
+                "the outbox file {} {what} while the daemon runs: nothing written now would survive a restart; restart dingrelay",
+                path.display()
+            ))
+        };
+        match std::fs::metadata(path) {
+            Err(_) => Err(gone("was deleted")),
+            Ok(meta) if meta.dev() != *dev || meta.ino() != *ino => Err(gone("was replaced")),
+            Ok(meta) if meta.nlink() == 0 => Err(gone("was deleted")),
+            Ok(_) => Ok(()),
         }
     }
 
@@ -233,6 +263,7 @@ impl Store {
 
     /// Takes and releases the write lock: the outbox can accept messages right now.
     pub(crate) fn check_writable(&mut self) -> Result<(), OutboxError> {
+        self.check_file()?;
         self.conn
             .execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
             .map_err(unavailable("the outbox cannot be written"))
