@@ -346,7 +346,6 @@ impl Daemon {
                 pending,
                 "A robot was removed; its queued messages stay in the outbox until it is configured again."
             );
-            self.services.metrics.forget_robot(name);
         }
         let deadline = tokio::time::Instant::now() + RELOAD_WORKER_GRACE;
         self.workers = self.stop_workers(deadline).await;
