@@ -46,8 +46,11 @@
 //!   DingTalk's `errcode` 0, with buckets from 0.1 s to 24 h (`max_age`), including the 60 s of
 //!   `digest_after` and the 10 minutes of `throttle_penalty`.
 //! - `dingrelay_outbox_pending{robot}`, `dingrelay_outbox_dead{robot}`,
-//!   `dingrelay_outbox_oldest_pending_age_seconds{robot}`: gauges of the outbox, as last reported.
-//!   [`Metrics::forget_robot`] drops a robot's series when a reload removes the robot.
+//!   `dingrelay_outbox_oldest_pending_age_seconds{robot}`: gauges of the outbox, as last reported
+//!   by [`Metrics::outbox_report`]: a series for exactly the robots of that report. The scrape
+//!   reports every configured robot and every robot with pending or dead messages, so messages
+//!   queued for a robot that a reload removed stay visible (and the oldest-pending alert can fire
+//!   for them) until they are delivered to it again or purged; then its series go.
 //!
 //! Configuration and process:
 //!
@@ -63,7 +66,9 @@
 //!
 //! Every series costs memory for the life of the process and storage in Prometheus, so labels
 //! only take values from bounded sets: `source`, `robot` and `rule` are names written in the
-//! configuration (callers must never pass a name taken from a request, such as an unknown path);
+//! configuration (callers must never pass a name taken from a request, such as an unknown path),
+//! or, for the outbox gauges, names of robots that still have messages in the outbox, which a
+//! configuration once had;
 //! `status` is one of the few statuses intake answers; `class`, `outcome` and `result` are fixed
 //! enums. A label never holds a URL, a token, a secret, a payload value or an error message: the
 //! webhook URL carries the robot's access token, and scrapes are often less protected than logs.
@@ -71,8 +76,10 @@
 //! Label values are escaped (`\\`, `\"`, `\n`) as OpenMetrics requires, which prometheus-client
 //! does not do by itself, so even an odd name in the configuration keeps the output valid.
 
+use std::collections::BTreeSet;
 use std::fmt::{self, Write as _};
 use std::sync::atomic::AtomicU64;
+use std::sync::{Mutex, PoisonError};
 
 use prometheus_client::encoding::text;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
@@ -142,6 +149,19 @@ impl EncodeLabelValue for ReloadResult {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
         encoder.write_str(self.as_str())
     }
+}
+
+/// One robot's outbox as a scrape reads it: a line of [`Metrics::outbox_report`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OutboxState<'a> {
+    pub robot: &'a str,
+    /// Messages waiting to be sent.
+    pub pending: u64,
+    /// Dead-lettered messages kept.
+    pub dead: u64,
+    /// How long the oldest pending message has waited; a negative, NaN or infinite age is
+    /// reported as 0.
+    pub oldest_pending_age_seconds: f64,
 }
 
 /// A name from the configuration used as a label value, escaped as OpenMetrics requires.
@@ -245,6 +265,9 @@ pub struct Metrics {
     outbox_pending: Gauges,
     outbox_dead: Gauges,
     outbox_oldest_pending_age: FloatGauges,
+    /// The robots with outbox gauge series: those of the last [`Metrics::outbox_report`]. Held
+    /// for the whole of a report, so two scrapes at once leave the series of one of them.
+    outbox_robots: Mutex<BTreeSet<String>>,
     reloads: Counters<ReloadLabels>,
     config_robots: Gauge,
     config_sources: Gauge,
@@ -286,6 +309,7 @@ impl Metrics {
             outbox_pending: Family::default(),
             outbox_dead: Family::default(),
             outbox_oldest_pending_age: Family::default(),
+            outbox_robots: Mutex::new(BTreeSet::new()),
             reloads: Family::default(),
             config_robots: Gauge::default(),
             config_sources: Gauge::default(),
@@ -555,36 +579,42 @@ impl Metrics {
             .observe(seconds.max(0.0));
     }
 
-    /// The state of `robot`'s outbox. A negative, NaN or infinite age is reported as 0.
-    pub fn outbox(&self, robot: &str, pending: u64, dead: u64, oldest_pending_age_seconds: f64) {
-        let labels = RobotLabels {
-            robot: Name::new(robot),
-        };
-        let age = if oldest_pending_age_seconds.is_finite() {
-            oldest_pending_age_seconds.max(0.0)
-        } else {
-            0.0
-        };
-        self.outbox_pending
-            .get_or_create(&labels)
-            .set(saturating_i64(pending));
-        self.outbox_dead
-            .get_or_create(&labels)
-            .set(saturating_i64(dead));
-        self.outbox_oldest_pending_age
-            .get_or_create(&labels)
-            .set(age);
-    }
-
-    /// `robot` was removed by a reload: its gauge series disappear from the output. Its counters
-    /// stay, as counters should (removing them would read as a reset if the robot came back).
-    pub fn forget_robot(&self, robot: &str) {
-        let labels = RobotLabels {
-            robot: Name::new(robot),
-        };
-        self.outbox_pending.remove(&labels);
-        self.outbox_dead.remove(&labels);
-        self.outbox_oldest_pending_age.remove(&labels);
+    /// The outbox gauges, all at once: a series for each robot of `states`, set to its state, and
+    /// none for any other robot (the series of a robot left out since the last report are
+    /// removed). Its counters stay, as counters should (removing them would read as a reset if
+    /// the robot came back).
+    pub fn outbox_report<'a>(&self, states: impl IntoIterator<Item = OutboxState<'a>>) {
+        let mut shown = self
+            .outbox_robots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut reported = BTreeSet::new();
+        for state in states {
+            let labels = RobotLabels {
+                robot: Name::new(state.robot),
+            };
+            let age = state.oldest_pending_age_seconds;
+            let age = if age.is_finite() { age.max(0.0) } else { 0.0 };
+            self.outbox_pending
+                .get_or_create(&labels)
+                .set(saturating_i64(state.pending));
+            self.outbox_dead
+                .get_or_create(&labels)
+                .set(saturating_i64(state.dead));
+            self.outbox_oldest_pending_age
+                .get_or_create(&labels)
+                .set(age);
+            reported.insert(state.robot.to_owned());
+        }
+        for gone in shown.difference(&reported) {
+            let labels = RobotLabels {
+                robot: Name::new(gone),
+            };
+            self.outbox_pending.remove(&labels);
+            self.outbox_dead.remove(&labels);
+            self.outbox_oldest_pending_age.remove(&labels);
+        }
+        *shown = reported;
     }
 
     // Configuration.
@@ -780,12 +810,20 @@ mod tests {
         assert_eq!(buckets, LATENCY_BUCKETS.len() + 1);
     }
 
+    fn state(robot: &str, pending: u64, dead: u64, age: f64) -> OutboxState<'_> {
+        OutboxState {
+            robot,
+            pending,
+            dead,
+            oldest_pending_age_seconds: age,
+        }
+    }
+
     #[test]
-    fn outbox_gauges_and_forget_robot() {
+    fn outbox_report_shows_exactly_the_robots_reported() {
         let m = Metrics::new();
-        m.outbox("ops", 7, 2, 12.5);
-        m.outbox("dev", 0, 0, 0.0);
-        m.outbox("dev", 1, 0, -3.0);
+        m.outbox_report([state("ops", 7, 2, 12.5), state("dev", 0, 0, 0.0)]);
+        m.outbox_report([state("ops", 7, 2, 12.5), state("dev", 1, 0, -3.0)]);
         m.sent("ops", 1);
         let text = m.encode();
         assert_well_formed(&text);
@@ -802,7 +840,8 @@ mod tests {
             ],
         );
 
-        m.forget_robot("ops");
+        // A robot left out of the next report loses its gauges.
+        m.outbox_report([state("dev", 1, 0, f64::NAN)]);
         let text = m.encode();
         assert_well_formed(&text);
         assert!(!text.contains("dingrelay_outbox_pending{robot=\"ops\"}"));
@@ -812,18 +851,18 @@ mod tests {
             &text,
             &[
                 "dingrelay_outbox_pending{robot=\"dev\"} 1",
+                "dingrelay_outbox_oldest_pending_age_seconds{robot=\"dev\"} 0.0",
                 // Counters stay.
                 "dingrelay_messages_sent_total{robot=\"ops\"} 1",
             ],
         );
 
-        // Forgetting the last robot removes the families from the output; reporting brings back.
-        m.forget_robot("dev");
-        m.forget_robot("never-seen");
+        // An empty report removes the families from the output; reporting brings them back.
+        m.outbox_report([]);
         let text = m.encode();
         assert_well_formed(&text);
         assert!(!text.contains("dingrelay_outbox"), "{text}");
-        m.outbox("ops", 1, 0, 1.0);
+        m.outbox_report([state("ops", 1, 0, 1.0)]);
         assert_has(&m.encode(), &["dingrelay_outbox_pending{robot=\"ops\"} 1"]);
     }
 
@@ -855,7 +894,7 @@ mod tests {
         let m = Metrics::new();
         let odd = "a\"b\\c\nd} x 1";
         m.queued(odd, 1);
-        m.outbox(odd, 3, 0, 0.0);
+        m.outbox_report([state(odd, 3, 0, 0.0)]);
         m.request(odd, 202);
         m.rule_matched("规则");
         let text = m.encode();
@@ -869,7 +908,7 @@ mod tests {
                 r#"dingrelay_rule_matches_total{rule="规则"} 1"#,
             ],
         );
-        m.forget_robot(odd);
+        m.outbox_report([]);
         assert!(!m.encode().contains("dingrelay_outbox_pending"));
     }
 
@@ -885,11 +924,10 @@ mod tests {
                         let robot = if t % 2 == 0 { "ops" } else { "dev" };
                         m.sent(robot, 1);
                         m.delivery_latency(robot, 0.2);
-                        m.outbox(robot, i, 0, 1.0);
+                        m.outbox_report([state("ops", i, 0, 1.0), state("dev", i, 0, 1.0)]);
                         if i % 100 == 0 {
                             let text = m.encode();
                             assert!(text.ends_with("# EOF\n"));
-                            m.forget_robot("gone");
                         }
                     }
                 })

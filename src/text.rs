@@ -1,7 +1,11 @@
 //! Small text helpers for what people read: one line, a bounded length, markdown that stays
-//! literal, control characters made visible. Shared by the outbox listing, the answer classifier,
-//! storm digests, the template filters and every message that quotes a file or a request, so they
-//! all flatten, cut and escape the same way.
+//! literal, URLs that stay one link target, control characters made visible. Shared by the outbox
+//! listing, the answer classifier, storm digests, the template filters and every message that
+//! quotes a file or a request, so they all flatten, cut and escape the same way.
+//!
+//! A link target written by [`push_link_target`] holds no space, control character, parenthesis,
+//! angle bracket, backslash, backtick or double quote, and nothing outside printable ASCII: in
+//! `[text](target)` the link ends at the `)` its writer put there, whatever the URL said.
 
 use std::borrow::Cow;
 
@@ -49,6 +53,39 @@ pub fn escape_markdown_inline(text: &str, out: &mut String) {
         }
     }
 }
+
+/// The schemes a link in a DingTalk message may have: web links, and `dingtalk://` (DingTalk's own
+/// pages, e.g. to open a link in the PC's external browser).
+pub const LINK_SCHEMES: [&str; 3] = ["http", "https", "dingtalk"];
+
+/// Whether `url` starts with `<scheme>://` for one of [`LINK_SCHEMES`], the scheme in any case.
+pub fn has_link_scheme(url: &str) -> bool {
+    url.split_once("://").is_some_and(|(scheme, _)| {
+        LINK_SCHEMES
+            .iter()
+            .any(|known| known.eq_ignore_ascii_case(scheme))
+    })
+}
+
+/// Appends `url` to `out` as a markdown link target: each byte that is not printable ASCII (a
+/// space, a control character, any byte of a non-ASCII character) and each of `(` `)` `<` `>`
+/// `\` `` ` `` `"` becomes `%XX`. `%` is kept, so escapes already there stay as they are and
+/// writing a written target again changes nothing. A URL without those bytes is written as it is.
+pub fn push_link_target(url: &str, out: &mut String) {
+    for byte in url.bytes() {
+        if byte.is_ascii_graphic()
+            && !matches!(byte, b'(' | b')' | b'<' | b'>' | b'\\' | b'`' | b'"')
+        {
+            out.push(char::from(byte));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0xf)]));
+        }
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
 /// The plural ending of a count's noun: `""` for 1, else `"s"` (`1 test`, `2 tests`, `0 tests`).
 pub fn plural(n: usize) -> &'static str {
@@ -101,6 +138,56 @@ mod tests {
         let mut out = String::new();
         escape_markdown_inline("a [b](c) *d* <e> \\ `f`_\nnext", &mut out);
         assert_eq!(out, "a \\[b\\](c) \\*d\\* &lt;e&gt; \\\\ \\`f\\`\\_\nnext");
+    }
+
+    #[test]
+    fn link_targets_cannot_end_the_link_early() {
+        let target = |url: &str| {
+            let mut out = String::new();
+            push_link_target(url, &mut out);
+            out
+        };
+        assert_eq!(
+            target("http://am:9093/#/silences?filter=%7Ba%3D%22b%22%7D&x=_y-z.~"),
+            "http://am:9093/#/silences?filter=%7Ba%3D%22b%22%7D&x=_y-z.~"
+        );
+        assert_eq!(
+            target("http://prom) **X** [L](http://evil/"),
+            "http://prom%29%20**X**%20[L]%28http://evil/"
+        );
+        assert_eq!(target("h://a<b>\\`\"\t\n"), "h://a%3Cb%3E%5C%60%22%09%0A");
+        assert_eq!(
+            target("http://钉钉.cn/\u{3000}"),
+            "http://%E9%92%89%E9%92%89.cn/%E3%80%80"
+        );
+        let once = target("http://x/(a b)%20");
+        assert_eq!(once, "http://x/%28a%20b%29%20");
+        assert_eq!(
+            target(&once),
+            once,
+            "writing a target again changes nothing"
+        );
+    }
+
+    #[test]
+    fn link_schemes_are_web_and_dingtalk() {
+        for url in [
+            "http://x",
+            "HTTPS://x",
+            "dingtalk://dingtalkclient/page/link?url=x",
+        ] {
+            assert!(has_link_scheme(url), "{url}");
+        }
+        for url in [
+            "javascript:alert('http://x')",
+            "ftp://x",
+            "//x",
+            "/relative",
+            "",
+            "http:x",
+        ] {
+            assert!(!has_link_scheme(url), "{url}");
+        }
     }
 
     #[test]

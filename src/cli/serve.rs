@@ -1,9 +1,18 @@
 //! `dingrelay serve`: loads the config and audits it as `check` does (refusing what `check` and a
 //! reload refuse), binds the listener, and runs the daemon until SIGTERM or SIGINT.
+//!
+//! The handlers of SIGTERM, SIGINT and SIGHUP are installed before the address is bound: from the
+//! moment a sender or a supervisor can see the daemon, a signal is a clean shutdown (its last
+//! lines, "Shutting down" and "Stopped", logged, and exit 0) or a reload, acted on as soon as
+//! start-up is done, never the default action, which ends the process at once without a line.
+//! Log lines are written to stderr unbuffered, each whole as it happens, so nothing of them is
+//! left to flush at exit.
 
 use std::io::{self, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::output::exit_code;
 use crate::clock::Clock;
@@ -42,6 +51,7 @@ pub fn run(config_path: &Path, out: &mut dyn Write) -> u8 {
         }
     };
     runtime.block_on(async {
+        let signals = Signals::install();
         let listener = match tokio::net::TcpListener::bind(config.listen).await {
             Ok(listener) => listener,
             Err(error) => {
@@ -63,7 +73,9 @@ pub fn run(config_path: &Path, out: &mut dyn Write) -> u8 {
             config_path: Some(config_path.to_path_buf()),
             metrics: Arc::new(Metrics::new()),
         };
-        match daemon::run(config, listener, shutdown_signal(), hangups(), services).await {
+        let hangups = hangups(signals.hangup);
+        let shutdown = shutdown_signal(signals.terminate, signals.interrupt);
+        match daemon::run(config, listener, shutdown, hangups, services).await {
             Ok(()) => 0,
             Err(daemon::ServeError::Outbox(error)) => {
                 tracing::error!("Cannot start: {error}. Check that state_dir exists and is writable by this user.");
@@ -88,39 +100,73 @@ fn cannot_load(config_path: &Path, error: &ConfigError, out: &mut dyn Write) -> 
     Ok(1)
 }
 
-/// A message for every SIGHUP: `systemctl reload` (and `kill -HUP`) reload the config.
-fn hangups() -> tokio::sync::mpsc::Receiver<()> {
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(mut signal) => {
-            tokio::spawn(async move {
-                while signal.recv().await.is_some() {
-                    tracing::info!("Received SIGHUP: reloading the config.");
-                    // A reload already waiting covers this one too.
-                    let _ = tx.try_send(());
-                }
-            });
+/// The signals `serve` acts on, each listened for from [`Signals::install`] on (`None` when it
+/// cannot be: then the signal keeps its default action, as the WARN line says).
+struct Signals {
+    terminate: Option<Signal>,
+    interrupt: Option<Signal>,
+    hangup: Option<Signal>,
+}
+
+impl Signals {
+    /// Listens for SIGTERM, SIGINT and SIGHUP from now on: one that arrives before anything waits
+    /// for it is kept until then. Must run inside the runtime.
+    fn install() -> Signals {
+        let listen = |kind: SignalKind, name: &str, otherwise: &str| match signal(kind) {
+            Ok(signal) => Some(signal),
+            Err(error) => {
+                tracing::warn!(
+                    signal = name,
+                    "Cannot listen for {name}; {otherwise}: {error}."
+                );
+                None
+            }
+        };
+        Signals {
+            terminate: listen(
+                SignalKind::terminate(),
+                "SIGTERM",
+                "it ends the process without a clean shutdown",
+            ),
+            interrupt: listen(
+                SignalKind::interrupt(),
+                "SIGINT",
+                "it ends the process without a clean shutdown",
+            ),
+            hangup: listen(SignalKind::hangup(), "SIGHUP", "reload by restarting"),
         }
-        Err(error) => tracing::warn!("Cannot listen for SIGHUP; reload by restarting: {error}."),
+    }
+}
+
+/// A message for every SIGHUP: `systemctl reload` (and `kill -HUP`) reload the config.
+fn hangups(hangup: Option<Signal>) -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    if let Some(mut signal) = hangup {
+        tokio::spawn(async move {
+            while signal.recv().await.is_some() {
+                tracing::info!("Received SIGHUP: reloading the config.");
+                // A reload already waiting covers this one too.
+                let _ = tx.try_send(());
+            }
+        });
     }
     rx
 }
 
 /// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!("Cannot listen for SIGTERM: {error}.");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
+async fn shutdown_signal(terminate: Option<Signal>, interrupt: Option<Signal>) {
     tokio::select! {
-        _ = terminate => tracing::info!("Received SIGTERM."),
-        _ = tokio::signal::ctrl_c() => tracing::info!("Received SIGINT."),
+        () = received(terminate) => tracing::info!("Received SIGTERM."),
+        () = received(interrupt) => tracing::info!("Received SIGINT."),
+    }
+}
+
+/// Completes when `signal` arrives (or can no longer); never without one.
+async fn received(signal: Option<Signal>) {
+    match signal {
+        Some(mut signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }

@@ -18,7 +18,8 @@
 //!
 //! Shutdown: when the signal fires, intake stops accepting connections and finishes the requests
 //! in flight, workers finish the send in flight, and the outbox is closed; all bounded by
-//! `shutdown_timeout`. Pending messages stay in the outbox for the next start.
+//! `shutdown_timeout`. Pending messages stay in the outbox for the next start. Every shutdown on
+//! the signal logs "Shutting down" first and "Stopped" last, whichever part ends first.
 
 pub mod http;
 pub mod systemd;
@@ -346,7 +347,6 @@ impl Daemon {
                 pending,
                 "A robot was removed; its queued messages stay in the outbox until it is configured again."
             );
-            self.services.metrics.forget_robot(name);
         }
         let deadline = tokio::time::Instant::now() + RELOAD_WORKER_GRACE;
         self.workers = self.stop_workers(deadline).await;
@@ -440,25 +440,35 @@ pub async fn run(
     systemd::ready();
     let watchdog = systemd::spawn_watchdog();
 
-    tokio::select! {
-        result = &mut server => {
-            // The server ended without a signal: only a panic in it does that.
-            let deadline = tokio::time::Instant::now() + daemon.config().delivery.shutdown_timeout;
-            daemon.stop(deadline).await;
-            if let Some(watchdog) = watchdog { watchdog.abort(); }
-            return match result {
-                Err(error) => Err(ServeError::Http(std::io::Error::other(error))),
-                Ok(()) => Ok(()),
-            };
+    // When the signal fires, both branches become ready: the server ends its graceful shutdown
+    // (at once when no request is open) and `run_until` returns. Either may be taken, so the
+    // server's end is a shutdown whenever the signal has fired; only without it is it an error.
+    let ended = tokio::select! {
+        result = &mut server => Some(result),
+        () = daemon.run_until(&mut hangups, signal_rx.clone()) => None,
+    };
+    if ended.is_some() && !*signal_rx.borrow() {
+        // The server ended without a signal: only a panic in it does that.
+        let deadline = tokio::time::Instant::now() + daemon.config().delivery.shutdown_timeout;
+        daemon.stop(deadline).await;
+        if let Some(watchdog) = watchdog {
+            watchdog.abort();
         }
-        _ = daemon.run_until(&mut hangups, signal_rx.clone()) => {}
+        return match ended {
+            Some(Err(error)) => Err(ServeError::Http(std::io::Error::other(error))),
+            _ => Ok(()),
+        };
     }
 
     systemd::stopping();
     tracing::info!("Shutting down: no new webhooks; finishing sends in flight.");
     let deadline = tokio::time::Instant::now() + daemon.config().delivery.shutdown_timeout;
     // Intake first, so every request that got in is answered, then the workers.
-    match tokio::time::timeout_at(deadline, server).await {
+    let server = match ended {
+        Some(result) => Ok(result),
+        None => tokio::time::timeout_at(deadline, server).await,
+    };
+    match server {
         Ok(Err(error)) => tracing::warn!("The HTTP server stopped with an error: {error}."),
         Ok(Ok(())) => {}
         Err(_) => tracing::warn!(

@@ -11,8 +11,8 @@
 //!   the row's message has a link, else `- summary`, followed by ` — ` and the first line of its
 //!   main text when that line says more than the summary. Summaries and lines are flattened to
 //!   one line, shortened, and markdown-escaped (`\` `` ` `` `*` `_` `[` `]` get a backslash, `<`
-//!   and `>` become entities; URLs get spaces, parentheses and angle brackets percent-encoded), so
-//!   no row can break the list or inject a link;
+//!   and `>` become entities; URLs get spaces, parentheses and angle brackets percent-encoded by
+//!   [`crate::text::push_link_target`]), so no row can break the list or inject a link;
 //! - mentions: the union of the merged rows' `atMobiles` and `atUserIds` (each id once, in row
 //!   order), `isAtAll` when any row has it; at most 50 (DingTalk's limit), the first 50 kept and
 //!   the text saying how many were left out. [`crate::dingtalk::prepare`] inserts them in the text.
@@ -35,7 +35,7 @@ use crate::dingtalk::message::Markdown;
 use crate::dingtalk::validate::{MAX_MENTIONS, encoded_len};
 use crate::dingtalk::{At, MAX_BODY_BYTES, Message, MessageBody, Robot, prepare};
 use crate::outbox::StoredMessage;
-use crate::text::{one_line, shorten};
+use crate::text::{LINK_SCHEMES, one_line, shorten};
 
 /// A summary is shortened to this many characters.
 const SUMMARY_CHARS: usize = 200;
@@ -43,8 +43,6 @@ const SUMMARY_CHARS: usize = 200;
 const DETAIL_CHARS: usize = 160;
 /// A longer link is left out of the digest (the summary stays).
 const MAX_LINK_BYTES: usize = 1000;
-/// Link schemes kept (the ones validation accepts).
-const LINK_SCHEMES: [&str; 3] = ["http", "https", "dingtalk"];
 
 /// A digest message and the rows it merges.
 #[derive(Debug, Clone, PartialEq)]
@@ -266,13 +264,7 @@ fn link_target(link: &str) -> Option<String> {
         return None;
     }
     let mut out = String::with_capacity(link.len());
-    for byte in link.bytes() {
-        if byte.is_ascii_graphic() && !matches!(byte, b'(' | b')' | b'<' | b'>' | b'\\' | b'`') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
+    crate::text::push_link_target(link, &mut out);
     Some(out)
 }
 

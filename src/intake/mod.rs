@@ -51,7 +51,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::clock::Clock;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, OutboxState};
 use crate::outbox::{Appended, NewEvent, Outbox};
 use crate::routing::Live;
 use crate::source::{Inbound, Source};
@@ -124,24 +124,39 @@ async fn ready(State(intake): State<Arc<Intake>>) -> Response {
     }
 }
 
-/// `/metrics`: OpenMetrics text; the outbox gauges are read at scrape time.
+/// `/metrics`: OpenMetrics text; the outbox gauges are read at scrape time, for every robot of
+/// the config and every robot with pending or dead messages: a robot that a reload removed keeps
+/// its gauges while messages wait for it, so the oldest-pending alert still sees them.
 async fn metrics(State(intake): State<Arc<Intake>>) -> Response {
     let live = intake.live.load();
     let now = intake.clock.now_ms();
-    if let Ok(stats) = intake.outbox.robot_stats().await {
-        for robot in live.config.robots.keys() {
-            let (pending, dead, age) = stats
-                .iter()
-                .find(|s| &s.robot == robot)
-                .map(|s| {
-                    let age = s
-                        .oldest_pending_at
-                        .map_or(0.0, |at| (now - at).max(0) as f64 / 1000.0);
-                    (s.pending as u64, s.dead as u64, age)
-                })
-                .unwrap_or((0, 0, 0.0));
-            intake.metrics.outbox(robot, pending, dead, age);
+    match intake.outbox.robot_stats().await {
+        Ok(stats) => {
+            let waiting = stats.iter().map(|s| OutboxState {
+                robot: &s.robot,
+                pending: s.pending as u64,
+                dead: s.dead as u64,
+                oldest_pending_age_seconds: s
+                    .oldest_pending_at
+                    .map_or(0.0, |at| (now - at).max(0) as f64 / 1000.0),
+            });
+            let idle = live
+                .config
+                .robots
+                .keys()
+                .filter(|robot| !stats.iter().any(|s| &s.robot == *robot))
+                .map(|robot| OutboxState {
+                    robot,
+                    pending: 0,
+                    dead: 0,
+                    oldest_pending_age_seconds: 0.0,
+                });
+            intake.metrics.outbox_report(waiting.chain(idle));
         }
+        Err(error) => tracing::debug!(
+            %error,
+            "Served the metrics with the outbox gauges of the last scrape: the outbox could not be read."
+        ),
     }
     (
         [(header::CONTENT_TYPE, Metrics::CONTENT_TYPE)],

@@ -62,7 +62,13 @@ struct Harness {
 
 async fn start(name: &str, robots: &[&str], sources: &[(&str, &str)]) -> Harness {
     let dir = temp_dir(name);
-    let path = write_config(&dir, robots, sources, "");
+    write_config(&dir, robots, sources, "");
+    start_in(dir).await
+}
+
+/// A daemon on `dir`'s rules.yaml and state, as left by an earlier one.
+async fn start_in(dir: PathBuf) -> Harness {
+    let path = dir.join("rules.yaml");
     let clock = Clock::starting_at(START_MS);
     let mock = MockDingTalk::new()
         .robot(TOKEN, Some(SECRET), &[])
@@ -236,6 +242,89 @@ async fn messages_of_a_removed_robot_stay_queued_and_go_out_when_it_returns() {
     h.daemon.reload().await.unwrap();
     tokio::time::sleep(Duration::from_secs(600)).await;
     assert_eq!(h.mock.messages().len(), 3, "{:?}", h.mock.stats());
+    h.daemon
+        .stop(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
+}
+
+/// The `dingrelay_outbox_*` lines of a scrape that name `robot`.
+async fn outbox_lines(router: &axum::Router, robot: &str) -> Vec<String> {
+    let (status, metrics) = request(router, "GET", "/metrics", "").await;
+    assert_eq!(status, StatusCode::OK);
+    let label = format!("{{robot=\"{robot}\"}}");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("dingrelay_outbox_") && l.contains(&label))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The value of the one line of `lines` starting with `name{`.
+fn value(lines: &[String], name: &str) -> f64 {
+    let line = lines
+        .iter()
+        .find(|l| l.starts_with(&format!("{name}{{")))
+        .unwrap_or_else(|| panic!("no {name} in {lines:?}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_removed_robots_queue_stays_in_the_outbox_gauges_until_it_is_empty() {
+    let mut h = start(
+        "removed-metrics",
+        &["ops", "dev"],
+        &[("ci", "ops"), ("deploy", "dev")],
+    )
+    .await;
+    let router = h.daemon.router();
+    h.mock.set_fault(Fault::Http500, None);
+    for i in 0..3 {
+        let (status, _) = post_text(&router, "/hooks/deploy", &format!("d{i}")).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    // Reloaded without `dev`: its 3 messages wait, and the gauges say so, ageing.
+    write_config(&h.dir, &["ops"], &[("ci", "ops")], "");
+    h.daemon.reload().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let dev = outbox_lines(&router, "dev").await;
+    assert_eq!(value(&dev, "dingrelay_outbox_pending"), 3.0, "{dev:?}");
+    assert_eq!(value(&dev, "dingrelay_outbox_dead"), 0.0, "{dev:?}");
+    let age = value(&dev, "dingrelay_outbox_oldest_pending_age_seconds");
+    assert!(age >= 65.0, "the oldest of them waited 65 s, not {age}");
+    let ops = outbox_lines(&router, "ops").await;
+    assert_eq!(value(&ops, "dingrelay_outbox_pending"), 0.0, "{ops:?}");
+
+    // Started on a config without `dev`: the same.
+    h.daemon
+        .stop(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
+    let mut h = start_in(h.dir).await;
+    let router = h.daemon.router();
+    let dev = outbox_lines(&router, "dev").await;
+    assert_eq!(value(&dev, "dingrelay_outbox_pending"), 3.0, "{dev:?}");
+
+    // `dev` back, its queue delivered, removed again: nothing waits for it, its gauges go.
+    write_config(
+        &h.dir,
+        &["ops", "dev"],
+        &[("ci", "ops"), ("deploy", "dev")],
+        "",
+    );
+    h.daemon.reload().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(h.mock.messages().len(), 3, "{:?}", h.mock.stats());
+    let dev = outbox_lines(&router, "dev").await;
+    assert_eq!(value(&dev, "dingrelay_outbox_pending"), 0.0, "{dev:?}");
+    write_config(&h.dir, &["ops"], &[("ci", "ops")], "");
+    h.daemon.reload().await.unwrap();
+    assert_eq!(outbox_lines(&router, "dev").await, Vec::<String>::new());
+    let (_, metrics) = request(&router, "GET", "/metrics", "").await;
+    assert!(
+        metrics.contains(r#"dingrelay_messages_sent_total{robot="dev"} 3"#),
+        "its counters stay: {metrics}"
+    );
     h.daemon
         .stop(tokio::time::Instant::now() + Duration::from_secs(5))
         .await;

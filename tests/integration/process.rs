@@ -575,3 +575,63 @@ fn start_up_refuses_with_one_clear_line() {
     assert!(terminate(&mut first).success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A child process killed (and reaped) when the test fails before it exits.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// SIGTERM the moment the daemon answers on its port, five times in a row: each run exits 0 and
+/// its log ends with the shutdown's lines. A SIGTERM before the handler was installed ended the
+/// process without a line (killed by the signal), and a shutdown whose server finished first
+/// exited 0 without "Shutting down" or "Stopped".
+#[test]
+fn sigterm_at_once_logs_the_shutdown_every_time() {
+    let dir = std::env::temp_dir().join(format!("dingrelay-sigterm-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for trial in 1..=5 {
+        let port = free_port();
+        let config = dir.join("rules.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen: 127.0.0.1:{port}\nstate_dir: ./state\nrobots:\n  ops: {{ webhook: log }}\n\
+                 sources:\n  am: {{ kind: alertmanager }}\n\
+                 rules:\n  - {{ name: alerts, source: am, to: ops, text: {{ content: \"{{{{ status }}}}\" }} }}\n"
+            ),
+        )
+        .unwrap();
+        let log = dir.join(format!("trial-{trial}.log"));
+        let mut daemon = KillOnDrop(spawn(&config, &log));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                daemon.0.try_wait().unwrap().is_none(),
+                "trial {trial}: the daemon exited at start:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            assert!(Instant::now() < deadline, "trial {trial}: not listening");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let exit = terminate(&mut daemon.0);
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(exit.code(), Some(0), "trial {trial}: {exit}\n{text}");
+        let lines: Vec<&str> = text.lines().collect();
+        let shutting = lines.iter().position(|l| l.contains("Shutting down:"));
+        assert!(
+            shutting.is_some(),
+            "trial {trial}: no \"Shutting down\" line:\n{text}"
+        );
+        assert!(
+            lines.last().is_some_and(|l| l.contains("Stopped;")),
+            "trial {trial}: the last line is not \"Stopped\":\n{text}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -701,6 +701,61 @@ async fn a_posted_webhook_arrives_signed_with_the_right_body() {
         .unwrap();
 }
 
+/// A shutdown signal that has fired when the daemon starts waiting for it: the HTTP server then
+/// ends its graceful shutdown at once, as the reload loop returns, and either may be seen first.
+/// Every run still logs "Shutting down" and then, last, "Stopped" (the server finishing first
+/// used to read as "the server ended on its own", and returned without either line).
+#[tokio::test]
+async fn a_shutdown_logs_its_lines_whichever_part_ends_first() {
+    let captured = SharedBuffer::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    // This test's runtime is current-thread: `run` and its tasks log on this thread.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let state_dir = temp_dir("shutdown-lines");
+    for run in 1..=20 {
+        let text = format!(
+            "state_dir: {}\nrobots: {{ ops: {{ webhook: log }} }}\nsources: {{ am: {{ kind: alertmanager }} }}\nrules: [ {{ name: a, source: am, to: ops, text: {{ content: x }} }} ]\n",
+            state_dir.display()
+        );
+        let services = Services {
+            transport: Arc::new(MockTransport(MockDingTalk::new())) as Arc<dyn Transport>,
+            clock: Clock::system(),
+            dry_run: Arc::new(Mutex::new(Box::new(std::io::sink()))),
+            config_path: None,
+            metrics: Arc::new(Metrics::new()),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let before = captured.text().len();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            dingrelay::daemon::run(
+                load(&text),
+                listener,
+                async {},
+                tokio::sync::mpsc::channel(1).1,
+                services,
+            ),
+        )
+        .await
+        .expect("shuts down in time")
+        .unwrap();
+        let logs = captured.text()[before..].to_owned();
+        let lines: Vec<&str> = logs.lines().collect();
+        assert!(
+            lines.iter().any(|l| l.contains("Shutting down:")),
+            "run {run}: no \"Shutting down\" line:\n{logs}"
+        );
+        assert!(
+            lines.last().is_some_and(|l| l.contains("Stopped;")),
+            "run {run}: the last line is not \"Stopped\":\n{logs}"
+        );
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_json_source_dedup_template_drops_redeliveries() {
     let mock = MockDingTalk::new().robot(TOKEN, Some(SECRET), &["告警"]);

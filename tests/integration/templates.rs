@@ -5,6 +5,7 @@ use std::path::Path;
 
 use dingrelay::config::Config;
 use dingrelay::dingtalk::MAX_BODY_BYTES;
+use dingrelay::dingtalk::MessageBody;
 use dingrelay::dingtalk::validate::encoded_len;
 use dingrelay::source::{Inbound, SourceKind};
 
@@ -119,4 +120,192 @@ fn every_corpus_payload_renders_through_a_built_in_template() {
             "no payload went through {name}: {rendered:?}"
         );
     }
+}
+
+/// What a built-in template sends for `body` (with `headers`, e.g. the GitHub event): the text
+/// of its markdown message.
+fn markdown_of(kind: SourceKind, template: &str, headers: &[(&str, &str)], body: &str) -> String {
+    let config = Config::parse(
+        "rules.yaml",
+        &format!(
+            "robots: {{ ops: {{ webhook: log }} }}\nsources: {{ s: {{ kind: {kind} }} }}\nrules: [ {{ name: r, source: s, to: ops, template: {template} }} ]\n"
+        ),
+        Path::new("."),
+        &|_| None,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut map = http::HeaderMap::new();
+    map.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    for (name, value) in headers {
+        map.insert(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    let inbound = Inbound {
+        headers: &map,
+        query: "",
+        body: body.as_bytes(),
+    };
+    let event = config.sources["s"].parse(&inbound).unwrap();
+    let routing = config
+        .rules
+        .route(&event, "2026-11-24T08:00:00Z".parse().unwrap());
+    assert!(routing.errors.is_empty(), "{:?}", routing.errors);
+    assert_eq!(routing.messages.len(), 1);
+    match &routing.messages[0].message.body {
+        MessageBody::Markdown { markdown } => markdown.text.clone(),
+        other => panic!("{template} sent {other:?}, not markdown"),
+    }
+}
+
+/// The links of a markdown text as CommonMark reads an inline link `[text](target)` without
+/// angle brackets (the target runs to the first space, control character or parenthesis, and
+/// only a `)` there closes it): each link's text and target, and the markdown with the targets
+/// taken out, which is what renders as text.
+fn links(markdown: &str) -> (Vec<(String, String)>, String) {
+    let mut found = Vec::new();
+    let mut rendered = String::new();
+    let mut rest = markdown;
+    while let Some(at) = rest.find("](") {
+        let (before, after) = (&rest[..at + 1], &rest[at + 2..]);
+        let end = after
+            .find(|c: char| c.is_whitespace() || c.is_control() || c == '(' || c == ')')
+            .unwrap_or(after.len());
+        rendered.push_str(before);
+        if after[end..].starts_with(')') {
+            let text = before[..before.len() - 1]
+                .rsplit_once('[')
+                .map_or("", |(_, text)| text);
+            found.push((text.to_owned(), after[..end].to_owned()));
+            rest = &after[end + 1..];
+        } else {
+            rendered.push('(');
+            rest = after;
+        }
+    }
+    rendered.push_str(rest);
+    (found, rendered)
+}
+
+#[test]
+fn link_reader_sees_what_a_bare_url_injects() {
+    // The reader the tests below rely on: on the unescaped link, it finds the injected one.
+    let (found, rendered) =
+        links("[source](http://prom) **INJECTED** [LOGIN HERE](http://evil.example/) · x");
+    assert_eq!(
+        found,
+        [
+            ("source".to_owned(), "http://prom".to_owned()),
+            ("LOGIN HERE".to_owned(), "http://evil.example/".to_owned()),
+        ]
+    );
+    assert!(rendered.contains("**INJECTED**"), "{rendered}");
+}
+
+#[test]
+fn an_injected_generator_url_stays_one_link() {
+    let injected = "http://prom) **INJECTED** [LOGIN HERE](http://evil.example/";
+    let body = serde_json::json!({
+        "version": "4", "status": "firing", "receiver": "ops", "groupKey": "{}:{}",
+        "externalURL": "http://am:9093",
+        "groupLabels": {}, "commonLabels": {"alertname": "DiskFull"}, "commonAnnotations": {},
+        "alerts": [{
+            "status": "firing",
+            "labels": {"alertname": "DiskFull", "instance": "db1"},
+            "annotations": {"summary": "disk full", "runbook_url": "https://wiki/run book (disk)"},
+            "startsAt": "2026-11-24T07:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": injected, "fingerprint": "f1"
+        }]
+    });
+    let text = markdown_of(
+        SourceKind::Alertmanager,
+        "alertmanager",
+        &[],
+        &body.to_string(),
+    );
+    let (found, rendered) = links(&text);
+    let source: Vec<_> = found.iter().filter(|(t, _)| t == "source").collect();
+    assert_eq!(source.len(), 1, "{text}");
+    assert_eq!(
+        source[0].1, "http://prom%29%20**INJECTED**%20[LOGIN%20HERE]%28http://evil.example/",
+        "{text}"
+    );
+    assert!(
+        found
+            .iter()
+            .all(|(_, target)| !target.starts_with("http://evil")),
+        "{found:?}"
+    );
+    assert!(
+        !rendered.contains("INJECTED") && !rendered.contains("LOGIN HERE"),
+        "the injected markdown renders: {rendered}"
+    );
+    let runbook: Vec<_> = found.iter().filter(|(t, _)| t == "runbook").collect();
+    assert_eq!(
+        runbook,
+        [&(
+            "runbook".to_owned(),
+            "https://wiki/run%20book%20%28disk%29".to_owned()
+        )],
+        "{text}"
+    );
+    // The other links are there, as before.
+    assert!(found.iter().any(|(t, _)| t == "silence"), "{text}");
+    assert!(
+        found.contains(&("Alertmanager".to_owned(), "http://am:9093".to_owned())),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_branch_with_a_parenthesis_keeps_working_links() {
+    let body = serde_json::json!({
+        "ref": "refs/heads/fix)-1", "before": "9fceb02d0ae598e95dc970b74767f19372d61af8",
+        "after": "4d2ab4e76d0950df0f5e6d4b9ba4c4b1b3b6e4aa",
+        "created": false, "deleted": false, "forced": false,
+        "compare": "https://github.com/o/r/compare/main...fix)-1",
+        "repository": {"name": "r", "full_name": "o/r", "html_url": "https://github.com/o/r"},
+        "pusher": {"name": "lin"}, "sender": {"login": "lin"},
+        "commits": [{
+            "id": "4d2ab4e76d0950df0f5e6d4b9ba4c4b1b3b6e4aa", "message": "Fix the login",
+            "url": "https://github.com/o/r/commit/4d2ab4e76d0950df0f5e6d4b9ba4c4b1b3b6e4aa",
+            "author": {"name": "Lin"}
+        }]
+    });
+    let text = markdown_of(
+        SourceKind::Github,
+        "github-push",
+        &[("x-github-event", "push")],
+        &body.to_string(),
+    );
+    let (found, rendered) = links(&text);
+    let target = |name: &str| {
+        found
+            .iter()
+            .find(|(t, _)| t == name)
+            .map(|(_, target)| target.as_str())
+            .unwrap_or_else(|| panic!("no link {name:?} in {text}"))
+    };
+    assert_eq!(
+        target("Compare changes"),
+        "https://github.com/o/r/compare/main...fix%29-1"
+    );
+    assert_eq!(target("fix)-1"), "https://github.com/o/r/tree/fix%29-1");
+    assert_eq!(
+        target("4d2ab4e"),
+        "https://github.com/o/r/commit/4d2ab4e76d0950df0f5e6d4b9ba4c4b1b3b6e4aa"
+    );
+    assert!(!rendered.contains("-1)"), "a link ended early: {rendered}");
+    // Percent-decoded, the targets are the URLs GitHub sent: the links lead where they did.
+    let decoded: String =
+        form_urlencoded::parse(format!("u={}", target("Compare changes")).as_bytes())
+            .next()
+            .unwrap()
+            .1
+            .into_owned();
+    assert_eq!(decoded, "https://github.com/o/r/compare/main...fix)-1");
 }

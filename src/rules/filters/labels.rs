@@ -20,8 +20,11 @@
 //! `silence_url` gives a link to Alertmanager's "new silence" page with matchers filled in: one
 //! `key="value"` per label among `alertname` and the identity keys that the alert has with a
 //! non-empty value, or every label when that finds fewer than 2 (backslashes and quotes
-//! escaped). It is empty when `base` is empty or the alert has no labels. A trailing `/` of
-//! `base` is dropped.
+//! escaped). It is empty when `base` is not an `http`, `https` or `dingtalk` URL (as `md_url`
+//! reads it) or the alert has no labels. A trailing `/` of `base` is dropped. What it returns is
+//! safe as a markdown link target, as `md_url` makes it: the matchers are URL-encoded, and
+//! `base`'s spaces, parentheses, angle brackets and the like are percent-encoded, so
+//! `[silence]({{ alert.labels | silence_url(externalURL) }})` is one link whatever the payload says.
 //!
 //! These are filters rather than template macros because the built-in `alertmanager` template
 //! calls them for every alert, and minijinja macros were most of its rendering time
@@ -73,7 +76,7 @@ pub fn register(env: &mut Environment<'_>) {
             } else {
                 String::new()
             };
-            silence_url(&labels, base.trim_end_matches('/'), &keys)
+            silence_url(&labels, &base, &keys)
         },
     );
 }
@@ -172,7 +175,10 @@ fn distinct_labels(labels: &Value, common: &Value, keys: &[Value]) -> Vec<String
 
 /// See the [module documentation](self).
 fn silence_url(labels: &Value, base: &str, keys: &[Value]) -> Result<String, Error> {
-    if base.is_empty() || labels.kind() != ValueKind::Map {
+    let base = base
+        .trim_matches(|c: char| c.is_whitespace() || c.is_control())
+        .trim_end_matches('/');
+    if !crate::text::has_link_scheme(base) || labels.kind() != ValueKind::Map {
         return Ok(String::new());
     }
     let mut matched: Vec<String> = std::iter::once(std::borrow::Cow::Borrowed("alertname"))
@@ -200,10 +206,13 @@ fn silence_url(labels: &Value, base: &str, keys: &[Value]) -> Result<String, Err
         })
         .collect();
     let filter = format!("{{{}}}", matchers.join(","));
-    Ok(format!(
+    let url = format!(
         "{base}/#/silences/new?filter={}",
         minijinja::filters::urlencode(&Value::from(filter))?
-    ))
+    );
+    let mut out = String::with_capacity(url.len());
+    crate::text::push_link_target(&url, &mut out);
+    Ok(out)
 }
 
 /// `label_pairs`: `key=value` pairs of a map, in the map's order, minus the `exclude`d keys.
@@ -363,6 +372,15 @@ mod tests {
         );
         assert_eq!(render(serde_json::json!({"alertname": "A"}), ""), "");
         assert_eq!(render(serde_json::json!({}), "http://am"), "");
+        // A base that is not a web link gives no link; one that would end the link early is
+        // percent-encoded, as `md_url` does.
+        let labels = serde_json::json!({"alertname": "A", "instance": "i"});
+        assert_eq!(render(labels.clone(), "javascript:alert(1)//"), "");
+        assert_eq!(render(labels.clone(), "am:9093"), "");
+        assert_eq!(
+            render(labels, "http://am) [x](http://evil/"),
+            "http://am%29%20[x]%28http://evil/#/silences/new?filter=%7Balertname%3D%22A%22%2Cinstance%3D%22i%22%7D"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! | `since(until=none)` | `{{ alert.startsAt \| since }}` | `3h 12m` |
 //! | `duration` | `{{ 3725 \| duration }}` | `1h 2m` |
 //! | `md_escape` | `{{ commit.message \| md_escape }}` | text that renders literally in DingTalk markdown |
+//! | `md_url` | `[source]({{ alert.generatorURL \| md_url }})` | the URL, safe as a markdown link target; `""` unless http(s) or dingtalk |
 //! | `truncate_bytes(n, marker="…")` | `{{ text \| truncate_bytes(2000) }}` | at most 2000 bytes |
 //! | `label_pairs(sep=", ", kv="=", exclude=[])` | `{{ alert.labels \| label_pairs }}` | `alertname=Disk, severity=critical` |
 //! | `ref_name` | `{{ ref \| ref_name }}` | `main` for `refs/heads/main` |
@@ -56,6 +57,24 @@
 //!     the `.`/`)` gets a backslash (no ordered list; `3.14` is left alone).
 //!
 //! Everything else, `&` included, is left as it is, and so are line breaks.
+//!
+//! # `md_url`
+//!
+//! Makes an untrusted URL (an alert's `generatorURL`, a branch name in a path) safe as the target
+//! of a markdown link, `[text]({{ url | md_url }})`: the link ends at the template's `)`, whatever
+//! the URL holds, so a URL cannot close the link early and add text or links of its own.
+//! Exactly what it does:
+//! - a value that is not a string, or whose text (white space and control characters trimmed)
+//!   does not start with `http://`, `https://` or `dingtalk://` (any case), gives `""`: no
+//!   `javascript:` links, and `{% if url | md_url %}` tells whether there is a link to show;
+//! - spaces, control characters, non-ASCII characters (as their UTF-8 bytes) and `(` `)` `<` `>`
+//!   `\` `` ` `` `"` are percent-encoded (`)` → `%29`, a space → `%20`);
+//! - everything else, `%` included, is left as it is: a URL without those characters comes out
+//!   unchanged, escapes already in it are not encoded twice, and `md_url` of its own result
+//!   changes nothing.
+//!
+//! The built-in templates put every URL of a markdown link through it; `silence_url` returns
+//! what `md_url` would (see [`labels`]).
 
 mod args;
 mod labels;
@@ -70,7 +89,7 @@ use minijinja::{Environment, Error, State};
 
 use args::{arg, required};
 use labels::label_pairs;
-use text::{first_line, md_escape, ref_name, short_sha, truncate_bytes};
+use text::{first_line, md_escape, md_url, ref_name, short_sha, truncate_bytes};
 use time::{datetime, duration, since};
 
 /// Registers dingrelay's filters on `env`; times are formatted in `tz`.
@@ -91,6 +110,7 @@ pub fn register(env: &mut Environment<'_>, tz: TimeZone) {
     );
     env.add_filter("duration", |value: Value| duration(&value));
     env.add_filter("md_escape", |value: Cow<'_, str>| md_escape(&value));
+    env.add_filter("md_url", |value: Value| md_url(&value));
     env.add_filter(
         "truncate_bytes",
         |value: Cow<'_, str>, n: Option<usize>, marker: Option<String>, kwargs: Kwargs| {
@@ -344,6 +364,66 @@ mod tests {
                 "{input:?}"
             );
         }
+    }
+
+    #[test]
+    fn md_url_encodes_what_could_end_a_link() {
+        let cases = [
+            // Unchanged: what real senders send.
+            (
+                "http://prometheus:9090/graph?g0.expr=up%7Bjob%3D%22node%22%7D+%3D%3D+0&g0.tab=1",
+                "http://prometheus:9090/graph?g0.expr=up%7Bjob%3D%22node%22%7D+%3D%3D+0&g0.tab=1",
+            ),
+            (
+                "https://github.com/o/r/compare/9fceb02d0ae5...4d2ab4e76d09",
+                "https://github.com/o/r/compare/9fceb02d0ae5...4d2ab4e76d09",
+            ),
+            (
+                "dingtalk://dingtalkclient/page/link?url=https%3A%2F%2Fx&pc_slide=false",
+                "dingtalk://dingtalkclient/page/link?url=https%3A%2F%2Fx&pc_slide=false",
+            ),
+            (
+                "HTTPS://Example.com/a_b*c[d]",
+                "HTTPS://Example.com/a_b*c[d]",
+            ),
+            // Encoded: what could close the link or start another.
+            (
+                "http://prom) **INJECTED** [LOGIN HERE](http://evil.example/",
+                "http://prom%29%20**INJECTED**%20[LOGIN%20HERE]%28http://evil.example/",
+            ),
+            (
+                "https://github.com/o/r/tree/fix(login)",
+                "https://github.com/o/r/tree/fix%28login%29",
+            ),
+            ("http://x/<b>\\`\"", "http://x/%3Cb%3E%5C%60%22"),
+            ("http://x/a\nb\tc", "http://x/a%0Ab%09c"),
+            ("http://x/告警", "http://x/%E5%91%8A%E8%AD%A6"),
+            ("  http://x/a \n", "http://x/a"),
+            // Refused: not a link DingTalk opens.
+            ("javascript:alert(1)", ""),
+            ("JavaScript://%0Aalert(1)", ""),
+            ("data:text/html,<b>x</b>", ""),
+            ("ftp://x/y", ""),
+            ("/relative/path", ""),
+            ("prom:9090/graph", ""),
+            ("", ""),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(
+                render("{{ u | md_url }}", context! { u => input }),
+                expected,
+                "{input:?}"
+            );
+            assert_eq!(
+                render("{{ u | md_url | md_url }}", context! { u => input }),
+                expected,
+                "md_url twice, {input:?}"
+            );
+        }
+        for value in [Value::from(()), Value::from(42), Value::from(true)] {
+            assert_eq!(render("[{{ u | md_url }}]", context! { u => value }), "[]");
+        }
+        assert_eq!(render("[{{ missing | md_url }}]", context! {}), "[]");
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! Filters over text: `md_escape`, `truncate_bytes`, `first_line`, `ref_name` and `short_sha`
-//! (see the [filters' documentation](super)).
+//! Filters over text: `md_escape`, `md_url`, `truncate_bytes`, `first_line`, `ref_name` and
+//! `short_sha` (see the [filters' documentation](super)).
+
+use minijinja::value::Value;
 
 /// Makes untrusted text render literally inside DingTalk markdown, while staying readable: see
 /// the module documentation for exactly what it escapes.
@@ -51,6 +53,21 @@ fn escape_line_start<'a>(line: &'a str, out: &mut String) -> &'a str {
         }
         _ => line,
     }
+}
+
+/// A URL made safe as a markdown link target, or `""` when `value` is not a string holding an
+/// `http`, `https` or `dingtalk` URL: see the module documentation.
+pub(super) fn md_url(value: &Value) -> String {
+    let Some(url) = value.as_str() else {
+        return String::new();
+    };
+    let url = url.trim_matches(|c: char| c.is_whitespace() || c.is_control());
+    if !crate::text::has_link_scheme(url) {
+        return String::new();
+    }
+    let mut out = String::with_capacity(url.len());
+    crate::text::push_link_target(url, &mut out);
+    out
 }
 
 /// Shortens `text` to at most `max` UTF-8 bytes including `marker`, cutting on a char boundary.
