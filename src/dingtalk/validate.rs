@@ -130,10 +130,10 @@ pub struct Prepared {
 pub fn prepare(mut message: Message, robot: &Robot) -> Result<Prepared, InvalidMessage> {
     check_required(&message.body)?;
     check_urls(&mut message.body)?;
-    let mentions = clean_mentions(&mut message)?;
-    let original_len = append_mentions(&mut message.body, &mentions);
+    let (mentions, note) = clean_mentions(&mut message)?;
+    let original_len = append_mentions(&mut message.body, &mentions, &note);
     let title_cut_bytes = cap_titles(&mut message.body);
-    let cut_bytes = fit(&mut message, original_len, &mentions)?;
+    let cut_bytes = fit(&mut message, original_len, &mentions, &note)?;
     check_keywords(&message, robot)?;
     Ok(Prepared {
         message,
@@ -332,15 +332,17 @@ fn clean_ids(ids: Vec<String>) -> Vec<String> {
 }
 
 /// Steps 3 and 4: cleans `message.at` (absent when it mentions nobody) and returns every
-/// mentioned id, mobiles first, each once.
-fn clean_mentions(message: &mut Message) -> Result<Vec<String>, InvalidMessage> {
+/// mentioned id, mobiles first, each once, and the note saying how many were left out past
+/// [`MAX_MENTIONS`] (empty when none were): it goes after the mention line, like it kept past a
+/// cut.
+fn clean_mentions(message: &mut Message) -> Result<(Vec<String>, String), InvalidMessage> {
     let Some(mut at) = message.at.take() else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), String::new()));
     };
     at.at_mobiles = clean_ids(at.at_mobiles);
     at.at_user_ids = clean_ids(at.at_user_ids);
     if at.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), String::new()));
     }
     if !matches!(
         message.body,
@@ -355,15 +357,14 @@ fn clean_mentions(message: &mut Message) -> Result<Vec<String>, InvalidMessage> 
         ));
     }
     let count = at.at_mobiles.len() + at.at_user_ids.len();
+    let mut note = String::new();
     if count > MAX_MENTIONS {
         // Cut, never refuse: the first 50 (mobiles first) are mentioned, and the text says how
         // many were not, so nobody reads the message as everyone's.
         at.at_user_ids
             .truncate(MAX_MENTIONS.saturating_sub(at.at_mobiles.len()));
         at.at_mobiles.truncate(MAX_MENTIONS);
-        if let Some((_, text)) = message.body.main_text_mut() {
-            text.push_str(&unmentioned_note(count - MAX_MENTIONS));
-        }
+        note = unmentioned_note(count - MAX_MENTIONS);
     }
     let ids = clean_ids(
         at.at_mobiles
@@ -373,7 +374,7 @@ fn clean_mentions(message: &mut Message) -> Result<Vec<String>, InvalidMessage> 
             .collect(),
     );
     message.at = Some(at);
-    Ok(ids)
+    Ok((ids, note))
 }
 
 /// The line that says how many people past [`MAX_MENTIONS`] were not mentioned.
@@ -411,7 +412,7 @@ fn mention_line(text: &str, mentions: &[String], markdown: bool) -> String {
 }
 
 /// Step 5. Returns the main text's length before anything was appended (for `feedCard`, 0).
-fn append_mentions(body: &mut MessageBody, mentions: &[String]) -> usize {
+fn append_mentions(body: &mut MessageBody, mentions: &[String], note: &str) -> usize {
     let markdown = matches!(body, MessageBody::Markdown { .. });
     let Some((_, text)) = body.main_text_mut() else {
         return 0;
@@ -419,6 +420,7 @@ fn append_mentions(body: &mut MessageBody, mentions: &[String]) -> usize {
     let original_len = text.len();
     let line = mention_line(text, mentions, markdown);
     text.push_str(&line);
+    text.push_str(note);
     original_len
 }
 
@@ -483,6 +485,7 @@ fn fit(
     message: &mut Message,
     original_len: usize,
     mentions: &[String],
+    note: &str,
 ) -> Result<usize, InvalidMessage> {
     if encoded_len(message) <= BUDGET {
         return Ok(0);
@@ -490,14 +493,17 @@ fn fit(
     if matches!(message.body, MessageBody::FeedCard { .. }) {
         drop_links(message)
     } else {
-        cut_main_text(message, original_len, mentions)
+        cut_main_text(message, original_len, mentions, note)
     }
 }
 
+/// Cuts the main text (its first `original_len` bytes, the rest being the mention line and
+/// `note`, which are kept after the marker).
 fn cut_main_text(
     message: &mut Message,
     original_len: usize,
     mentions: &[String],
+    note: &str,
 ) -> Result<usize, InvalidMessage> {
     let markdown = matches!(message.body, MessageBody::Markdown { .. });
     let Some((field, text)) = message.body.main_text_mut() else {
@@ -526,7 +532,10 @@ fn cut_main_text(
         } else {
             &marker
         };
-        let cut = format!("{kept}{marker}{}", mention_line(kept, mentions, markdown));
+        let cut = format!(
+            "{kept}{marker}{}{note}",
+            mention_line(kept, mentions, markdown)
+        );
         if let Some((_, text)) = message.body.main_text_mut() {
             *text = cut;
         }
