@@ -272,7 +272,9 @@ async fn handle(
         query: &query,
         body: &body,
     };
-    source.verify(&inbound).map_err(Refusal::Unauthenticated)?;
+    source
+        .verify(&inbound, intake.clock.timestamp())
+        .map_err(Refusal::Unauthenticated)?;
     let event = source.parse(&inbound).map_err(Refusal::Rejected)?;
     if let Some(reason) = &event.ignored {
         return Ok(Acceptance::Ignored {
