@@ -1572,6 +1572,36 @@ proptest! {
     fn mutated_rules_yaml_loads_or_fails_with_located_errors(text in config_text()) {
         load(&text);
     }
+
+    /// A misspelled key under a robot or a source, whatever its value and however it is quoted
+    /// or nested: the error names the key and never shows the value.
+    #[test]
+    fn an_unknown_key_under_robots_or_sources_never_shows_its_value(
+        value in "[A-Za-z0-9+/=_.-]{8,40}",
+        quoting in 0usize..4,
+        under_source in any::<bool>(),
+    ) {
+        let shown = match quoting {
+            0 => value.clone(),
+            1 => format!("\"{value}\""),
+            2 => format!("'{value}'"),
+            _ => format!("[x, {value}]"),
+        };
+        let text = if under_source {
+            format!(
+                "robots:\n  ops: {{ webhook: log }}\nsources:\n  am: {{ kind: alertmanager, auth: {{ tokn: {shown} }} }}\nrules: []\n"
+            )
+        } else {
+            format!(
+                "robots:\n  ops:\n    webhook: log\n    secrett: {shown} # {value}\nsources:\n  am: {{ kind: alertmanager }}\nrules: []\n"
+            )
+        };
+        let error = Config::parse("rules.yaml", &text, Path::new("."), &|_| None)
+            .expect_err("an unknown key is an error")
+            .to_string();
+        prop_assert!(error.contains("unknown field"), "{}", error);
+        prop_assert!(!error.contains(&value), "{}", error);
+    }
 }
 
 #[test]
