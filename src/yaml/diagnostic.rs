@@ -12,7 +12,7 @@
 //! lines up under text with wide (CJK) characters, and tabs are shown as four spaces.
 //!
 //! Invariants: a shown line never carries a secret's value. The values of keys known to hold
-//! secrets (`secret`, `bearer`, `password`, `token`) and `access_token=` query
+//! secrets (`secret`, `bearer`, `password`, `token`, `reload_token`) and `access_token=` query
 //! parameters are always replaced by `***`; a diagnostic with [`Diagnostic::mask_values`] also
 //! hides every value from its location to the end of the line, keeping the keys, so the caret
 //! still points at the same key.
@@ -163,7 +163,7 @@ fn render_one(out: &mut String, file_name: &str, source: &str, diagnostic: &Diag
 
 /// Keys whose values are secrets: a config line shown in an error masks them, since `check`
 /// output can end up in a journal.
-const SECRET_KEYS: &[&str] = &["secret", "bearer", "password", "token"];
+const SECRET_KEYS: &[&str] = &["secret", "bearer", "password", "token", "reload_token"];
 
 /// The line with secret values replaced by `***`: the value of an `access_token=` query
 /// parameter, and inline values of secret keys (`${VAR}` references and `log` are kept).
@@ -540,5 +540,11 @@ f.yaml: three
             "references are kept: {rendered}"
         );
         assert!(rendered.contains("secret: *** # note"), "{rendered}");
+        let rendered = render(
+            "rules.yaml",
+            "reload_token: s3cret-value\n",
+            &[at(1, 1, "duplicate key `reload_token`")],
+        );
+        assert!(rendered.contains("1 | reload_token: ***\n"), "{rendered}");
     }
 }

@@ -334,3 +334,13 @@ fn an_unknown_key_in_a_rule_shows_its_line() {
     assert!(error.contains("10 |     sourse: gitlab-ci\n"), "{error}");
     assert!(error.contains("   |     ^\n"), "{error}");
 }
+
+/// A duplicated `reload_token` line is shown with its value masked, like every secret key.
+#[test]
+fn a_duplicate_reload_token_is_shown_without_its_value() {
+    let text = format!("reload_token: first-s3cret-aaaa\nreload_token: second-s3cret-bbbb\n{GOOD}");
+    let error = load(&text).unwrap_err();
+    assert!(error.contains("duplicate key `reload_token`"), "{error}");
+    assert!(!error.contains("second-s3cret-bbbb"), "{error}");
+    assert!(error.contains("2 | reload_token: ***\n"), "{error}");
+}
