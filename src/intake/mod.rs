@@ -29,7 +29,7 @@
 //! answer, its log line and its metrics; the handler only decides which it is, and every answer is
 //! counted in `dingrelay_requests_total` in one place. Refusals are logged through
 //! [`refusals::RefusalLog`]: a flood of bad requests gives a line a minute per source and status,
-//! not a line each.
+//! not a line each; so do reload requests with a wrong or missing token.
 
 mod acceptance;
 mod answer;
@@ -72,7 +72,7 @@ pub struct Intake {
     pub metrics: Arc<Metrics>,
     /// Where `POST /-/reload` sends its requests (to the daemon's supervisor).
     pub reload: mpsc::Sender<ReloadRequest>,
-    /// Refused webhooks, logged without flooding the journal.
+    /// Refused webhooks and reload requests, logged without flooding the journal.
     pub refusals: RefusalLog,
     /// Wakes the router when an event is stored.
     pub router: Arc<Notify>,
@@ -165,8 +165,16 @@ async fn reload(State(intake): State<Arc<Intake>>, headers: HeaderMap) -> Respon
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if !bool::from(presented.as_bytes().ct_eq(token.expose_secret().as_bytes())) {
-        tracing::warn!("Refused a reload request: wrong or missing bearer token.");
-        return refused(StatusCode::UNAUTHORIZED, "a valid bearer token is needed");
+        // Through the refusal log: a flood of wrong tokens is a WARN line a minute, not a line
+        // each.
+        let told = "a valid bearer token is needed";
+        intake.refusals.refused_reload(
+            intake.clock.now_ms(),
+            StatusCode::UNAUTHORIZED,
+            "Refused a reload request: wrong or missing bearer token.",
+            &told,
+        );
+        return refused(StatusCode::UNAUTHORIZED, told);
     }
     let (tx, rx) = oneshot::channel();
     if intake.reload.send(tx).await.is_err() {
