@@ -8,7 +8,8 @@
 //! 2. credentials carried in headers (bearer, basic, GitLab's token) are checked before the body
 //!    is read (`401`), so a wrong token never makes the daemon buffer a large body;
 //! 3. the body is read up to `body_limit` (`413` beyond it), all within `request_timeout` (`408`);
-//! 4. the source verifies the request over the raw bytes (`401`), then parses it (`400`, `415`);
+//! 4. the source verifies the request over the raw bytes (`401`), at the intake's clock (a
+//!    signed Grafana timestamp must be within ±5 minutes of it), then parses it (`400`, `415`);
 //! 5. an ignored event (GitHub `ping`) is answered `202` and not stored;
 //! 6. the event is appended to the event log, with its dedup key, in one durable transaction
 //!    (group commit), and only then answered `202` with its id; a repeat of an event stored
