@@ -1,6 +1,11 @@
 //! Loading: the file is parsed into [`RawConfig`], then each part is validated by a
 //! [`Checker`] that collects every error, located at its node; a [`Config`] is built only when
 //! there is none.
+//!
+//! Invariant: an error never shows a secret. Known secret keys are masked wherever a line is
+//! shown ([`diagnostic`]); an unknown key where secrets live (at the top level, where
+//! `reload_token` is, and anywhere under `robots.<name>` or `sources.<name>`) may be a
+//! misspelled secret, so its line is shown with the values masked (`secrett: ***`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,6 +18,7 @@ use super::raw::{self, RawConfig};
 use super::robots::{build_robot, build_robot_delivery};
 use super::sources::build_source;
 use crate::rules::{DeclaredSource, RuleSet};
+use crate::yaml::locate::Segment;
 use crate::yaml::{Checker, Diagnostic, Locations, Path, diagnostic, expand, serde_diagnostic};
 
 /// A config that could not be loaded: every problem found, rendered as
@@ -29,10 +35,7 @@ impl ConfigError {
         let message = format!("cannot read the file: {error}");
         ConfigError {
             rendered: format!("{file_name}: {message}"),
-            diagnostics: vec![Diagnostic {
-                location: None,
-                message,
-            }],
+            diagnostics: vec![Diagnostic::new(message)],
         }
     }
 }
@@ -66,9 +69,11 @@ impl Config {
         let duplicates: Vec<Diagnostic> = locations
             .duplicate_keys()
             .into_iter()
-            .map(|(path, location)| Diagnostic {
-                location: Some(location),
-                message: format!("duplicate key `{path}`: each key may appear once"),
+            .map(|(path, location)| {
+                Diagnostic::at(
+                    location,
+                    format!("duplicate key `{path}`: each key may appear once"),
+                )
             })
             .collect();
         if !duplicates.is_empty() {
@@ -77,7 +82,11 @@ impl Config {
 
         let raw: RawConfig = match serde_yaml::from_str(text) {
             Ok(raw) => raw,
-            Err(error) => return Err(fail(vec![serde_diagnostic(&error)])),
+            Err(error) => {
+                let mut diagnostic = serde_diagnostic(&error);
+                diagnostic.mask_values = may_show_a_secret(&diagnostic, &locations);
+                return Err(fail(vec![diagnostic]));
+            }
         };
 
         let mut checker = Checker {
@@ -98,6 +107,26 @@ impl Config {
                 .sort_by_key(|d| d.location.map(|l| (l.line, l.column)));
             Err(fail(checker.diagnostics))
         }
+    }
+}
+
+/// Whether `diagnostic`, an error of serde's, is about a key nobody recognises where secrets
+/// live: its value may be a secret under a misspelled name (`secrett:`, `tokn:`). A key that is
+/// not indexed (too deep, inside a complex key) counts as such, to be safe.
+fn may_show_a_secret(diagnostic: &Diagnostic, locations: &Locations) -> bool {
+    if !diagnostic.message.contains("unknown field `") {
+        return false;
+    }
+    let Some(location) = diagnostic.location else {
+        return false;
+    };
+    let Some(path) = locations.key_at(location) else {
+        return true;
+    };
+    match path.segments() {
+        [_] => true,
+        [Segment::Key(section), _, _, ..] => section == "robots" || section == "sources",
+        _ => false,
     }
 }
 
@@ -240,10 +269,7 @@ fn build(raw: RawConfig, checker: &mut Checker<'_>) -> Option<Config> {
 
     let (templates, template_errors) = crate::rules::templates::Templates::load(checker.base_dir);
     for error in template_errors {
-        checker.diagnostics.push(Diagnostic {
-            location: None,
-            message: error,
-        });
+        checker.diagnostics.push(Diagnostic::new(error));
     }
     let declared: IndexMap<String, DeclaredSource> = raw
         .sources

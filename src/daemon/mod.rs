@@ -85,7 +85,7 @@ pub enum ReloadError {
 
 /// How often delivered rows past `keep_delivered` are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
-/// How long a period of refused webhooks lasts before its summary line ([`RefusalLog`]).
+/// How long a period of refused requests lasts before its summary line ([`RefusalLog`]).
 const REFUSAL_SUMMARY_EVERY: Duration = Duration::from_secs(60);
 /// How long a reload waits for a worker's send in flight before starting its successor anyway.
 const RELOAD_WORKER_GRACE: Duration = Duration::from_secs(30);
@@ -488,7 +488,7 @@ async fn stopped(flag: &mut watch::Receiver<bool>) {
     let _ = flag.wait_for(|stop| *stop).await.map(|_| ());
 }
 
-/// Reports the refused webhooks of each period that is over, every period.
+/// Reports the refused requests of each period that is over, every period.
 async fn summarize_refusals(intake: Arc<Intake>, clock: Clock, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {

@@ -8,7 +8,8 @@
 //! 2. credentials carried in headers (bearer, basic, GitLab's token) are checked before the body
 //!    is read (`401`), so a wrong token never makes the daemon buffer a large body;
 //! 3. the body is read up to `body_limit` (`413` beyond it), all within `request_timeout` (`408`);
-//! 4. the source verifies the request over the raw bytes (`401`), then parses it (`400`, `415`);
+//! 4. the source verifies the request over the raw bytes (`401`), at the intake's clock (a
+//!    signed Grafana timestamp must be within ±5 minutes of it), then parses it (`400`, `415`);
 //! 5. an ignored event (GitHub `ping`) is answered `202` and not stored;
 //! 6. the event is appended to the event log, with its dedup key, in one durable transaction
 //!    (group commit), and only then answered `202` with its id; a repeat of an event stored
@@ -29,7 +30,7 @@
 //! answer, its log line and its metrics; the handler only decides which it is, and every answer is
 //! counted in `dingrelay_requests_total` in one place. Refusals are logged through
 //! [`refusals::RefusalLog`]: a flood of bad requests gives a line a minute per source and status,
-//! not a line each.
+//! not a line each; so do reload requests with a wrong or missing token.
 
 mod acceptance;
 mod answer;
@@ -72,7 +73,7 @@ pub struct Intake {
     pub metrics: Arc<Metrics>,
     /// Where `POST /-/reload` sends its requests (to the daemon's supervisor).
     pub reload: mpsc::Sender<ReloadRequest>,
-    /// Refused webhooks, logged without flooding the journal.
+    /// Refused webhooks and reload requests, logged without flooding the journal.
     pub refusals: RefusalLog,
     /// Wakes the router when an event is stored.
     pub router: Arc<Notify>,
@@ -180,8 +181,16 @@ async fn reload(State(intake): State<Arc<Intake>>, headers: HeaderMap) -> Respon
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if !bool::from(presented.as_bytes().ct_eq(token.expose_secret().as_bytes())) {
-        tracing::warn!("Refused a reload request: wrong or missing bearer token.");
-        return refused(StatusCode::UNAUTHORIZED, "a valid bearer token is needed");
+        // Through the refusal log: a flood of wrong tokens is a WARN line a minute, not a line
+        // each.
+        let told = "a valid bearer token is needed";
+        intake.refusals.refused_reload(
+            intake.clock.now_ms(),
+            StatusCode::UNAUTHORIZED,
+            "Refused a reload request: wrong or missing bearer token.",
+            &told,
+        );
+        return refused(StatusCode::UNAUTHORIZED, told);
     }
     let (tx, rx) = oneshot::channel();
     if intake.reload.send(tx).await.is_err() {
@@ -287,7 +296,9 @@ async fn handle(
         query: &query,
         body: &body,
     };
-    source.verify(&inbound).map_err(Refusal::Unauthenticated)?;
+    source
+        .verify(&inbound, intake.clock.timestamp())
+        .map_err(Refusal::Unauthenticated)?;
     let event = source.parse(&inbound).map_err(Refusal::Rejected)?;
     if let Some(reason) = &event.ignored {
         return Ok(Acceptance::Ignored {

@@ -298,12 +298,12 @@ impl RuleCompiler<'_, '_> {
                     self.name,
                     template_error(&field.name, &error)
                 );
-                self.checker.diagnostics.push(Diagnostic {
-                    location: field
-                        .location_of_line(error.line())
-                        .or_else(|| Some(self.checker.locations.nearest(path))),
-                    message,
-                });
+                let location = field
+                    .location_of_line(error.line())
+                    .unwrap_or_else(|| self.checker.locations.nearest(path));
+                self.checker
+                    .diagnostics
+                    .push(Diagnostic::at(location, message));
                 None
             }
         }

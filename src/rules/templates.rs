@@ -230,9 +230,9 @@ fn parse(file_name: &str, text: &str) -> Result<RawTemplate, String> {
         .map_err(|error| fail(vec![crate::yaml::serde_diagnostic(&error)]))?;
     let types = RawMessage::of_template(&raw).types();
     if types.len() != 1 {
-        return Err(fail(vec![Diagnostic {
-            location: Some(locate::Location { line: 1, column: 1 }),
-            message: format!(
+        return Err(fail(vec![Diagnostic::at(
+            locate::Location::START,
+            format!(
                 "a template holds exactly one message (`text`, `link`, `markdown`, `action_card` or `feed_card`), found {}",
                 if types.is_empty() {
                     "none".to_owned()
@@ -240,7 +240,7 @@ fn parse(file_name: &str, text: &str) -> Result<RawTemplate, String> {
                     types.join(", ")
                 }
             ),
-        }]));
+        )]));
     }
     Ok(raw)
 }

@@ -8,12 +8,19 @@
 //! Invariants:
 //! - the signature is checked over the raw bytes, in constant time ([`hmac::Mac::verify_slice`]);
 //!   with `timestamp_header` configured, a request without that header is refused;
+//! - with `timestamp_header` configured, a correctly signed request is accepted only while its
+//!   timestamp is within [`TIMESTAMP_WINDOW`] of `now` (either way, bounds included), so a
+//!   captured request cannot be replayed later; `now` is the caller's clock (the intake's
+//!   [`crate::clock::Clock`]), never read here. A replay inside the window is the same event
+//!   again, which the intake's dedup window recognises;
 //! - without `signature_header`, `X-Grafana-Alerting-Signature` is read and, only when it is
 //!   absent, `X-Grafana-Alert-Signature` (the name grafana/alerting's signer falls back to when
 //!   the contact point's header field is left empty);
 //! - `alerts` is an array of objects; the event name is `status` (`firing`/`resolved`), else
 //!   derived from `state` (`alerting` → firing, `ok` → resolved), else from the alerts;
 //! - the dedup key is built like Alertmanager's (`groupKey`, status, sorted alerts).
+
+use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Map, Value};
@@ -27,6 +34,10 @@ pub const DEFAULT_SIGNATURE_HEADER: &str = "X-Grafana-Alerting-Signature";
 /// The header grafana/alerting's HMAC signer uses when the contact point leaves it empty.
 pub const LEGACY_SIGNATURE_HEADER: &str = "X-Grafana-Alert-Signature";
 
+/// How far a signed timestamp may be from the receiver's clock, into the past or the future
+/// (clocks drift, and Grafana signs when it sends, not when the alert fired).
+pub const TIMESTAMP_WINDOW: Duration = Duration::from_secs(5 * 60);
+
 pub(super) const DEFAULT_SIGNATURE_HEADER_LOWER: &str = "x-grafana-alerting-signature";
 pub(super) const LEGACY_SIGNATURE_HEADER_LOWER: &str = "x-grafana-alert-signature";
 
@@ -35,6 +46,7 @@ pub(super) fn verify(
     signature_header: Option<&str>,
     timestamp_header: Option<&str>,
     inbound: &Inbound<'_>,
+    now: jiff::Timestamp,
 ) -> Result<(), Rejection> {
     let (header, signature) = match signature_header {
         Some(name) => (name, single_header(inbound.headers, name)?),
@@ -68,6 +80,7 @@ pub(super) fn verify(
     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
         return Err(Rejection::Unauthorized("cannot check the signature".into()));
     };
+    let mut signed_at = None;
     if let Some(ts_header) = timestamp_header {
         let Some(timestamp) = single_header(inbound.headers, ts_header)? else {
             return Err(Rejection::Unauthorized(format!(
@@ -81,13 +94,47 @@ pub(super) fn verify(
         }
         mac.update(timestamp.as_bytes());
         mac.update(b":");
+        signed_at = Some((ts_header, timestamp));
     }
     mac.update(inbound.body);
     mac.verify_slice(&tag).map_err(|_| {
         Rejection::Unauthorized(format!(
             "{header} does not match the body (wrong secret, or a modified body)"
         ))
-    })
+    })?;
+    // Only a request that is correctly signed gets this far: the window is about replays of
+    // genuine requests (and clock skew), and its refusal says how far off the timestamp is.
+    match signed_at {
+        Some((ts_header, timestamp)) => within_window(ts_header, timestamp, now),
+        None => Ok(()),
+    }
+}
+
+/// Whether `timestamp` (Unix seconds, ASCII digits) is within [`TIMESTAMP_WINDOW`] of `now`.
+fn within_window(ts_header: &str, timestamp: &str, now: jiff::Timestamp) -> Result<(), Rejection> {
+    let window = TIMESTAMP_WINDOW.as_secs() as i64;
+    let accepted = format!(
+        "signed requests are accepted within ±{window} s ({} min) of this server's clock",
+        window / 60
+    );
+    // More digits than an i64 holds is further in the future than any window.
+    let offset = timestamp
+        .parse::<i64>()
+        .ok()
+        .map(|t| t.saturating_sub(now.as_second()));
+    match offset {
+        Some(offset) if (-window..=window).contains(&offset) => Ok(()),
+        Some(offset) if offset < 0 => Err(Rejection::Unauthorized(format!(
+            "{ts_header} is {} s in the past; {accepted} (a replayed request, or clocks out of sync)",
+            offset.unsigned_abs()
+        ))),
+        Some(offset) => Err(Rejection::Unauthorized(format!(
+            "{ts_header} is {offset} s in the future; {accepted} (clocks out of sync)"
+        ))),
+        None => Err(Rejection::Unauthorized(format!(
+            "{ts_header} is too far in the future; {accepted}"
+        ))),
+    }
 }
 
 pub(super) fn parse(payload: &Map<String, Value>) -> Result<Parsed, Rejection> {

@@ -64,7 +64,10 @@ impl Source {
     /// own `secret`: GitHub's `X-Hub-Signature-256`, GitLab's `X-Gitlab-Token`, Grafana's HMAC
     /// header. A source with nothing configured accepts every request. Every comparison is
     /// constant-time and no rejection message contains a presented or configured secret.
-    pub fn verify(&self, inbound: &Inbound<'_>) -> Result<(), Rejection> {
+    ///
+    /// `now` is the receiver's wall-clock time: a Grafana source with a `timestamp_header`
+    /// accepts only timestamps within [`grafana::TIMESTAMP_WINDOW`] of it.
+    pub fn verify(&self, inbound: &Inbound<'_>, now: jiff::Timestamp) -> Result<(), Rejection> {
         self.auth.verify(inbound.headers)?;
         let Some(secret) = &self.secret else {
             return Ok(());
@@ -78,6 +81,7 @@ impl Source {
                 self.signature_header.as_deref(),
                 self.timestamp_header.as_deref(),
                 inbound,
+                now,
             ),
             // The config loader refuses a `secret` on these kinds; should one get here anyway,
             // refuse everything rather than silently accept unsigned requests.

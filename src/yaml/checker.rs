@@ -27,6 +27,7 @@ pub fn serde_diagnostic(error: &serde_yaml::Error) -> Diagnostic {
             column: l.column(),
         }),
         message,
+        mask_values: false,
     }
 }
 
@@ -42,10 +43,8 @@ pub struct Checker<'a> {
 impl Checker<'_> {
     /// Records an error about the node at `path`.
     pub fn error(&mut self, path: &Path, message: impl Into<String>) {
-        self.diagnostics.push(Diagnostic {
-            location: Some(self.locations.nearest(path)),
-            message: message.into(),
-        });
+        self.diagnostics
+            .push(Diagnostic::at(self.locations.nearest(path), message));
     }
 
     /// Records an error about the key of the mapping entry at `path` (a name, a duplicate).
@@ -54,10 +53,7 @@ impl Checker<'_> {
             .locations
             .key(path)
             .unwrap_or_else(|| self.locations.nearest(path));
-        self.diagnostics.push(Diagnostic {
-            location: Some(location),
-            message: message.into(),
-        });
+        self.diagnostics.push(Diagnostic::at(location, message));
     }
 
     /// Expands `${VAR}`s in the value at `path`; records the error and returns `None` on failure.

@@ -10,6 +10,12 @@
 //!
 //! Columns are counted in chars (see [`Location`]); the caret is placed by display width, so it
 //! lines up under text with wide (CJK) characters, and tabs are shown as four spaces.
+//!
+//! Invariants: a shown line never carries a secret's value. The values of keys known to hold
+//! secrets (`secret`, `bearer`, `password`, `token`, `reload_token`) and `access_token=` query
+//! parameters are always replaced by `***`; a diagnostic with [`Diagnostic::mask_values`] also
+//! hides every value from its location to the end of the line, keeping the keys, so the caret
+//! still points at the same key.
 
 use std::fmt;
 
@@ -23,6 +29,10 @@ pub struct Diagnostic {
     pub location: Option<Location>,
     /// What is wrong, for people: `unknown robot `opps` (known robots: ops, dev)`.
     pub message: String,
+    /// Whether the shown line hides every value from the location on (`secrett: ***`): for a key
+    /// where secrets live that nobody recognises, whose value may be a secret under a misspelled
+    /// name. The key itself and the caret stay.
+    pub mask_values: bool,
 }
 
 impl Diagnostic {
@@ -31,6 +41,7 @@ impl Diagnostic {
         Diagnostic {
             location: None,
             message: message.into(),
+            mask_values: false,
         }
     }
 
@@ -39,6 +50,7 @@ impl Diagnostic {
         Diagnostic {
             location: Some(location),
             message: message.into(),
+            mask_values: false,
         }
     }
 
@@ -114,6 +126,15 @@ fn render_one(out: &mut String, file_name: &str, source: &str, diagnostic: &Diag
         line
     };
 
+    // Masking first: it keeps everything before the column as it is, so the column still
+    // points into the original text.
+    let masked;
+    let line = if diagnostic.mask_values {
+        masked = mask_values_from(line, location.column);
+        masked.as_str()
+    } else {
+        line
+    };
     let line = redact(line);
     let line = line.as_str();
 
@@ -142,7 +163,7 @@ fn render_one(out: &mut String, file_name: &str, source: &str, diagnostic: &Diag
 
 /// Keys whose values are secrets: a config line shown in an error masks them, since `check`
 /// output can end up in a journal.
-const SECRET_KEYS: &[&str] = &["secret", "bearer", "password", "token"];
+const SECRET_KEYS: &[&str] = &["secret", "bearer", "password", "token", "reload_token"];
 
 /// The line with secret values replaced by `***`: the value of an `access_token=` query
 /// parameter, and inline values of secret keys (`${VAR}` references and `log` are kept).
@@ -189,6 +210,119 @@ fn redact(line: &str) -> String {
         }
     }
     line
+}
+
+/// The line with every value from the char column `column` (1-based) to the end of the line
+/// replaced by `***`, keeping mapping keys, flow punctuation and spacing; a comment is dropped
+/// (it could quote the value). A value begun on this line and continued on the next (a quoted
+/// string, a flow collection) is hidden up to the end of this line.
+///
+/// A value is any scalar not followed by `:` (a scalar followed by `:` is a key), and anything
+/// after a key's `:` outside flow collections; plain scalars end at the end of the line in block
+/// context, and at `,`, `}`, `]` too inside a flow collection.
+fn mask_values_from(line: &str, column: usize) -> String {
+    let start = line
+        .char_indices()
+        .nth(column.saturating_sub(1))
+        .map_or(line.len(), |(i, _)| i);
+    let (kept, rest) = line.split_at(start);
+    // The flow collections open where the column is: `{`/`[` before it, outside quotes, not
+    // closed before it.
+    let mut open = 0usize;
+    let mut quote = None;
+    for c in kept.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '{' | '[') => open += 1,
+            (None, '}' | ']') => open = open.saturating_sub(1),
+            (None, '#') => break,
+            _ => {}
+        }
+    }
+
+    let chars: Vec<char> = rest.chars().collect();
+    let mut out = String::from(kept);
+    // In block context, what follows a key's `:` is its value, whatever it looks like.
+    let mut block_value = false;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            c if c.is_whitespace() => {
+                out.push(c);
+                i += 1;
+                continue;
+            }
+            '#' if i == 0 || chars[i - 1].is_whitespace() => break,
+            '{' | '[' => {
+                open += 1;
+                out.push(c);
+                i += 1;
+                continue;
+            }
+            '}' | ']' | ',' if open > 0 => {
+                if c != ',' {
+                    open -= 1;
+                }
+                out.push(c);
+                i += 1;
+                continue;
+            }
+            ':' => {
+                block_value |= open == 0;
+                out.push(c);
+                i += 1;
+                continue;
+            }
+            _ => {}
+        }
+        // A scalar: quoted, or plain up to where its context ends it.
+        let end = if c == '"' || c == '\'' {
+            let mut j = i + 1;
+            loop {
+                match chars.get(j) {
+                    None => break j,
+                    Some('\\') if c == '"' => j += 2,
+                    Some(&q) if q == c && c == '\'' && chars.get(j + 1) == Some(&'\'') => j += 2,
+                    Some(&q) if q == c => break j + 1,
+                    Some(_) => j += 1,
+                }
+            }
+            .min(chars.len())
+        } else {
+            let mut j = i;
+            while j < chars.len() {
+                let next = chars.get(j + 1).copied();
+                let ends_key = chars[j] == ':'
+                    && next.is_none_or(|n| n.is_whitespace() || (open > 0 && ",}]".contains(n)));
+                let ends_flow = open > 0 && ",}]".contains(chars[j]);
+                let comment = j > i && chars[j] == '#' && chars[j - 1].is_whitespace();
+                if ends_key || ends_flow || comment {
+                    break;
+                }
+                j += 1;
+            }
+            // Trailing blanks belong to the spacing, not the value.
+            while j > i && chars[j - 1].is_whitespace() {
+                j -= 1;
+            }
+            j
+        };
+        let mut after = end;
+        while chars.get(after).is_some_and(|c| *c == ' ' || *c == '\t') {
+            after += 1;
+        }
+        if chars.get(after) == Some(&':') && !(open == 0 && block_value) {
+            out.extend(&chars[i..end]); // a key
+        } else {
+            out.push_str("***");
+        }
+        i = end;
+    }
+    out.truncate(out.trim_end().len());
+    out
 }
 
 /// How a char of the source line is shown: a replacement text if not itself, and its width.
@@ -344,6 +478,52 @@ f.yaml: three
     }
 
     #[test]
+    fn mask_values_hides_every_value_from_the_column_and_keeps_the_keys() {
+        let cases = [
+            // (line, column, shown)
+            ("    secrett: SECabc", 5, "    secrett: ***"),
+            ("    secrett: \"SEC abc\" # SECabc", 5, "    secrett: ***"),
+            ("    secrett: 'it''s: SEC' ", 5, "    secrett: ***"),
+            ("    secrett: a: b", 5, "    secrett: ***: ***"),
+            ("    secrett: |", 5, "    secrett: ***"),
+            ("    secrett:", 5, "    secrett:"),
+            ("    secrett:   # note", 5, "    secrett:"),
+            (
+                "    extra: {tokn: abc, more: [x, \"y,z\"]}",
+                5,
+                "    extra: {tokn: ***, more: [***, ***]}",
+            ),
+            (
+                "  am: { kind: json, auth: { tokn: abc, user: \"b}c\" } }",
+                29,
+                "  am: { kind: json, auth: { tokn: ***, user: *** } }",
+            ),
+            (
+                "  a: { tokn: http://x/y?z=1, k: v }",
+                8,
+                "  a: { tokn: ***, k: *** }",
+            ),
+            ("  a: { \"tokn\": abc }", 8, "  a: { \"tokn\": *** }"),
+            ("  a: { tokn: \"unterminated, k: v", 8, "  a: { tokn: ***"),
+            ("密钥: 钉钉 #x", 1, "密钥: ***"),
+        ];
+        for (line, column, shown) in cases {
+            assert_eq!(mask_values_from(line, column), shown, "{line}");
+        }
+        // Rendered: the caret stays under the key.
+        let mut diagnostic = at(1, 5, "unknown field `secrett`");
+        diagnostic.mask_values = true;
+        assert_eq!(
+            render(
+                "rules.yaml",
+                "    secrett: SECabc # SECabc\n",
+                &[diagnostic]
+            ),
+            "rules.yaml:1:5: unknown field `secrett`\n  |\n1 |     secrett: ***\n  |     ^\n"
+        );
+    }
+
+    #[test]
     fn secrets_in_the_shown_line_are_masked() {
         let source = "    webhook: https://oapi.dingtalk.com/robot/send?access_token=abc123&x=1\n  a: { bearer: \"t0k\", kind: json }\n    secret: ${S:-}\n    secret: SECxyz # note\n";
         let diagnostics: Vec<Diagnostic> = (1..=4)
@@ -360,5 +540,11 @@ f.yaml: three
             "references are kept: {rendered}"
         );
         assert!(rendered.contains("secret: *** # note"), "{rendered}");
+        let rendered = render(
+            "rules.yaml",
+            "reload_token: s3cret-value\n",
+            &[at(1, 1, "duplicate key `reload_token`")],
+        );
+        assert!(rendered.contains("1 | reload_token: ***\n"), "{rendered}");
     }
 }

@@ -186,6 +186,15 @@ impl Locations {
         self.nodes.get(path).and_then(|node| node.key)
     }
 
+    /// The path of the mapping entry whose key is at `location`, if an indexed key is there
+    /// (serde reports an unknown field at its key).
+    pub fn key_at(&self, location: Location) -> Option<Path> {
+        self.nodes
+            .iter()
+            .find(|(_, node)| node.key == Some(location))
+            .map(|(path, _)| path.clone())
+    }
+
     /// The location of `path`, or of its closest ancestor that has one; line 1 column 1 when
     /// none has.
     ///
@@ -493,6 +502,22 @@ indentless:
         assert_eq!(loc.value(&root.key("indentless").index(1)), at(15, 5));
         assert_eq!(loc.key(&rules().index(0)), None);
         assert_eq!(loc.value(&rules().index(2)), None);
+        assert_eq!(
+            loc.key_at(Location { line: 6, column: 5 }),
+            Some(rules().index(0).key("to"))
+        );
+        assert_eq!(
+            loc.key_at(Location { line: 1, column: 1 }),
+            Some(root.key("robots"))
+        );
+        // A value, not a key.
+        assert_eq!(
+            loc.key_at(Location {
+                line: 3,
+                column: 10
+            }),
+            None
+        );
         assert!(loc.duplicate_keys().is_empty());
     }
 

@@ -52,8 +52,9 @@ fn unknown_key_is_located() {
     let error = load(&text).unwrap_err();
     assert!(error.contains("unknown field `keyword`"), "{error}");
     assert_eq!(position_of(&error, "keyword"), (5, 5), "{error}");
-    // The offending line is shown, with a caret under the column.
-    assert!(error.contains("    keyword: [x]"), "{error}");
+    // The offending line is shown, with a caret under the column; under a robot, where a
+    // misspelled key may hold a secret, with its value masked.
+    assert!(error.contains("5 |     keyword: [***]\n"), "{error}");
     assert!(error.contains("|     ^"), "{error}");
 }
 
@@ -256,4 +257,90 @@ fn events_are_kept_at_least_as_long_as_the_dedup_window() {
         "{error}"
     );
     assert_eq!(position_of(&error, "keep_events must"), (2, 14), "{error}");
+}
+
+/// Case 12 of issue 12: a misspelled secret key is an unknown field, and its line is shown with
+/// the value masked, under a robot and under a source's `auth`; the key and its position stay.
+#[test]
+fn a_misspelled_secret_key_is_shown_without_its_value() {
+    const TOKEN: &str = "SECf00dbabe1234567890";
+    let text = GOOD.replace(
+        "    webhook: log",
+        &format!("    webhook: log\n    secrett: {TOKEN}"),
+    );
+    let error = load(&text).unwrap_err();
+    assert!(!error.contains(TOKEN), "the secret is printed:\n{error}");
+    assert!(error.contains("unknown field `secrett`"), "{error}");
+    assert_eq!(position_of(&error, "secrett"), (5, 5), "{error}");
+    assert!(error.contains("5 |     secrett: ***\n"), "{error}");
+    assert!(error.contains("  |     ^\n"), "{error}");
+
+    // Under a source's auth, block style, quoted, with a comment that repeats it.
+    let text = GOOD.replace(
+        "  am: { kind: alertmanager }",
+        &format!("  am:\n    kind: alertmanager\n    auth:\n      tokn: \"{TOKEN}\" # was {TOKEN}"),
+    );
+    let error = load(&text).unwrap_err();
+    assert!(!error.contains(TOKEN), "the secret is printed:\n{error}");
+    assert!(error.contains("unknown field `tokn`"), "{error}");
+    assert_eq!(position_of(&error, "tokn"), (9, 7), "{error}");
+    assert!(error.contains("9 |       tokn: ***\n"), "{error}");
+    assert!(error.contains("  |       ^\n"), "{error}");
+
+    // Flow style: the caret stays under the key, the other values of the line are hidden too.
+    let text = GOOD.replace(
+        "  am: { kind: alertmanager }",
+        &format!("  am: {{ kind: alertmanager, auth: {{ tokn: {TOKEN}, bearer_fil: /x }} }}"),
+    );
+    let error = load(&text).unwrap_err();
+    assert!(!error.contains(TOKEN), "the secret is printed:\n{error}");
+    assert_eq!(position_of(&error, "tokn"), (6, 37), "{error}");
+    assert!(
+        error.contains("6 |   am: { kind: alertmanager, auth: { tokn: ***, bearer_fil: *** } }\n"),
+        "{error}"
+    );
+    assert!(
+        error.contains(&format!("  | {}^\n", " ".repeat(36))),
+        "{error}"
+    );
+
+    // Deeper under a source, and a misspelled reload_token at the top level.
+    for (text, key) in [
+        (
+            GOOD.replace(
+                "  am: { kind: alertmanager }",
+                &format!("  am:\n    kind: alertmanager\n    auth:\n      basic:\n        username: am\n        pasword: {TOKEN}"),
+            ),
+            "unknown field `pasword`",
+        ),
+        (format!("reload_tokn: {TOKEN}\n{GOOD}"), "unknown field `reload_tokn`"),
+    ] {
+        let error = load(&text).unwrap_err();
+        assert!(!error.contains(TOKEN), "the secret is printed:\n{error}");
+        assert!(error.contains(key), "{error}");
+    }
+}
+
+/// An unknown key in a rule is no secret: its line is shown as written.
+#[test]
+fn an_unknown_key_in_a_rule_shows_its_line() {
+    let text = GOOD.replace("    source: am", "    source: am\n    sourse: gitlab-ci");
+    let error = load(&text).unwrap_err();
+    assert!(
+        error.contains("rules[0]: unknown field `sourse`"),
+        "{error}"
+    );
+    assert_eq!(position_of(&error, "sourse"), (10, 5), "{error}");
+    assert!(error.contains("10 |     sourse: gitlab-ci\n"), "{error}");
+    assert!(error.contains("   |     ^\n"), "{error}");
+}
+
+/// A duplicated `reload_token` line is shown with its value masked, like every secret key.
+#[test]
+fn a_duplicate_reload_token_is_shown_without_its_value() {
+    let text = format!("reload_token: first-s3cret-aaaa\nreload_token: second-s3cret-bbbb\n{GOOD}");
+    let error = load(&text).unwrap_err();
+    assert!(error.contains("duplicate key `reload_token`"), "{error}");
+    assert!(!error.contains("second-s3cret-bbbb"), "{error}");
+    assert!(error.contains("2 | reload_token: ***\n"), "{error}");
 }

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use crate::support::mock_dingtalk::{Fault, MockDingTalk, MockTransport, webhook_url};
+use crate::support::output::SharedBuffer;
 
 const TOKEN: &str = "operate-robot";
 const SECRET: &str = "SECoperate0123";
@@ -428,4 +429,111 @@ async fn http_reload_is_off_without_a_token() {
     let (status, body) = request(&h.daemon.router(), "POST", "/-/reload", "").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert!(body.contains("reload_token"), "{body}");
+}
+
+/// Case 13 of issue 12: with `reload_token` set, a flood of `POST /-/reload` with wrong or
+/// missing tokens is answered 401 each time, but logged as one WARN line, then one summary line
+/// when the minute is over; no presented token and not the real one is logged.
+#[tokio::test(start_paused = true)]
+async fn a_flood_of_wrong_reload_tokens_is_one_warn_line_a_minute() {
+    const RELOAD_TOKEN: &str = "reload-t0ken-5ecret";
+    let dir = temp_dir("reload-flood");
+    let path = write_config(
+        &dir,
+        &["ops"],
+        &[("ci", "ops")],
+        &format!("reload_token: {RELOAD_TOKEN}"),
+    );
+    let captured = SharedBuffer::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let clock = Clock::starting_at(START_MS);
+    let services = Services {
+        transport: Arc::new(MockTransport(MockDingTalk::new())) as Arc<dyn Transport>,
+        clock,
+        dry_run: Arc::new(Mutex::new(Box::new(std::io::sink()))),
+        config_path: Some(path.clone()),
+        metrics: Arc::new(Metrics::new()),
+    };
+    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let daemon = Daemon::start(config, services).await.unwrap();
+    let router = daemon.router();
+    let reload = |authorization: Option<String>| {
+        let mut request = Request::post("/-/reload");
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        let router = router.clone();
+        async move {
+            let response = router
+                .oneshot(request.body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            (status, String::from_utf8_lossy(&bytes).into_owned())
+        }
+    };
+
+    let flood = 1_000;
+    for i in 0..flood {
+        let authorization = match i % 3 {
+            0 => None,
+            1 => Some(format!("Bearer guess-{i:04}")),
+            _ => Some(format!("Bearer {RELOAD_TOKEN}x")),
+        };
+        let (status, body) = reload(authorization).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "request {i}: {body}");
+        assert!(body.contains("a valid bearer token is needed"), "{body}");
+    }
+    let warns = |logs: &str| -> Vec<String> {
+        logs.lines()
+            .filter(|l| l.contains(" WARN ") && l.contains("reload request"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let logs = captured.text();
+    let lines = warns(&logs);
+    assert_eq!(lines.len(), 1, "{logs}");
+    assert!(
+        lines[0].contains("Refused a reload request: wrong or missing bearer token."),
+        "{}",
+        lines[0]
+    );
+
+    // The minute over, the daemon reports the rest in one line.
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    let logs = captured.text();
+    let lines = warns(&logs);
+    assert_eq!(lines.len(), 2, "{logs}");
+    assert!(
+        lines[1].contains(&format!(
+            "Refused {} more reload request(s) with status 401 within 60 s",
+            flood - 1
+        )),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        !logs.contains("guess-"),
+        "a presented token is logged:\n{logs}"
+    );
+    assert!(!logs.contains(RELOAD_TOKEN), "the token is logged:\n{logs}");
+
+    // A new minute starts with a full line again.
+    let (status, _) = reload(None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(warns(&captured.text()).len(), 3);
+
+    daemon
+        .stop(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
 }

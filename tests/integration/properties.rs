@@ -856,7 +856,7 @@ fn quoted_anyway(source: &Source, inbound: &Inbound<'_>, text: &str) -> bool {
     if let Some(basic) = &mut copy.auth.basic {
         basic.password = other();
     }
-    match copy.verify(inbound) {
+    match copy.verify(inbound, now()) {
         Err(Rejection::Unauthorized(reason)) => reason.contains(text),
         _ => false,
     }
@@ -900,7 +900,7 @@ proptest! {
         (source, headers, query, body) in request()
     ) {
         let inbound = Inbound { headers: &headers, query: &query, body: &body };
-        if let Err(rejection) = source.verify(&inbound) {
+        if let Err(rejection) = source.verify(&inbound, now()) {
             let Rejection::Unauthorized(reason) = &rejection else {
                 panic!("verify refused with {rejection:?}");
             };
@@ -957,7 +957,7 @@ proptest! {
             headers.insert(header, value);
         }
         let inbound = Inbound { headers: &headers, query: &query, body: &body };
-        prop_assert!(source.verify(&inbound).is_ok());
+        prop_assert!(source.verify(&inbound, now()).is_ok());
         match source.parse(&inbound) {
             Ok(parsed) => {
                 let read_back: Value = serde_json::from_slice(&json).expect("reads back");
@@ -1069,6 +1069,15 @@ fn signed_source(kind: SourceKind, secret: &str) -> Source {
 }
 
 fn verify_with(source: &Source, headers: &[(&str, String)], body: &[u8]) -> Result<(), Rejection> {
+    verify_at(source, headers, body, now())
+}
+
+fn verify_at(
+    source: &Source,
+    headers: &[(&str, String)],
+    body: &[u8],
+    now: jiff::Timestamp,
+) -> Result<(), Rejection> {
     let mut map = HeaderMap::new();
     for (name, value) in headers {
         map.append(
@@ -1076,11 +1085,14 @@ fn verify_with(source: &Source, headers: &[(&str, String)], body: &[u8]) -> Resu
             HeaderValue::from_str(value).expect("value"),
         );
     }
-    source.verify(&Inbound {
-        headers: &map,
-        query: "",
-        body,
-    })
+    source.verify(
+        &Inbound {
+            headers: &map,
+            query: "",
+            body,
+        },
+        now,
+    )
 }
 
 proptest! {
@@ -1123,6 +1135,7 @@ proptest! {
             Some("X-Signature"),
         ][..]),
         timestamp in prop::option::of(0u64..10_000_000_000),
+        skew in -300i64..=300,
         prefixed in any::<bool>(),
         at in any::<usize>(),
         mask in any::<u8>(),
@@ -1144,17 +1157,47 @@ proptest! {
             }
             h
         };
-        prop_assert_eq!(verify_with(&source, &headers(&tag, ts.as_deref()), &body), Ok(()));
-        prop_assert!(verify_with(&source, &headers(&flip_hex(&tag, at), ts.as_deref()), &body).is_err());
+        // The receiver's clock, within the window of the signed timestamp.
+        let now = jiff::Timestamp::from_second(timestamp.unwrap_or(1_700_000_000) as i64 + skew)
+            .expect("a valid timestamp");
+        let check = |headers: &[(&str, String)], body: &[u8]| verify_at(&source, headers, body, now);
+        prop_assert_eq!(check(&headers(&tag, ts.as_deref()), &body), Ok(()));
+        prop_assert!(check(&headers(&flip_hex(&tag, at), ts.as_deref()), &body).is_err());
         if !body.is_empty() {
-            prop_assert!(
-                verify_with(&source, &headers(&tag, ts.as_deref()), &flip(&body, at, mask)).is_err()
-            );
+            prop_assert!(check(&headers(&tag, ts.as_deref()), &flip(&body, at, mask)).is_err());
         }
         if let Some(ts) = &ts {
             let changed = flip_hex(ts, at); // a digit replaced by another digit
-            prop_assert!(verify_with(&source, &headers(&tag, Some(&changed)), &body).is_err());
-            prop_assert!(verify_with(&source, &headers(&tag, None), &body).is_err());
+            prop_assert!(check(&headers(&tag, Some(&changed)), &body).is_err());
+            prop_assert!(check(&headers(&tag, None), &body).is_err());
+        }
+    }
+
+    /// A correctly signed Grafana timestamp passes exactly when it is within ±300 s of the
+    /// receiver's clock, whichever side it is on.
+    #[test]
+    fn grafana_timestamp_passes_only_within_the_window(
+        now in 0i64..10_000_000_000,
+        offset in prop_oneof![-400i64..=400, -1_000_000_000i64..=1_000_000_000],
+    ) {
+        let signed = (now + offset).max(0);
+        let mut source = signed_source(SourceKind::Grafana, "secret");
+        source.timestamp_header = Some("X-Grafana-Alerting-Timestamp".to_owned());
+        let ts = signed.to_string();
+        let tag = hmac_hex(b"secret", &[ts.as_bytes(), b":", b"{}"]);
+        let headers = vec![
+            ("X-Grafana-Alerting-Signature", tag),
+            ("X-Grafana-Alerting-Timestamp", ts),
+        ];
+        let clock = jiff::Timestamp::from_second(now).expect("a valid timestamp");
+        let verdict = verify_at(&source, &headers, b"{}", clock);
+        if (signed - now).abs() <= 300 {
+            prop_assert_eq!(verdict, Ok(()));
+        } else {
+            let Err(Rejection::Unauthorized(reason)) = verdict else {
+                panic!("{verdict:?}");
+            };
+            prop_assert!(reason.contains("±300 s"), "{}", reason);
         }
     }
 
@@ -1528,6 +1571,36 @@ proptest! {
     #[test]
     fn mutated_rules_yaml_loads_or_fails_with_located_errors(text in config_text()) {
         load(&text);
+    }
+
+    /// A misspelled key under a robot or a source, whatever its value and however it is quoted
+    /// or nested: the error names the key and never shows the value.
+    #[test]
+    fn an_unknown_key_under_robots_or_sources_never_shows_its_value(
+        value in "[A-Za-z0-9+/=_.-]{8,40}",
+        quoting in 0usize..4,
+        under_source in any::<bool>(),
+    ) {
+        let shown = match quoting {
+            0 => value.clone(),
+            1 => format!("\"{value}\""),
+            2 => format!("'{value}'"),
+            _ => format!("[x, {value}]"),
+        };
+        let text = if under_source {
+            format!(
+                "robots:\n  ops: {{ webhook: log }}\nsources:\n  am: {{ kind: alertmanager, auth: {{ tokn: {shown} }} }}\nrules: []\n"
+            )
+        } else {
+            format!(
+                "robots:\n  ops:\n    webhook: log\n    secrett: {shown} # {value}\nsources:\n  am: {{ kind: alertmanager }}\nrules: []\n"
+            )
+        };
+        let error = Config::parse("rules.yaml", &text, Path::new("."), &|_| None)
+            .expect_err("an unknown key is an error")
+            .to_string();
+        prop_assert!(error.contains("unknown field"), "{}", error);
+        prop_assert!(!error.contains(&value), "{}", error);
     }
 }
 
@@ -2317,7 +2390,7 @@ fn a_secret_that_is_a_word_of_the_refusal_is_not_a_leak() {
         query: "",
         body: b"{}",
     };
-    let Err(Rejection::Unauthorized(reason)) = source.verify(&inbound) else {
+    let Err(Rejection::Unauthorized(reason)) = source.verify(&inbound, now()) else {
         panic!("a request without the signature header is refused");
     };
     assert!(reason.contains("Signature"), "{reason}");

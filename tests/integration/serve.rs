@@ -1222,3 +1222,66 @@ async fn a_wrong_token_is_refused_before_the_body_is_read() {
         .stop(tokio::time::Instant::now() + Duration::from_secs(5))
         .await;
 }
+
+/// Case 11 of issue 12, through the intake: a Grafana request signed with a timestamp is
+/// accepted while the timestamp is within ±5 minutes of the daemon's clock, and the same signed
+/// request sent again six minutes later is a 401 that names the window.
+#[tokio::test(start_paused = true)]
+async fn a_grafana_request_signed_six_minutes_ago_is_refused() {
+    use hmac::{Hmac, KeyInit, Mac};
+    const GRAFANA_SECRET: &str = "gf-hmac-s3cret-77aa";
+    let mock = MockDingTalk::new().robot(TOKEN, Some(SECRET), &["告警"]);
+    let add_grafana = |text: &str| {
+        text.replace(
+            "  ci: { kind: json }",
+            &format!(
+                "  ci: {{ kind: json }}\n  gf: {{ kind: grafana, secret: {GRAFANA_SECRET}, \
+                 timestamp_header: X-Grafana-Alerting-Timestamp }}"
+            ),
+        )
+    };
+    let harness = start_paused_with(mock, add_grafana, "", "").await;
+    let router = &harness.router;
+    let signed = |instance: &str, at_s: i64| {
+        let mut body = alert_payload(instance);
+        body["version"] = json!("1");
+        let body = body.to_string();
+        let ts = at_s.to_string();
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(GRAFANA_SECRET.as_bytes()).unwrap();
+        mac.update(ts.as_bytes());
+        mac.update(b":");
+        mac.update(body.as_bytes());
+        (hex::encode(mac.finalize().into_bytes()), ts, body)
+    };
+    let send = |(signature, ts, body): (String, String, String)| async move {
+        let headers = [
+            JSON,
+            ("x-grafana-alerting-signature", signature.as_str()),
+            ("x-grafana-alerting-timestamp", ts.as_str()),
+        ];
+        post(router, "/hooks/gf", &headers, body).await
+    };
+
+    let start_s = START_MS / 1000;
+    let (status, answer) = send(signed("gf-1", start_s)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let captured = signed("gf-2", start_s);
+
+    tokio::time::advance(Duration::from_secs(6 * 60)).await;
+    let (status, answer) = send(captured).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    let error = answer["error"].as_str().unwrap_or_default();
+    assert!(error.contains("360 s in the past"), "{answer}");
+    assert!(error.contains("±300 s"), "{answer}");
+    assert!(!answer.to_string().contains(GRAFANA_SECRET), "{answer}");
+    // A request signed now is accepted: the window follows the daemon's clock.
+    let (status, answer) = send(signed("gf-3", start_s + 6 * 60)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let (status, answer) = send(signed("gf-4", 1_000_000_000)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+
+    harness
+        .daemon
+        .stop(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
+}

@@ -76,12 +76,24 @@ fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     map
 }
 
+/// The receiver's clock for most tests: the moment of Grafana's test vector (1700000000).
+const NOW: i64 = 1_700_000_000;
+
 fn verify(source: &Source, headers: &HeaderMap, body: &[u8]) -> Result<(), Rejection> {
-    source.verify(&Inbound {
-        headers,
-        query: "",
-        body,
-    })
+    verify_at(source, headers, body, NOW)
+}
+
+/// Verifies as a receiver whose clock reads `now` (Unix seconds).
+fn verify_at(source: &Source, headers: &HeaderMap, body: &[u8], now: i64) -> Result<(), Rejection> {
+    let now = jiff::Timestamp::from_second(now).expect("a valid timestamp");
+    source.verify(
+        &Inbound {
+            headers,
+            query: "",
+            body,
+        },
+        now,
+    )
 }
 
 fn parse(source: &Source, headers: &HeaderMap, body: &[u8]) -> Result<Event, Rejection> {
@@ -667,6 +679,111 @@ fn grafana_vectors() {
         ("X-Grafana-Alerting-Timestamp", "17e8"),
     ]);
     assert!(unauthorized(verify(&timed, &bad_ts, b"Hello, World!")).contains("Unix seconds"));
+}
+
+/// Case 11 of issue 12: a signed timestamp is accepted only within ±5 minutes of the receiver's
+/// clock, so a captured request cannot be replayed later; the refusal names the window.
+#[test]
+fn grafana_timestamp_is_accepted_only_within_five_minutes() {
+    const SECRET: &str = "gr4fana-hmac-s3cret-5e1f";
+    let timed = Source {
+        timestamp_header: Some("X-Grafana-Alerting-Timestamp".into()),
+        ..with_secret(SourceKind::Grafana, SECRET)
+    };
+    let body = br#"{"alerts":[]}"#;
+    let signed = |ts: &str| {
+        headers(&[
+            (
+                "X-Grafana-Alerting-Signature",
+                &hmac_hex(SECRET, &[ts.as_bytes(), b":", body]),
+            ),
+            ("X-Grafana-Alerting-Timestamp", ts),
+        ])
+    };
+    let at = |ts: i64, now: i64| verify_at(&timed, &signed(&ts.to_string()), body, now);
+
+    // In the window, either side, bounds included.
+    for offset in [0, 1, -1, 299, -299, 300, -300] {
+        assert_eq!(at(NOW + offset, NOW), Ok(()), "offset {offset}");
+    }
+    // The reference vector, received 4 min 59 s after it was signed.
+    let vector = headers(&[
+        (
+            "X-Grafana-Alerting-Signature",
+            "70f7bf73e3fc77cd2daa7e8e2e400b5a5a80181dc33dbf0dd86dbed270a442a9",
+        ),
+        ("X-Grafana-Alerting-Timestamp", "1700000000"),
+    ]);
+    let reference = Source {
+        timestamp_header: Some("X-Grafana-Alerting-Timestamp".into()),
+        ..with_secret(SourceKind::Grafana, "secret")
+    };
+    assert_eq!(
+        verify_at(&reference, &vector, b"Hello, World!", NOW + 299),
+        Ok(())
+    );
+    // Just outside it.
+    let reason = unauthorized(at(NOW - 301, NOW));
+    assert!(reason.contains("301 s in the past"), "{reason}");
+    let reason = unauthorized(at(NOW + 301, NOW));
+    assert!(reason.contains("301 s in the future"), "{reason}");
+
+    // Six minutes old: a replay.
+    let reason = unauthorized(at(NOW - 360, NOW));
+    assert!(reason.contains("X-Grafana-Alerting-Timestamp"), "{reason}");
+    assert!(reason.contains("360 s in the past"), "{reason}");
+    assert!(reason.contains("±300 s (5 min)"), "{reason}");
+    assert!(!reason.contains(SECRET), "{reason}");
+    // An hour in the future.
+    let reason = unauthorized(at(NOW + 3600, NOW));
+    assert!(reason.contains("3600 s in the future"), "{reason}");
+    assert!(reason.contains("±300 s"), "{reason}");
+
+    // The timestamps seen accepted: 2001-09-09 and the year 5138 (both correctly signed).
+    let reason = unauthorized(at(1_000_000_000, NOW));
+    assert!(
+        reason.contains("in the past") && reason.contains("±300 s"),
+        "{reason}"
+    );
+    let year_5138 = jiff::Timestamp::from_second(99_999_999_999).expect("in jiff's range");
+    assert_eq!(year_5138.to_string()[..4].to_owned(), "5138");
+    let reason = unauthorized(at(99_999_999_999, NOW));
+    assert!(
+        reason.contains("in the future") && reason.contains("±300 s"),
+        "{reason}"
+    );
+    // More digits than any clock: refused, not wrapped around.
+    let huge = "99999999999999999999999999";
+    let reason = unauthorized(verify_at(&timed, &signed(huge), body, NOW));
+    assert!(reason.contains("too far in the future"), "{reason}");
+    assert!(!reason.contains(huge), "{reason}");
+
+    // Not a number: refused before anything else.
+    for bad in ["17e8", "-1700000000", "1700000000.5", "now"] {
+        let reason = unauthorized(verify_at(&timed, &signed(bad), body, NOW));
+        assert!(reason.contains("expected Unix seconds"), "{bad}: {reason}");
+    }
+
+    // Without a timestamp header configured, the time of the request does not matter.
+    let untimed = with_secret(SourceKind::Grafana, SECRET);
+    let plain = headers(&[("X-Grafana-Alerting-Signature", &hmac_hex(SECRET, &[body]))]);
+    assert_eq!(verify_at(&untimed, &plain, body, NOW + 10_000_000), Ok(()));
+}
+
+/// A stale timestamp with a wrong signature is refused for the signature: the window's
+/// refusal, which says how far off the clocks are, goes only to correctly signed requests.
+#[test]
+fn grafana_stale_and_forged_is_refused_for_the_signature() {
+    let timed = Source {
+        timestamp_header: Some("X-Grafana-Alerting-Timestamp".into()),
+        ..with_secret(SourceKind::Grafana, "secret")
+    };
+    let forged = headers(&[
+        ("X-Grafana-Alerting-Signature", &"ab".repeat(32)),
+        ("X-Grafana-Alerting-Timestamp", "1000000000"),
+    ]);
+    let reason = unauthorized(verify_at(&timed, &forged, b"{}", NOW));
+    assert!(reason.contains("does not match"), "{reason}");
 }
 
 #[test]
