@@ -55,6 +55,10 @@ pub struct RobotRuntime {
     pub paused_until: AtomicI64,
     /// Whether the limiter has been told what the outbox says went out in the last minute.
     counted: AtomicBool,
+    /// Rows DingTalk has (errcode 0) whose delivery the outbox could not record yet, and when they
+    /// were delivered. Kept here, across a reload's worker restart, so that they are recorded
+    /// before the robot sends anything else, and never sent again by this process.
+    unrecorded: std::sync::Mutex<Option<(Vec<i64>, i64)>>,
 }
 
 impl RobotRuntime {
@@ -64,6 +68,7 @@ impl RobotRuntime {
             rate_per_minute,
             paused_until: AtomicI64::new(0),
             counted: AtomicBool::new(false),
+            unrecorded: std::sync::Mutex::new(None),
         })
     }
 }
@@ -123,6 +128,10 @@ impl Worker {
 
         loop {
             if *self.shutdown.borrow() {
+                break;
+            }
+            // A delivery not recorded yet comes first: nothing is sent until it is.
+            if !self.record_unrecorded().await {
                 break;
             }
             let paused_until = runtime.paused_until.load(Ordering::SeqCst);
@@ -285,9 +294,17 @@ impl Worker {
         if let DeliveryOutcome::Delivered { at, .. } = outcome {
             let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
             if let Err(error) = self.outbox.mark_delivered(&ids, *at).await {
-                // DingTalk has it; the row stays pending and will be sent again with the
-                // same msgUuid, which DingTalk drops.
-                tracing::warn!(robot = %self.robot.name, "Delivered, but could not record it: {error}.");
+                // DingTalk has it. Keep that in memory and pause the robot until the outbox
+                // takes the record (`record_unrecorded`): sending the row again, or anything
+                // after it, while it cannot be written would repeat it in a loop.
+                tracing::error!(
+                    robot = %self.robot.name,
+                    messages = ids.len(),
+                    "Delivered, but the outbox cannot record it; the robot pauses until it can, and sends nothing meanwhile: {error}."
+                );
+                if let Ok(mut unrecorded) = self.runtime.unrecorded.lock() {
+                    *unrecorded = Some((ids, *at));
+                }
             }
         }
         if let Some(dead) = outcome.dead_letter() {
@@ -300,6 +317,45 @@ impl Worker {
                 .await
         {
             tracing::warn!(robot = %self.robot.name, "Could not record a retry: {error}.");
+        }
+    }
+
+    /// Records a delivery the outbox could not record before, retrying with a growing pause
+    /// (at most 30 s) until it succeeds. Returns false when shutdown came first: then the rows
+    /// stay pending and go again after a restart, with the same msgUuid, which DingTalk drops.
+    async fn record_unrecorded(&mut self) -> bool {
+        let Some((ids, at)) = self
+            .runtime
+            .unrecorded
+            .lock()
+            .ok()
+            .and_then(|unrecorded| unrecorded.clone())
+        else {
+            return true;
+        };
+        let mut pause = Duration::from_millis(200);
+        loop {
+            match self.outbox.mark_delivered(&ids, at).await {
+                Ok(()) => {
+                    if let Ok(mut unrecorded) = self.runtime.unrecorded.lock() {
+                        *unrecorded = None;
+                    }
+                    tracing::info!(
+                        robot = %self.robot.name,
+                        messages = ids.len(),
+                        "Recorded the delivery the outbox could not take before; the robot sends again."
+                    );
+                    return true;
+                }
+                Err(error) => {
+                    tracing::debug!(robot = %self.robot.name, "Still cannot record a delivery: {error}.");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                _ = self.shutdown.changed() => return false,
+            }
+            pause = (pause * 2).min(Duration::from_secs(30));
         }
     }
 

@@ -1285,3 +1285,60 @@ async fn a_grafana_request_signed_six_minutes_ago_is_refused() {
         .stop(tokio::time::Instant::now() + Duration::from_secs(5))
         .await;
 }
+
+/// Issue 12, case 1: DingTalk has a message but the outbox cannot record it (a full disk, here a
+/// trigger refusing the update). It is sent once, not in a loop; the robot pauses, and once the
+/// outbox takes the record it sends the next message.
+#[tokio::test(start_paused = true)]
+async fn a_delivery_the_outbox_cannot_record_is_not_sent_again() {
+    let harness = start_paused(
+        // Every request recorded, repeats of a msgUuid included.
+        MockDingTalk::new()
+            .robot(TOKEN, Some(SECRET), &["告警"])
+            .dedupe_msg_uuid(false),
+        "",
+        "",
+    )
+    .await;
+    let raw = rusqlite::Connection::open(harness.state_dir.join(FILE_NAME)).unwrap();
+    raw.execute_batch(
+        "CREATE TRIGGER full_disk BEFORE UPDATE OF state ON messages \
+         WHEN NEW.state = 'delivered' BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END;",
+    )
+    .unwrap();
+    let (status, _) = post_alert(&harness.router, "db-1").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (status, _) = post_alert(&harness.router, "db-2").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let texts: Vec<String> = harness
+        .mock
+        .messages()
+        .iter()
+        .map(|m| m.body.to_string())
+        .collect();
+    assert_eq!(
+        texts.len(),
+        1,
+        "sent once, then the robot waits: {texts:#?}"
+    );
+    assert!(texts[0].contains("db-1"));
+
+    // The disk has room again: the record goes in, and the robot carries on with db-2.
+    raw.execute_batch("DROP TRIGGER full_disk").unwrap();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let texts: Vec<String> = harness
+        .mock
+        .messages()
+        .iter()
+        .map(|m| m.body.to_string())
+        .collect();
+    assert_eq!(texts.len(), 2, "{texts:#?}");
+    assert!(texts[1].contains("db-2"));
+    drop(raw);
+    harness
+        .daemon
+        .stop(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
+}
