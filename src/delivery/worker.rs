@@ -170,10 +170,16 @@ impl Worker {
                 // Gone meanwhile (an operator purged it): the permit is spent, nothing is lost.
                 Ok(Due::NextAt(_)) | Err(_) => continue,
             };
-            let (message, rows) = self.next_message(&due).await;
+            let Some((message, rows)) = self.choose(&due).await else {
+                self.wait(Some(self.clock.now_ms() + 1_000), false).await;
+                continue;
+            };
             match self.send(&destination, message, &rows, &mut rng).await {
                 Next::Continue => {}
                 Next::PauseUntil(until) => runtime.paused_until.store(until, Ordering::SeqCst),
+            }
+            if let Err(error) = self.outbox.settle_in_flight(&self.robot.name).await {
+                tracing::debug!(robot = %self.robot.name, "Could not settle the message in flight: {error}.");
             }
         }
         tracing::debug!(robot = %self.robot.name, "Robot worker stopped.");
@@ -205,6 +211,47 @@ impl Worker {
             _ = wake.notified(), if wake_on_new => {}
             _ = self.shutdown.changed() => {}
         }
+    }
+
+    /// What to send now, recorded as in flight before it goes: the message in flight from before
+    /// (a crash, a failed attempt) exactly as it was, with the same msgUuid; else the head
+    /// message or a digest. `None` when it cannot be recorded: nothing is sent unrecorded.
+    async fn choose(&self, due: &[StoredMessage]) -> Option<(Message, Vec<StoredMessage>)> {
+        let robot = &self.robot.name;
+        match self.outbox.in_flight(robot).await {
+            Ok(Some((ids, message))) => {
+                let rows: Vec<StoredMessage> = due
+                    .iter()
+                    .filter(|r| ids.contains(&r.id))
+                    .cloned()
+                    .collect();
+                if !rows.is_empty() {
+                    return Some((message, rows));
+                }
+                // Its rows are not due now (none pending, or waiting for a retry): settle it,
+                // and choose afresh only if nothing of it is pending.
+                let _ = self.outbox.settle_in_flight(robot).await;
+                if let Ok(Some(_)) = self.outbox.in_flight(robot).await {
+                    return None;
+                }
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(robot = %robot, "Could not read the message in flight; sending nothing until it can: {error}.");
+                return None;
+            }
+        }
+        let (message, rows) = self.next_message(due).await;
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        if let Err(error) = self
+            .outbox
+            .set_in_flight(robot, ids, message.clone(), self.clock.now_ms())
+            .await
+        {
+            tracing::warn!(robot = %robot, "Could not record the message before sending it; sending nothing until it can: {error}.");
+            return None;
+        }
+        Some((message, rows))
     }
 
     /// The head message, or a digest of the backlog when it would take too long to drain.

@@ -11,6 +11,7 @@ use super::lock::StateLock;
 use super::model::{Due, Enqueued, NewMessage, OutboxError, RobotStats, StoredMessage};
 use super::schema;
 use super::store::{Batch, Store};
+use crate::dingtalk::Message;
 
 /// How many commands may wait for the thread before callers wait to send.
 const CHANNEL_CAPACITY: usize = 1024;
@@ -280,6 +281,31 @@ impl Outbox {
     pub async fn pending_count(&self, robot: &str) -> Result<usize, OutboxError> {
         let robot = robot.to_owned();
         self.call(move |store| store.pending_count(&robot)).await
+    }
+
+    /// The message the robot's worker was sending when it stopped (or is sending), with its rows.
+    pub async fn in_flight(&self, robot: &str) -> Result<Option<(Vec<i64>, Message)>, OutboxError> {
+        let robot = robot.to_owned();
+        self.call(move |store| store.in_flight(&robot)).await
+    }
+
+    /// Records, before it is sent, the message the robot's worker sends and the rows it carries.
+    pub async fn set_in_flight(
+        &self,
+        robot: &str,
+        ids: Vec<i64>,
+        message: Message,
+        now_ms: i64,
+    ) -> Result<(), OutboxError> {
+        let robot = robot.to_owned();
+        self.call(move |store| store.set_in_flight(&robot, &ids, &message, now_ms))
+            .await
+    }
+
+    /// Forgets the robot's message in flight once none of its rows is pending.
+    pub async fn settle_in_flight(&self, robot: &str) -> Result<(), OutboxError> {
+        let robot = robot.to_owned();
+        self.call(move |store| store.settle_in_flight(&robot)).await
     }
 
     /// Records that a request was sent to DingTalk for the robot (every attempt counts against

@@ -32,8 +32,13 @@
 //!   Until then the row stays `pending` and is sent again after a restart.
 //! - So a crash can duplicate only a send that was in flight at the crash (sent, but
 //!   `mark_delivered` not committed). Every message row has its own `uuid` (48 bits of time, 80
-//!   random bits), sent as DingTalk's `msgUuid`; the resend carries the same one, so DingTalk can
-//!   drop the repeat.
+//!   random bits), sent as DingTalk's `msgUuid`; a digest's is derived from its rows. Before a
+//!   request goes out, the worker records it in `in_flight` (the exact message and its rows), and
+//!   after a restart sends that same message again, alone, before anything else: the repeat
+//!   carries the same `msgUuid`, so DingTalk can drop it, and the message never goes out again
+//!   under another one (inside a digest, say). The record goes once none of its rows is pending.
+//! - A delivery the outbox cannot record (a full disk) is kept in memory and the robot sends
+//!   nothing else until the record is written: it is not sent again in a loop.
 //! - A message that can never be delivered (refused by DingTalk, too old, or a stored body that
 //!   cannot be read) moves to the dead letters (`state = dead`) and stays there until an operator
 //!   retries it (`dingrelay outbox retry`) or purges it (`dingrelay outbox purge`).

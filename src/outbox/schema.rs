@@ -77,6 +77,19 @@ CREATE TABLE attempts (
 ) STRICT;
 ";
 
+/// What each robot's worker is sending: the exact message (its `msgUuid` included) and the rows
+/// it carries, written before the request goes out, removed once none of them is pending. After
+/// a crash the worker sends it again as it was, so a message never goes out under a second
+/// `msgUuid` (alone, then inside a digest).
+const IN_FLIGHT: &str = "
+CREATE TABLE in_flight (
+    robot   TEXT    PRIMARY KEY,
+    ids     TEXT    NOT NULL,
+    message TEXT    NOT NULL,
+    since   INTEGER NOT NULL
+) STRICT;
+";
+
 /// Version 1 to 2: adds the event log, rebuilds `messages` without `AUTOINCREMENT`, the `uuid`
 /// UNIQUE index and the dedup index, and drops the attempts index.
 const MIGRATE_V1_V2: &str = "
@@ -160,13 +173,15 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), String> {
     let version = user_version(&tx).map_err(|e| format!("cannot read the schema version: {e}"))?;
     let created = match version {
         0 => {
-            tx.execute_batch(&format!("{EVENTS}{MESSAGES}{MESSAGES_INDEX}{ATTEMPTS}"))
-                .map_err(|e| format!("cannot create the schema: {e}"))?;
+            tx.execute_batch(&format!(
+                "{EVENTS}{MESSAGES}{MESSAGES_INDEX}{ATTEMPTS}{IN_FLIGHT}"
+            ))
+            .map_err(|e| format!("cannot create the schema: {e}"))?;
             true
         }
         1 => {
             tx.execute_batch(&format!(
-                "{MIGRATE_V1_V2}{EVENTS}{MESSAGES}{COPY_V1_V2}{MESSAGES_INDEX}"
+                "{MIGRATE_V1_V2}{EVENTS}{MESSAGES}{COPY_V1_V2}{MESSAGES_INDEX}{IN_FLIGHT}"
             ))
             .map_err(|e| format!("cannot migrate the schema from version 1: {e}"))?;
             false

@@ -1,6 +1,6 @@
 //! The daemon's operations on its connection, synchronous: run by the outbox thread only.
 
-use rusqlite::{Connection, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::event_log::RecentKeys;
 use super::model::{Enqueued, NewMessage, OutboxError, RobotStats, StoredMessage};
@@ -259,6 +259,79 @@ impl Store {
     /// thread's connection.
     pub(crate) fn wal_pages(&self) -> i32 {
         WAL_PAGES.get()
+    }
+
+    /// The message the robot's worker was sending, and its rows, if any.
+    pub(crate) fn in_flight(
+        &mut self,
+        robot: &str,
+    ) -> Result<Option<(Vec<i64>, Message)>, OutboxError> {
+        let context = "cannot read the message in flight";
+        let row: Option<(String, String)> = self
+            .conn
+            .prepare_cached("SELECT ids, message FROM in_flight WHERE robot = ?1")
+            .and_then(|mut s| {
+                s.query_row([robot], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .map_err(unavailable(context))?;
+        let Some((ids, message)) = row else {
+            return Ok(None);
+        };
+        match (
+            serde_json::from_str::<Vec<i64>>(&ids),
+            serde_json::from_str::<Message>(&message),
+        ) {
+            (Ok(ids), Ok(message)) => Ok(Some((ids, message))),
+            // Unreadable: forget it; its rows are still pending and go out again.
+            _ => {
+                self.clear_in_flight(robot)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Records what the robot's worker is about to send (before it is sent).
+    pub(crate) fn set_in_flight(
+        &mut self,
+        robot: &str,
+        ids: &[i64],
+        message: &Message,
+        now_ms: i64,
+    ) -> Result<(), OutboxError> {
+        let context = "cannot record the message in flight";
+        let ids = serde_json::to_string(ids)
+            .map_err(|e| OutboxError::Unavailable(format!("{context}: {e}")))?;
+        let message = serde_json::to_string(message)
+            .map_err(|e| OutboxError::Unavailable(format!("{context}: {e}")))?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO in_flight (robot, ids, message, since) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (robot) DO UPDATE SET ids = ?2, message = ?3, since = ?4",
+            )
+            .and_then(|mut s| s.execute(params![robot, ids, message, now_ms]))
+            .map(drop)
+            .map_err(unavailable(context))
+    }
+
+    /// Forgets the robot's message in flight once none of its rows is pending any more.
+    pub(crate) fn settle_in_flight(&mut self, robot: &str) -> Result<(), OutboxError> {
+        self.conn
+            .prepare_cached(
+                "DELETE FROM in_flight WHERE robot = ?1 AND NOT EXISTS (\
+                 SELECT 1 FROM messages, json_each(in_flight.ids) AS j \
+                 WHERE messages.id = j.value AND messages.state = 'pending')",
+            )
+            .and_then(|mut s| s.execute([robot]))
+            .map(drop)
+            .map_err(unavailable("cannot settle the message in flight"))
+    }
+
+    fn clear_in_flight(&mut self, robot: &str) -> Result<(), OutboxError> {
+        self.conn
+            .execute("DELETE FROM in_flight WHERE robot = ?1", [robot])
+            .map(drop)
+            .map_err(unavailable("cannot clear the message in flight"))
     }
 
     /// Takes and releases the write lock: the outbox can accept messages right now.

@@ -1342,3 +1342,82 @@ async fn a_delivery_the_outbox_cannot_record_is_not_sent_again() {
         .stop(tokio::time::Instant::now() + Duration::from_secs(5))
         .await;
 }
+
+/// Issue 12, case 2: a crash while a message is being sent. After the restart that exact message
+/// goes again, alone, under its msgUuid, before the backlog is merged into a digest: no alert
+/// reaches DingTalk under two msgUuids.
+#[tokio::test(start_paused = true)]
+async fn a_message_in_flight_at_a_crash_goes_again_under_its_msg_uuid() {
+    let hanging = MockDingTalk::new().robot(TOKEN, Some(SECRET), &["告警"]);
+    hanging.set_fault(Fault::Hang, None);
+    let harness = start_paused(hanging, "", "").await;
+    let (status, _) = post_alert(&harness.router, "db-000").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The send of db-000 hangs; 30 more alerts queue behind it.
+    for i in 1..=30 {
+        let (status, _) = post_alert(&harness.router, &format!("db-{i:03}")).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let Paused {
+        daemon, state_dir, ..
+    } = harness;
+    // The "crash": the worker is cut off in the middle of its send.
+    daemon
+        .stop(tokio::time::Instant::now() + Duration::from_millis(10))
+        .await;
+    let in_flight: String = rusqlite::Connection::open(state_dir.join(FILE_NAME))
+        .unwrap()
+        .query_row("SELECT message FROM in_flight", [], |r| r.get(0))
+        .expect("recorded before it was sent");
+    let in_flight: Value = serde_json::from_str(&in_flight).unwrap();
+    let uuid = in_flight["msgUuid"].as_str().unwrap().to_owned();
+    assert!(in_flight.to_string().contains("db-000"));
+
+    // The restart, DingTalk healthy, 31 messages pending: enough for a digest.
+    let clock = Clock::starting_at(START_MS + 120_000);
+    let mock = MockDingTalk::new()
+        .robot(TOKEN, Some(SECRET), &["告警"])
+        .dedupe_msg_uuid(false)
+        .clock(move || clock.now_ms());
+    let services = Services {
+        transport: Arc::new(MockTransport(mock.clone())) as Arc<dyn Transport>,
+        clock,
+        dry_run: Arc::new(Mutex::new(Box::new(std::io::sink()))),
+        config_path: None,
+        metrics: Arc::new(Metrics::new()),
+    };
+    let text = config_text(
+        &state_dir,
+        &webhook_url("http://mock.test", TOKEN),
+        "mock.test",
+        "",
+        "",
+    );
+    let daemon = Daemon::start(load(&text), services).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let messages = mock.messages();
+    assert!(messages.len() >= 2, "{messages:#?}");
+    assert_eq!(
+        messages[0].body["msgUuid"],
+        uuid.as_str(),
+        "the same message first"
+    );
+    assert!(messages[0].body.to_string().contains("db-000"));
+    let with_first: Vec<&str> = messages
+        .iter()
+        .filter(|m| m.body.to_string().contains("db-000"))
+        .map(|m| m.body["msgUuid"].as_str().unwrap())
+        .collect();
+    assert_eq!(with_first, [uuid.as_str()], "db-000 under one msgUuid only");
+    assert!(
+        messages[1..]
+            .iter()
+            .any(|m| m.body.to_string().contains("db-030")),
+        "the backlog follows"
+    );
+    daemon
+        .stop(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
+}
