@@ -149,6 +149,7 @@ impl Daemon {
             reload: reload_tx,
             refusals: RefusalLog::new(REFUSAL_SUMMARY_EVERY),
             router: router_wake.clone(),
+            body_budget: intake::body_budget(intake::BODY_BUDGET),
         });
         let refusal_summaries = tokio::spawn(summarize_refusals(
             intake.clone(),

@@ -77,6 +77,31 @@ pub struct Intake {
     pub refusals: RefusalLog,
     /// Wakes the router when an event is stored.
     pub router: Arc<Notify>,
+    /// Bytes of request bodies being read and held at once, across every request, in KiB
+    /// (see [`BODY_BUDGET`]).
+    pub body_budget: Arc<tokio::sync::Semaphore>,
+}
+
+/// What all requests' bodies may hold in memory at once: a flood of large bodies is answered 503
+/// (the senders retry) instead of taking the daemon's memory. A request reserves its declared
+/// length (or `body_limit` when it declares none) before its body is read.
+pub const BODY_BUDGET: usize = 256 << 20;
+
+/// The budget as a semaphore of KiB permits.
+pub fn body_budget(bytes: usize) -> Arc<tokio::sync::Semaphore> {
+    Arc::new(tokio::sync::Semaphore::new(bytes.div_ceil(1024)))
+}
+
+/// Reserves what a body may take of the budget: its declared length, else `limit`, in KiB; `None`
+/// when the budget cannot hold it now.
+fn reserve_body(
+    budget: &Arc<tokio::sync::Semaphore>,
+    declared: Option<u64>,
+    limit: usize,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let bytes = declared.map_or(limit as u64, |d| d.min(limit as u64));
+    let kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+    budget.clone().try_acquire_many_owned(kib).ok()
 }
 
 /// The router.
@@ -290,6 +315,14 @@ async fn handle(
     source
         .verify_headers(request.headers())
         .map_err(Refusal::Unauthenticated)?;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    // Held until the request is answered, with its body.
+    let _reserved = reserve_body(&intake.body_budget, declared, config.intake.body_limit)
+        .ok_or(Refusal::Busy)?;
     let (headers, query, body) = read_body(request, config.intake.body_limit).await?;
     let inbound = Inbound {
         headers: &headers,
@@ -350,4 +383,28 @@ async fn handle(
             id,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_reserve_their_declared_length_or_the_limit_within_the_budget() {
+        let budget = body_budget(100 * 1024);
+        let a = reserve_body(&budget, Some(60 * 1024), 1 << 20).expect("60 KiB of 100");
+        assert!(
+            reserve_body(&budget, Some(50 * 1024), 1 << 20).is_none(),
+            "110 KiB > 100"
+        );
+        let b = reserve_body(&budget, Some(10), 1 << 20).expect("a small one still fits");
+        assert!(
+            reserve_body(&budget, None, 64 * 1024).is_none(),
+            "undeclared: the limit"
+        );
+        drop(a);
+        let c = reserve_body(&budget, None, 64 * 1024).expect("room again");
+        drop((b, c));
+        assert_eq!(budget.available_permits(), 100);
+    }
 }

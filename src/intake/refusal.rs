@@ -62,6 +62,10 @@ pub enum Refusal {
     /// The source could not read the request: 401, 415 or 400 by the kind of rejection.
     #[error("{0}")]
     Rejected(Rejection),
+    /// Too many large bodies are being read at once (their bytes would pass the daemon's budget):
+    /// 503, so the sender retries in a moment.
+    #[error("the relay is reading too many large bodies at once; retry shortly")]
+    Busy,
     /// The event log could not take the event: 503, so the sender retries.
     #[error("{error}")]
     Unavailable {
@@ -86,7 +90,7 @@ impl Refusal {
                 Rejection::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 Rejection::Malformed(_) => StatusCode::BAD_REQUEST,
             },
-            Refusal::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::Unavailable { .. } | Refusal::Busy => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -127,6 +131,13 @@ impl Refusal {
             Refusal::Rejected(rejection) => {
                 log.refused(now_ms, source, status, "Refused a webhook.", rejection);
             }
+            Refusal::Busy => log.refused(
+                now_ms,
+                source,
+                status,
+                "Refused a webhook: too many large bodies were being read at once.",
+                &status,
+            ),
             Refusal::Unavailable { event, error } => tracing::error!(
                 target: LOG_TARGET,
                 source,
@@ -147,7 +158,7 @@ impl Refusal {
                     .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
                 response
             }
-            Refusal::Unavailable { .. } => answer(
+            Refusal::Unavailable { .. } | Refusal::Busy => answer(
                 status,
                 json!({ "status": "unavailable", "error": self.to_string() }),
             ),
