@@ -155,8 +155,8 @@ def oversized():
         return case("oversized", [413], headers=json_headers(), body=alert(padding=size, keep=False), chunked=False)
     if kind == 1:
         return case("oversized", [413], headers=json_headers(), body=alert(padding=size, keep=False), chunked=True)
-    if kind == 2:  # over the limit and unauthenticated: the limit is checked first
-        return case("oversized", [413], headers={"Content-Type": "application/json"}, body=b"x" * size)
+    if kind == 2:  # over the limit and unauthenticated: the credentials (headers) are checked first
+        return case("oversized", [401], headers={"Content-Type": "application/json"}, body=b"x" * size)
     # declares more than the limit, sends a little
     h = json_headers(**{"Content-Length": str(10**12)})
     return case("oversized", [413], headers=h, body=b"{}")
@@ -208,7 +208,9 @@ def raw_garbage():
     elif kind == 1:
         raw = b"POST " + HOOK.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}"
     elif kind == 2:
-        raw = b"POST " + HOOK.encode() + b" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"
+        # Authenticated, so that the bad chunk is what is refused (credentials come first).
+        raw = (b"POST " + HOOK.encode() + b" HTTP/1.1\r\nHost: x\r\nAuthorization: " + AUTH.encode()
+               + b"\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n")
     else:
         raw = b"HELLO / HTTP/9.9\r\n\r\n"
     return case("raw_garbage", [400, "closed"], raw=raw)
