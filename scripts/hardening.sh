@@ -8,13 +8,16 @@
 #           the partial ones are closed by the server (10 s header timeout)
 #   case 9  40 concurrent requests with a wrong bearer token and a 25 MB body: all 401, and
 #           dingrelay's RSS stays small
-#   case 1  (HARDENING_CASES includes 1) the outbox refuses the `delivered` record: one send
+#   case 1  the outbox refuses the `delivered` record (a trigger): the message is sent once in
+#           30 s; once the trigger is dropped, the next message is delivered
+#   case 2  SIGKILL during a hanging send, restart with DingTalk healthy: the first request
+#           carries the in-flight msgUuid, and no alert goes out under two msgUuids
 # One line of figures per case, PASS or FAIL; the last line is the verdict.
 #
 # Usage: scripts/hardening.sh            (from anywhere)
 #
 # Environment:
-#   HARDENING_CASES   which cases, space-separated (default "3 6 8 9 1")
+#   HARDENING_CASES   which cases, space-separated (default "3 6 8 9 1 2")
 #   HARDENING_SLOW    partial-header connections of case 8 (default 1200)
 #   STORM_SKIP_BUILD, MOCK_DINGTALK, DINGRELAY_BIN, CARGO_TARGET_DIR: see scripts/lib.sh
 #
@@ -25,7 +28,7 @@ set -euo pipefail
 NAME=hardening
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-CASES=${HARDENING_CASES:-3 6 8 9 1}
+CASES=${HARDENING_CASES:-3 6 8 9 1 2}
 SLOW=${HARDENING_SLOW:-1200}
 check_int SLOW 1 5000
 command -v xargs >/dev/null || die "needs xargs"
@@ -364,16 +367,72 @@ PY
     verdict 1 "$ok" "record refused: alert 0 ($first) sent $sends0 time(s) in 30 s (ERROR lines: $errors); trigger dropped: alert 1 ($second) sent $sends1 time(s) within ${waited} s; alert 0 sent $sends0_end time(s) in all"
 }
 
+# ---- case 2: a crash during a send -----------------------------------------------------------------
+# The msgUuid of the message the outbox records as in flight ("none" when there is none).
+in_flight_uuid() {
+    python3 - "$TMP/state/outbox.sqlite3" <<'PY'
+import re, sqlite3, sys
+try:
+    c = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True, timeout=10)
+    rows = c.execute("SELECT message FROM in_flight").fetchall()
+    found = [m.group(1) for (msg,) in rows for m in [re.search(r'"msgUuid"\s*:\s*"([^"]+)"', msg)] if m]
+    print(found[0] if found else "none")
+except Exception:
+    print("none")
+PY
+}
+# Whether the stand-in has seen a send.
+# shellcheck disable=SC2317 # called through wait_for
+mock_tried() { (($(mock_requests) >= 1)); }
+case_2() {
+    fresh_relay
+    local i intake0 intake1 uuid
+    for ((i = 0; i <= 30; i++)); do printf '%s-%04d\n' "$NAME" "$i"; done >"$TMP/ids2"
+    fault hang
+    intake0=$(post_many 0 0)
+    wait_for 30 mock_tried || die "case 2: no send reached the hanging stand-in in 30 s"
+    intake1=$(post_many 1 30)
+    nap 1
+    exec 3>&2 2>/dev/null # bash would report the killed job ("Killed") on stderr
+    kill -KILL "$RELAY_PID"
+    wait "$RELAY_PID" || true
+    exec 2>&3 3>&-
+    RELAY_PID=
+    uuid=$(in_flight_uuid)
+    fault none
+    start_relay
+    local t0=$SECONDS got=0 dup_alerts=0 dup_uuids=0 messages=0
+    while ((SECONDS - t0 < 60)); do
+        read -r got dup_alerts dup_uuids messages < <(delivery_report "$TMP/ids2") || true
+        ((got >= 31)) && break
+        nap 1
+    done
+    local took=$((SECONDS - t0))
+    nap 3
+    read -r got dup_alerts dup_uuids messages < <(delivery_report "$TMP/ids2") || true
+    local first
+    first=$(python3 -c 'import json, sys
+try: print(json.load(open(sys.argv[1]))["messages"][0]["body"].get("msgUuid") or "none")
+except Exception: print("none")' "$TMP/messages.json")
+    local ok=1
+    [[ $intake0 == "202×1" && $intake1 == "202×30" ]] || ok=0
+    ((got == 31 && dup_alerts == 0 && dup_uuids == 0)) || ok=0
+    [[ $uuid != none && $first == "$uuid" ]] || ok=0
+    alive "$RELAY_PID" || ok=0
+    verdict 2 "$ok" "SIGKILL during a hanging send (intake $intake0, then $intake1); in flight: msgUuid $uuid; after the restart: first msgUuid $first, $got/31 alerts delivered in $messages message(s) within ${took} s, duplicates: $dup_alerts alert(s), $dup_uuids msgUuid(s)"
+}
+
 t_all=$SECONDS
 for c in $CASES; do
     t0=$SECONDS
     case $c in
         1) case_1 ;;
+        2) case_2 ;;
         3) case_3 ;;
         6) case_6 ;;
         8) case_8 ;;
         9) case_9 ;;
-        *) die "unknown case $c (known: 1 3 6 8 9)" ;;
+        *) die "unknown case $c (known: 1 2 3 6 8 9)" ;;
     esac
     say "case $c took $((SECONDS - t0)) s"
 done
