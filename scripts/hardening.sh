@@ -235,6 +235,7 @@ chunk = b"x" * 65536
 codes = collections.Counter()
 lock = threading.Lock()
 peak = [0]
+sent_all = [0]
 
 def rss():
     try:
@@ -261,6 +262,8 @@ def one():
                 sent += len(chunk)
         except OSError:
             pass  # the server answered and closed without reading the body
+        with lock:
+            sent_all[0] += sent
         data = b""
         try:
             while b"\r\n" not in data:
@@ -296,10 +299,11 @@ took = time.monotonic() - t0
 time.sleep(1)
 done.set()
 sampler.join()
-print(codes.get("401", 0), ",".join(f"{c}×{n}" for c, n in sorted(codes.items())), f"{took:.1f}", peak[0])
+print(codes.get("401", 0), ",".join(f"{c}×{n}" for c, n in sorted(codes.items())), int(took * 1000), peak[0],
+      sent_all[0] // (1024 * 1024))
 PY
-    local n401 codes took peak hwm after
-    read -r n401 codes took peak <"$TMP/case9.out" || {
+    local n401 codes took peak sent hwm after
+    read -r n401 codes took peak sent <"$TMP/case9.out" || {
         cat "$TMP/case9.out" >&2
         verdict 9 0 "the measurement failed"
         return
@@ -310,7 +314,7 @@ PY
     ((n401 == 40)) || ok=0
     ((hwm < 102400)) || ok=0
     alive "$RELAY_PID" || ok=0
-    verdict 9 "$ok" "40 requests × 25 MB with a wrong token in ${took} s: $codes; RSS before $((rss0 / 1024)) MB, sampled peak $((peak / 1024)) MB, VmHWM $((hwm / 1024)) MB (< 100), after $((after / 1024)) MB"
+    verdict 9 "$ok" "40 requests × 25 MB with a wrong token in ${took} ms (${sent} MB of body written before the server closed): $codes; RSS before $((rss0 / 1024)) MB, sampled peak $((peak / 1024)) MB, VmHWM $((hwm / 1024)) MB (< 100), after $((after / 1024)) MB"
 }
 
 # ---- case 1: the outbox refuses the `delivered` record ---------------------------------------------
