@@ -186,7 +186,7 @@ while time.monotonic() - start < LIMIT:
             c.request("GET", "/-/healthy")
             ok = c.getresponse().status == 200
             c.close()
-        except OSError as e:
+        except (OSError, http.client.HTTPException) as e:
             ok = False
             kinds[type(e).__name__] = kinds.get(type(e).__name__, 0) + 1
         if ok:
