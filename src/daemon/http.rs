@@ -25,8 +25,10 @@ use tokio::sync::{Semaphore, watch};
 /// How long a connection may take to send a request's headers, and stay idle between requests.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Open connections at most; systemd/dingrelay.service sets `LimitNOFILE` well above it.
-pub const MAX_CONNECTIONS: usize = 1024;
+/// Open connections at most; systemd/dingrelay.service sets `LimitNOFILE` well above it. High
+/// enough that a flood of a thousand or two slow connections does not shut out senders before
+/// the header timeout closes them.
+pub const MAX_CONNECTIONS: usize = 4096;
 
 /// The limits, injectable so tests use small ones.
 #[derive(Debug, Clone, Copy)]
