@@ -276,14 +276,21 @@ impl Intake {
     }
 }
 
-/// Reads the body, up to the limit.
-async fn read_body(request: Request, limit: usize) -> Result<(HeaderMap, String, Bytes), Refusal> {
-    let (parts, body) = request.into_parts();
-    let declared = parts
-        .headers
+/// The body length the request declares (`Content-Length`), if it declares a valid one.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Reads the body, up to the limit; `declared` is its [`declared_length`].
+async fn read_body(
+    request: Request,
+    declared: Option<u64>,
+    limit: usize,
+) -> Result<(HeaderMap, String, Bytes), Refusal> {
+    let (parts, body) = request.into_parts();
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(Refusal::TooLarge { limit });
     }
@@ -315,15 +322,11 @@ async fn handle(
     source
         .verify_headers(request.headers())
         .map_err(Refusal::Unauthenticated)?;
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = declared_length(request.headers());
     // Held until the request is answered, with its body.
     let _reserved = reserve_body(&intake.body_budget, declared, config.intake.body_limit)
         .ok_or(Refusal::Busy)?;
-    let (headers, query, body) = read_body(request, config.intake.body_limit).await?;
+    let (headers, query, body) = read_body(request, declared, config.intake.body_limit).await?;
     let inbound = Inbound {
         headers: &headers,
         query: &query,

@@ -200,6 +200,11 @@ impl RecentKeys {
     }
 }
 
+/// The start of a query for [`StoredEvent`]s (read by [`stored_event`]), to complete with a
+/// `WHERE` on `e` (events) and `b` (event_bodies).
+pub(super) const STORED_EVENT: &str = "SELECT e.id, source, name, dedup_key, received_at, \
+     routings, headers, query, body FROM events e JOIN event_bodies b ON b.id = e.id";
+
 pub(super) fn stored_event(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
     let headers: String = row.get("headers")?;
     Ok(StoredEvent {
@@ -239,12 +244,10 @@ pub(crate) fn select_events(
     conn: &Connection,
     filter: &EventFilter,
 ) -> rusqlite::Result<Vec<StoredEvent>> {
-    let mut statement = conn.prepare(
-        "SELECT e.id, source, name, dedup_key, received_at, routings, headers, query, body \
-         FROM events e JOIN event_bodies b ON b.id = e.id \
-         WHERE e.id >= ?1 AND e.id <= ?2 AND received_at >= ?3 AND received_at <= ?4 \
-         AND (?5 IS NULL OR source = ?5) ORDER BY e.id LIMIT ?6",
-    )?;
+    let mut statement = conn.prepare(&format!(
+        "{STORED_EVENT} WHERE e.id >= ?1 AND e.id <= ?2 AND received_at >= ?3 \
+         AND received_at <= ?4 AND (?5 IS NULL OR source = ?5) ORDER BY e.id LIMIT ?6"
+    ))?;
     statement
         .query_map(
             params![

@@ -4,7 +4,8 @@
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::event_log::{
-    Appended, EventMessage, NewEvent, RoutedEvent, StoredEvent, event_messages, stored_event,
+    Appended, EventMessage, NewEvent, RoutedEvent, STORED_EVENT, StoredEvent, event_messages,
+    stored_event,
 };
 use super::model::OutboxError;
 use super::store::{Store, insert_message, unavailable};
@@ -21,11 +22,7 @@ impl Store {
         self.check_file()?;
         let now = events.iter().map(|e| e.received_at).max().unwrap_or(0);
         let window_start = now.saturating_sub(dedup_window_ms);
-        if dedup_window_ms > 0 && !self.recent.loaded {
-            self.recent
-                .load(&self.conn, window_start)
-                .map_err(unavailable("cannot read recent events"))?;
-        }
+        self.load_recent_keys(dedup_window_ms, now)?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -118,11 +115,9 @@ impl Store {
         let context = "cannot read waiting events";
         let mut statement = self
             .conn
-            .prepare_cached(
-                "SELECT e.id, source, name, dedup_key, received_at, routings, headers, query, body \
-                 FROM events e JOIN event_bodies b ON b.id = e.id \
-                 WHERE routed_at IS NULL ORDER BY e.id LIMIT ?1",
-            )
+            .prepare_cached(&format!(
+                "{STORED_EVENT} WHERE routed_at IS NULL ORDER BY e.id LIMIT ?1"
+            ))
             .map_err(unavailable(context))?;
         let mut rows = statement.query([limit]).map_err(unavailable(context))?;
         let mut events = Vec::new();
