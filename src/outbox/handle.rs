@@ -603,6 +603,28 @@ mod tests {
     use crate::dingtalk::MessageBody;
     use crate::dingtalk::message::Text;
 
+    /// A state directory under the system temp dir, unique to the test.
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!(
+            "dingrelay-{name}-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ))
+    }
+
+    /// An Alertmanager event with this body, received at `received_at`.
+    fn new_event(body: Vec<u8>, received_at: i64) -> NewEvent {
+        NewEvent {
+            source: "am".to_owned(),
+            name: "firing".to_owned(),
+            dedup_key: None,
+            headers: Default::default(),
+            query: String::new(),
+            body,
+            received_at,
+        }
+    }
+
     fn new(content: &str) -> NewMessage {
         NewMessage {
             robot: "ops".to_owned(),
@@ -623,23 +645,11 @@ mod tests {
 
     #[test]
     fn the_writer_checkpoints_at_the_threshold_and_when_idle() {
-        let dir = std::env::temp_dir().join(format!(
-            "dingrelay-wal-{}-{}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
+        let dir = temp_dir("wal");
         std::fs::create_dir_all(&dir).unwrap();
         let mut store = Store::new(schema::open_daemon(&dir.join(schema::FILE_NAME)).unwrap());
         let mut checkpoints = Checkpoints;
-        let event = |i: i64| NewEvent {
-            source: "am".to_owned(),
-            name: "firing".to_owned(),
-            dedup_key: None,
-            headers: Default::default(),
-            query: String::new(),
-            body: vec![b'x'; 16_384],
-            received_at: i,
-        };
+        let event = |i: i64| new_event(vec![b'x'; 16_384], i);
         store.append_events(&[event(0)], 0).unwrap();
         let after_one = store.wal_pages();
         assert!(after_one > 0, "SQLite reports the WAL's pages");
@@ -678,21 +688,9 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_append_whose_caller_has_gone_is_not_stored() {
-        let dir = std::env::temp_dir().join(format!(
-            "dingrelay-gone-{}-{}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
+        let dir = temp_dir("gone");
         let outbox = Outbox::open(&dir).unwrap();
-        let event = || NewEvent {
-            source: "am".to_owned(),
-            name: "firing".to_owned(),
-            dedup_key: None,
-            headers: Default::default(),
-            query: String::new(),
-            body: b"{}".to_vec(),
-            received_at: 1,
-        };
+        let event = || new_event(b"{}".to_vec(), 1);
         // The writer is busy (a write lock held elsewhere, say) while the request times out.
         let busy = outbox.clone();
         let held = tokio::spawn(async move {
@@ -729,21 +727,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_deleted_or_replaced_outbox_file_is_noticed() {
-        let dir = std::env::temp_dir().join(format!(
-            "dingrelay-deleted-{}-{}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
+        let dir = temp_dir("deleted");
         let outbox = Outbox::open(&dir).unwrap();
-        let event = || NewEvent {
-            source: "am".to_owned(),
-            name: "firing".to_owned(),
-            dedup_key: None,
-            headers: Default::default(),
-            query: String::new(),
-            body: b"{}".to_vec(),
-            received_at: 1,
-        };
+        let event = || new_event(b"{}".to_vec(), 1);
         assert!(outbox.append(event(), 0).await.is_ok());
         assert!(outbox.check_writable().await.is_ok());
         let file = dir.join(schema::FILE_NAME);
@@ -764,21 +750,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_append_is_reported_until_one_succeeds() {
-        let dir = std::env::temp_dir().join(format!(
-            "dingrelay-failing-{}-{}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
+        let dir = temp_dir("failing");
         let outbox = Outbox::open(&dir).unwrap();
-        let event = || NewEvent {
-            source: "am".to_owned(),
-            name: "firing".to_owned(),
-            dedup_key: None,
-            headers: Default::default(),
-            query: String::new(),
-            body: b"{}".to_vec(),
-            received_at: 1,
-        };
+        let event = || new_event(b"{}".to_vec(), 1);
         assert_eq!(outbox.failing(), None);
         // Another process breaks the file under the daemon (its table renamed away).
         let raw = rusqlite::Connection::open(dir.join(schema::FILE_NAME)).unwrap();
@@ -798,11 +772,7 @@ mod tests {
 
     #[tokio::test]
     async fn nothing_younger_overtakes_a_message_waiting_for_its_retry() {
-        let dir = std::env::temp_dir().join(format!(
-            "dingrelay-due-{}-{}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
+        let dir = temp_dir("due");
         let outbox = Outbox::open(&dir).unwrap();
         assert_eq!(
             outbox.due_in_order("ops", 1_000, 10).await.unwrap(),

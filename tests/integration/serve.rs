@@ -139,13 +139,7 @@ async fn start_paused_with(
         robot_extra,
         top_extra,
     )));
-    let services = Services {
-        transport: Arc::new(MockTransport(mock.clone())) as Arc<dyn Transport>,
-        clock,
-        dry_run: Arc::new(Mutex::new(Box::new(std::io::sink()))),
-        config_path: None,
-        metrics: Arc::new(Metrics::new()),
-    };
+    let services = services(&mock, clock);
     let daemon = Daemon::start(config, services)
         .await
         .expect("daemon starts");
@@ -155,6 +149,17 @@ async fn start_paused_with(
         router,
         mock,
         state_dir,
+    }
+}
+
+/// What the paused tests run a daemon with: `mock` as DingTalk, on `clock`, printing nothing.
+fn services(mock: &MockDingTalk, clock: Clock) -> Services {
+    Services {
+        transport: Arc::new(MockTransport(mock.clone())) as Arc<dyn Transport>,
+        clock,
+        dry_run: Arc::new(Mutex::new(Box::new(std::io::sink()))),
+        config_path: None,
+        metrics: Arc::new(Metrics::new()),
     }
 }
 
@@ -566,13 +571,7 @@ async fn an_event_no_rule_matches_is_stored_with_why() {
         "  - name: ci\n    source: ci\n    when: level == \"error\"\n",
     );
     let clock = Clock::starting_at(START_MS);
-    let services = Services {
-        transport: Arc::new(MockTransport(mock.clone())),
-        clock,
-        dry_run: Arc::new(Mutex::new(Box::new(std::io::sink()))),
-        config_path: None,
-        metrics: Arc::new(Metrics::new()),
-    };
+    let services = services(&mock, clock);
     let daemon = Daemon::start(load(&text), services).await.unwrap();
     let (status, answer) = post(
         &daemon.router(),
@@ -772,13 +771,7 @@ async fn a_json_source_dedup_template_drops_redeliveries() {
         "  ci: { kind: json }",
         "  ci: { kind: json, dedup: \"{{ id }}\" }",
     );
-    let services = Services {
-        transport: Arc::new(MockTransport(mock.clone())),
-        clock,
-        dry_run: Arc::new(Mutex::new(Box::new(std::io::sink()))),
-        config_path: None,
-        metrics: Arc::new(Metrics::new()),
-    };
+    let services = services(&mock, clock);
     let daemon = Daemon::start(load(&text), services).await.unwrap();
     let router = daemon.router();
     let deploy = json!({"id": "deploy-17", "title": "告警 deploy", "text": "done"}).to_string();
@@ -810,13 +803,7 @@ async fn a_restart_during_a_backoff_keeps_the_order() {
         "    digest: false",
         "",
     );
-    let services = || Services {
-        transport: Arc::new(MockTransport(mock.clone())) as Arc<dyn Transport>,
-        clock,
-        dry_run: Arc::new(Mutex::new(Box::new(std::io::sink()))),
-        config_path: None,
-        metrics: Arc::new(Metrics::new()),
-    };
+    let services = || services(&mock, clock); // one per start of the daemon
     // DingTalk throttles the first alert: the robot pauses for the penalty (in memory, and the
     // first alert's row is due after it), and the others arrive during the pause.
     mock.set_fault(Fault::ErrCode(130101), Some(1));
@@ -1135,14 +1122,9 @@ async fn a_fixed_rule_is_previewed_over_stored_events_then_rerouted_for_real() {
     daemon
         .stop(tokio::time::Instant::now() + Duration::from_secs(5))
         .await;
-    let services = Services {
-        transport: Arc::new(MockTransport(mock.clone())) as Arc<dyn Transport>,
-        clock: Clock::starting_at(now),
-        dry_run: Arc::new(Mutex::new(Box::new(std::io::sink()))),
-        config_path: None,
-        metrics: Arc::new(Metrics::new()),
-    };
-    let daemon = Daemon::start(load(&fixed_text), services).await.unwrap();
+    let daemon = Daemon::start(load(&fixed_text), services(&mock, Clock::starting_at(now)))
+        .await
+        .unwrap();
     let out = SharedBuffer::default();
     let reroute = OutboxCommand::Reroute {
         ids: vec![1],
@@ -1381,13 +1363,7 @@ async fn a_message_in_flight_at_a_crash_goes_again_under_its_msg_uuid() {
         .robot(TOKEN, Some(SECRET), &["告警"])
         .dedupe_msg_uuid(false)
         .clock(move || clock.now_ms());
-    let services = Services {
-        transport: Arc::new(MockTransport(mock.clone())) as Arc<dyn Transport>,
-        clock,
-        dry_run: Arc::new(Mutex::new(Box::new(std::io::sink()))),
-        config_path: None,
-        metrics: Arc::new(Metrics::new()),
-    };
+    let services = services(&mock, clock);
     let text = config_text(
         &state_dir,
         &webhook_url("http://mock.test", TOKEN),
