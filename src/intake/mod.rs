@@ -332,8 +332,9 @@ async fn handle(
         query: &query,
         body: &body,
     };
+    // The headers' credentials were checked before the body was read; now its signatures.
     source
-        .verify(&inbound, intake.clock.timestamp())
+        .verify_body(&inbound, intake.clock.timestamp())
         .map_err(Refusal::Unauthenticated)?;
     let event = source.parse(&inbound).map_err(Refusal::Rejected)?;
     if let Some(reason) = &event.ignored {

@@ -68,14 +68,42 @@ impl Source {
     /// `now` is the receiver's wall-clock time: a Grafana source with a `timestamp_header`
     /// accepts only timestamps within [`grafana::TIMESTAMP_WINDOW`] of it.
     pub fn verify(&self, inbound: &Inbound<'_>, now: jiff::Timestamp) -> Result<(), Rejection> {
-        self.auth.verify(inbound.headers)?;
+        self.verify_headers(inbound.headers)?;
+        self.verify_body(inbound, now)
+    }
+
+    /// Checks what a request proves in its headers alone, before its body is read: bearer or
+    /// basic authentication, and GitLab's `X-Gitlab-Token`. A request that fails here is refused
+    /// without reading (and buffering) a body of up to `body_limit`; [`Source::verify_body`]
+    /// checks the rest once the body is read.
+    pub fn verify_headers(&self, headers: &HeaderMap) -> Result<(), Rejection> {
+        self.auth.verify(headers)?;
+        if let (SourceKind::Gitlab, Some(secret)) = (self.kind, &self.secret) {
+            let inbound = Inbound {
+                headers,
+                query: "",
+                body: &[],
+            };
+            gitlab::verify(secret.expose_secret().as_bytes(), &inbound)?;
+        }
+        Ok(())
+    }
+
+    /// What [`Source::verify_headers`] leaves to check, over the raw body: GitHub's and Grafana's
+    /// signatures (Grafana's timestamp within its window of `now`).
+    pub fn verify_body(
+        &self,
+        inbound: &Inbound<'_>,
+        now: jiff::Timestamp,
+    ) -> Result<(), Rejection> {
         let Some(secret) = &self.secret else {
             return Ok(());
         };
         let secret = secret.expose_secret().as_bytes();
         match self.kind {
             SourceKind::Github => github::verify(secret, inbound),
-            SourceKind::Gitlab => gitlab::verify(secret, inbound),
+            // X-Gitlab-Token is a header: checked by `verify_headers`.
+            SourceKind::Gitlab => Ok(()),
             SourceKind::Grafana => grafana::verify(
                 secret,
                 self.signature_header.as_deref(),
@@ -90,23 +118,6 @@ impl Source {
                 self.kind
             ))),
         }
-    }
-
-    /// Checks what a request proves in its headers alone, before its body is read: bearer or
-    /// basic authentication, and GitLab's `X-Gitlab-Token`. A request that fails here is refused
-    /// without reading (and buffering) a body of up to `body_limit`; [`Source::verify`] still
-    /// checks everything, signatures over the body included.
-    pub fn verify_headers(&self, headers: &HeaderMap) -> Result<(), Rejection> {
-        self.auth.verify(headers)?;
-        if let (SourceKind::Gitlab, Some(secret)) = (self.kind, &self.secret) {
-            let inbound = Inbound {
-                headers,
-                query: "",
-                body: &[],
-            };
-            gitlab::verify(secret.expose_secret().as_bytes(), &inbound)?;
-        }
-        Ok(())
     }
 
     /// Parses a verified request into an event.
