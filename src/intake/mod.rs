@@ -20,11 +20,10 @@
 //! No rule runs here: routing ([`crate::routing`]) turns stored events into messages, so the
 //! answer never depends on the rules, and a 4xx only ever says what is wrong with the request.
 //! Every answer is a short JSON object with a `status` and, for refusals, an `error` saying why.
-//! A request cut off by the timeout before its turn in the event log's writer is not stored (the
-//! writer drops appends whose caller has gone), so its 408 tells the truth and the sender's retry
-//! is no duplicate. Only one cut off during its very commit can be stored and answered 408; the
-//! sender's retry is then recognised as a duplicate within `dedup_window` when the sender gives a
-//! dedup key.
+//! A 408 always means "not stored": a request whose `request_timeout` passes before its turn in
+//! the event log's writer is taken back and never stored, so the sender's retry is no duplicate;
+//! one whose commit has begun is answered by that commit's outcome (`202` or `503`), a little past
+//! the timeout (at most SQLite's 5 s busy timeout when another process holds a write lock).
 //!
 //! What a webhook comes to is one value, a [`Refusal`] or an [`Acceptance`], which makes its
 //! answer, its log line and its metrics; the handler only decides which it is, and every answer is
@@ -245,10 +244,8 @@ async fn webhook(State(intake): State<Arc<Intake>>, request: Request) -> Respons
         return intake.conclude("-", Err(Refusal::UnknownPath { path }));
     };
     let outcome = if request.method() == Method::POST {
-        let timeout = live.config.intake.request_timeout;
-        tokio::time::timeout(timeout, handle(&intake, &live, source, request))
-            .await
-            .unwrap_or(Err(Refusal::TimedOut { after: timeout }))
+        let deadline = tokio::time::Instant::now() + live.config.intake.request_timeout;
+        handle(&intake, &live, source, request, deadline).await
     } else {
         Err(Refusal::NotPost)
     };
@@ -310,14 +307,20 @@ async fn read_body(
     Ok((parts.headers, query, bytes))
 }
 
-/// A POSTed webhook: verify, parse, store; what it comes to is answered by the caller.
+/// A POSTed webhook: verify, parse, store; what it comes to is answered by the caller. Past
+/// `deadline` it is answered 408, unless the event log's writer has begun committing it: then
+/// the commit's outcome is the answer (see [`crate::outbox::Outbox::append_before`]).
 async fn handle(
     intake: &Intake,
     live: &Live,
     source: &Source,
     request: Request,
+    deadline: tokio::time::Instant,
 ) -> Result<Acceptance, Refusal> {
     let config = &live.config;
+    let timed_out = || Refusal::TimedOut {
+        after: config.intake.request_timeout,
+    };
     // Credentials carried in headers are checked before a byte of the body is read.
     source
         .verify_headers(request.headers())
@@ -326,7 +329,12 @@ async fn handle(
     // Held until the request is answered, with its body.
     let _reserved = reserve_body(&intake.body_budget, declared, config.intake.body_limit)
         .ok_or(Refusal::Busy)?;
-    let (headers, query, body) = read_body(request, declared, config.intake.body_limit).await?;
+    let (headers, query, body) = tokio::time::timeout_at(
+        deadline,
+        read_body(request, declared, config.intake.body_limit),
+    )
+    .await
+    .map_err(|_| timed_out())??;
     let inbound = Inbound {
         headers: &headers,
         query: &query,
@@ -365,15 +373,15 @@ async fn handle(
         received_at,
     };
     let window = config.intake.dedup_window.as_millis() as i64;
-    let appended =
-        intake
-            .outbox
-            .append(new, window)
-            .await
-            .map_err(|error| Refusal::Unavailable {
-                event: event.name.clone(),
-                error,
-            })?;
+    let appended = intake
+        .outbox
+        .append_before(new, window, deadline)
+        .await
+        .map_err(|error| Refusal::Unavailable {
+            event: event.name.clone(),
+            error,
+        })?
+        .ok_or_else(timed_out)?;
     Ok(match appended {
         Appended::Stored { id } => {
             intake.router.notify_one();

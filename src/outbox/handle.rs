@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -33,6 +33,43 @@ struct AppendCall {
     event: NewEvent,
     dedup_window_ms: i64,
     reply: Reply<Appended>,
+    /// Who has the call: the writer takes it for a commit, or a caller past its deadline takes
+    /// it back; whichever comes first decides, so a caller told "not stored" never is.
+    turn: Arc<Turn>,
+}
+
+/// Whether an append is still waiting, taken by the writer, or given up by its caller.
+#[derive(Debug, Default)]
+struct Turn(AtomicU8);
+
+impl Turn {
+    const WAITING: u8 = 0;
+    const TAKEN: u8 = 1;
+    const GIVEN_UP: u8 = 2;
+
+    /// The writer takes the call for its commit; false if the caller gave it up first.
+    fn take(&self) -> bool {
+        self.0
+            .compare_exchange(
+                Self::WAITING,
+                Self::TAKEN,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    /// The caller gives the call up; false if the writer has already taken it.
+    fn give_up(&self) -> bool {
+        self.0
+            .compare_exchange(
+                Self::WAITING,
+                Self::GIVEN_UP,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
 }
 
 enum Command {
@@ -174,12 +211,50 @@ impl Outbox {
             event,
             dedup_window_ms,
             reply,
+            turn: Arc::default(),
         };
         self.commands
             .send(Command::Append(call))
             .await
             .map_err(|_| stopped())?;
         wait(answer).await?
+    }
+
+    /// [`Outbox::append`] for a caller that gives up at `deadline` (its request timed out),
+    /// telling it the truth: if the writer has not taken the append into a commit by then, it
+    /// never will (`Ok(None)`: not stored); if it has, the answer waits for that commit's
+    /// outcome, which can come after the deadline by as much as the commit takes (a write lock
+    /// held by another process: SQLite's 5 s busy timeout).
+    pub async fn append_before(
+        &self,
+        event: NewEvent,
+        dedup_window_ms: i64,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<Appended>, OutboxError> {
+        let (reply, answer) = oneshot::channel();
+        let turn = Arc::new(Turn::default());
+        let call = AppendCall {
+            event,
+            dedup_window_ms,
+            reply,
+            turn: turn.clone(),
+        };
+        match tokio::time::timeout_at(deadline, self.commands.send(Command::Append(call))).await {
+            Ok(sent) => sent.map_err(|_| stopped())?,
+            // Never sent: the writer never sees it.
+            Err(_) => return Ok(None),
+        }
+        let answer = wait(answer);
+        tokio::pin!(answer);
+        tokio::select! {
+            answer = &mut answer => return answer?.map(Some),
+            () = tokio::time::sleep_until(deadline) => {}
+        }
+        if turn.give_up() {
+            return Ok(None);
+        }
+        // The writer took it first: its commit decides, and the answer says so.
+        answer.await?.map(Some)
     }
 
     /// Reads the dedup keys of the events appended within `dedup_window_ms` before `now_ms` (once;
@@ -518,11 +593,12 @@ impl Checkpoints {
 
 /// One group commit of appended events, then each caller's answer.
 fn append_group(store: &mut Store, mut group: Vec<AppendCall>, shared: &Shared) {
-    // A caller that has gone (its request timed out and was answered 408) gets nothing stored:
-    // its sender retries, and a stored copy would be a duplicate for senders without a dedup
-    // key. (One that goes while the commit runs is stored: that window is the commit itself.)
+    // A caller that has given up (its request timed out and is answered 408) or gone (its
+    // connection closed) gets nothing stored: its sender retries, and a stored copy would be a
+    // duplicate for senders without a dedup key. The rest are taken: their callers now wait for
+    // this commit's outcome, so an answer never says "not stored" of a stored event.
     let before = group.len();
-    group.retain(|call| !call.reply.is_closed());
+    group.retain(|call| !call.reply.is_closed() && call.turn.take());
     if group.len() < before {
         tracing::debug!(
             dropped = before - group.len(),
@@ -687,11 +763,12 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn an_append_whose_caller_has_gone_is_not_stored() {
+    async fn an_append_whose_caller_has_given_up_is_not_stored() {
         let dir = temp_dir("gone");
         let outbox = Outbox::open(&dir).unwrap();
         let event = || new_event(b"{}".to_vec(), 1);
-        // The writer is busy (a write lock held elsewhere, say) while the request times out.
+        let soon = || tokio::time::Instant::now() + std::time::Duration::from_millis(50);
+        // The writer is busy (with a slow command) while the request times out.
         let busy = outbox.clone();
         let held = tokio::spawn(async move {
             busy.call(|_| {
@@ -701,26 +778,64 @@ mod tests {
             .await
         });
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        let timed_out = tokio::time::timeout(
-            std::time::Duration::from_millis(50),
-            outbox.append(event(), 0),
-        )
-        .await;
-        assert!(timed_out.is_err(), "answered 408 meanwhile");
+        let answer = outbox.append_before(event(), 0, soon()).await.unwrap();
+        assert!(answer.is_none(), "given up before its turn: {answer:?}");
         held.await.unwrap().unwrap();
         assert!(
             outbox
                 .waiting_events(10, usize::MAX)
                 .await
                 .unwrap()
-                .is_empty()
+                .is_empty(),
+            "what was given up is never stored"
         );
         // A caller that waits is stored as ever.
-        assert!(outbox.append(event(), 0).await.is_ok());
+        let answer = outbox.append_before(event(), 0, soon()).await.unwrap();
+        assert!(
+            matches!(answer, Some(Appended::Stored { .. })),
+            "{answer:?}"
+        );
         assert_eq!(
             outbox.waiting_events(10, usize::MAX).await.unwrap().len(),
             1
         );
+        outbox.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_append_whose_commit_has_begun_is_answered_by_its_outcome() {
+        let dir = temp_dir("begun");
+        let outbox = Outbox::open(&dir).unwrap();
+        // Another process holds the write lock: the writer takes the append, then waits on it.
+        let mut other = rusqlite::Connection::open(dir.join(schema::FILE_NAME)).unwrap();
+        let (locked, lock_held) = std::sync::mpsc::channel();
+        let holder = std::thread::spawn(move || {
+            let tx = other
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .unwrap();
+            locked.send(()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(400));
+            tx.commit().unwrap();
+        });
+        lock_held.recv().unwrap();
+        let asked = tokio::time::Instant::now();
+        let deadline = asked + std::time::Duration::from_millis(100);
+        let answer = outbox
+            .append_before(new_event(b"{}".to_vec(), 1), 0, deadline)
+            .await
+            .unwrap();
+        // Past its deadline, yet the truth: stored.
+        assert!(
+            matches!(answer, Some(Appended::Stored { .. })),
+            "{answer:?}"
+        );
+        assert!(asked.elapsed() >= std::time::Duration::from_millis(300));
+        assert_eq!(
+            outbox.waiting_events(10, usize::MAX).await.unwrap().len(),
+            1
+        );
+        holder.join().unwrap();
         outbox.close().await;
         let _ = std::fs::remove_dir_all(&dir);
     }

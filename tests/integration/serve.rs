@@ -1397,3 +1397,184 @@ async fn a_message_in_flight_at_a_crash_goes_again_under_its_msg_uuid() {
         .stop(tokio::time::Instant::now() + Duration::from_secs(5))
         .await;
 }
+
+/// `GET /-/ready`'s status.
+async fn ready(router: &axum::Router) -> StatusCode {
+    let request = Request::get("/-/ready").body(Body::empty()).unwrap();
+    router.clone().oneshot(request).await.unwrap().status()
+}
+
+/// How many events the event log holds.
+fn stored_events(state_dir: &Path) -> i64 {
+    rusqlite::Connection::open(state_dir.join(FILE_NAME))
+        .unwrap()
+        .query_row("SELECT count(*) FROM events", [], |row| row.get(0))
+        .unwrap()
+}
+
+/// Issue 12, case 3: the outbox file is deleted while the daemon runs. Webhooks are answered 503
+/// (the sender keeps them) and `/-/ready` says 503, instead of 202 into a file that is gone.
+#[tokio::test(start_paused = true)]
+async fn a_deleted_outbox_file_is_answered_503_and_not_ready() {
+    let harness = start_paused(
+        MockDingTalk::new().robot(TOKEN, Some(SECRET), &["告警"]),
+        "",
+        "",
+    )
+    .await;
+    assert_eq!(
+        post_alert(&harness.router, "before").await.0,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(ready(&harness.router).await, StatusCode::OK);
+    for suffix in ["", "-wal", "-shm"] {
+        let file = harness.state_dir.join(format!("{FILE_NAME}{suffix}"));
+        std::fs::remove_file(&file).unwrap();
+    }
+    for i in 0..3 {
+        let (status, body) = post_alert(&harness.router, &format!("after-{i}")).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(
+            body["error"].as_str().unwrap_or("").contains("deleted"),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        ready(&harness.router).await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    harness
+        .daemon
+        .stop(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
+}
+
+/// Issue 12, case 4: the disk is full (here a trigger refusing new events with SQLite's own
+/// message). Webhooks are answered 503 and `/-/ready` says 503 until an event is stored again.
+#[tokio::test(start_paused = true)]
+async fn a_full_disk_makes_the_daemon_unready_until_an_event_is_stored() {
+    let harness = start_paused(
+        MockDingTalk::new().robot(TOKEN, Some(SECRET), &["告警"]),
+        "",
+        "",
+    )
+    .await;
+    let raw = rusqlite::Connection::open(harness.state_dir.join(FILE_NAME)).unwrap();
+    raw.execute_batch(
+        "CREATE TRIGGER full_disk BEFORE INSERT ON event_bodies \
+         BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END;",
+    )
+    .unwrap();
+    let (status, body) = post_alert(&harness.router, "full-1").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(
+        ready(&harness.router).await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        ready(&harness.router).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "it stays so"
+    );
+
+    // Room again: the sender's retry is stored, and the daemon is ready again.
+    raw.execute_batch("DROP TRIGGER full_disk").unwrap();
+    assert_eq!(
+        post_alert(&harness.router, "full-1").await.0,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(ready(&harness.router).await, StatusCode::OK);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(harness.mock.messages().len(), 1);
+    drop(raw);
+    harness
+        .daemon
+        .stop(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
+}
+
+/// Issue 12, case 5: another process holds the outbox's write lock. A webhook still waiting for
+/// its turn when `request_timeout` passes is answered 408 and never stored, so the sender's retry
+/// is no duplicate; one whose commit had begun is answered by that commit (202 once the lock
+/// goes), though its timeout has passed.
+#[tokio::test(start_paused = true)]
+async fn a_webhook_answered_408_is_never_stored() {
+    let harness = start_paused(
+        MockDingTalk::new()
+            .robot(TOKEN, Some(SECRET), &["告警"])
+            .dedupe_msg_uuid(false),
+        "",
+        "",
+    )
+    .await;
+    let path = harness.state_dir.join(FILE_NAME);
+    let (locked, lock_held) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let mut other = rusqlite::Connection::open(path).unwrap();
+        let tx = other
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .unwrap();
+        locked.send(()).unwrap();
+        let _ = released.recv();
+        tx.rollback().unwrap();
+    });
+    lock_held.recv().unwrap();
+    let before = stored_events(&harness.state_dir);
+
+    // `first` reaches the writer, which waits on the lock (in real time: SQLite's busy wait).
+    let router = harness.router.clone();
+    let first = tokio::spawn(async move { post_alert(&router, "lock-first").await });
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // `second` waits behind it for its turn; both requests' timeouts (10 s) pass.
+    let router = harness.router.clone();
+    let second = tokio::spawn(async move { post_alert(&router, "lock-second").await });
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::advance(Duration::from_secs(11)).await;
+    let (status, body) = second.await.unwrap();
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{body}");
+    assert!(
+        !first.is_finished(),
+        "its commit has begun: it waits for it"
+    );
+
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    let (status, body) = first.await.unwrap();
+    assert_eq!(
+        status,
+        StatusCode::ACCEPTED,
+        "the truth, after its timeout: {body}"
+    );
+    assert_eq!(
+        stored_events(&harness.state_dir),
+        before + 1,
+        "the webhook answered 408 was not stored"
+    );
+    // The sender retries what was answered 408: stored once, delivered once.
+    assert_eq!(
+        post_alert(&harness.router, "lock-second").await.0,
+        StatusCode::ACCEPTED
+    );
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let delivered = delivered_text(&harness.mock);
+    assert_eq!(
+        delivered.matches("disk full on lock-first").count(),
+        1,
+        "{delivered}"
+    );
+    assert_eq!(
+        delivered.matches("disk full on lock-second").count(),
+        1,
+        "{delivered}"
+    );
+    harness
+        .daemon
+        .stop(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
+}
