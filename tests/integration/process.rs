@@ -573,7 +573,57 @@ fn start_up_refuses_with_one_clear_line() {
         "the first still serves"
     );
     assert!(terminate(&mut first).success());
+
+    // An outbox this user cannot write (issue 12, case 4): SQLite would open it read-only and
+    // every webhook would get 503; start-up refuses it instead, naming the file's owner and mode.
+    let outbox = dir.join("shared").join("outbox.sqlite3");
+    let (code, text) = serve_on_read_only_outbox(&dir.join("first.yaml"), &outbox);
+    assert_eq!(code, Some(1), "{text}");
+    assert_eq!(text.matches("Cannot start").count(), 1, "{text}");
+    assert!(text.contains("outbox.sqlite3"), "names the file: {text}");
+    assert!(text.contains("can only be read by this user"), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs `serve --config config` with the outbox `file` not writable by the daemon: its mode
+/// 0444, or, where that does not stop this user (root), the file mounted read-only in a private
+/// mount namespace (`unshare`). Returns the exit code and the output.
+fn serve_on_read_only_outbox(config: &Path, file: &Path) -> (Option<i32>, String) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let privileged = std::fs::OpenOptions::new().append(true).open(file).is_ok();
+    let binary = env!("CARGO_BIN_EXE_dingrelay");
+    let mut command = if privileged {
+        let mut command = Command::new("unshare");
+        command
+            .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+            .arg(r#"mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@""#)
+            .args(["sh", file.to_str().unwrap(), binary]);
+        command
+    } else {
+        Command::new(binary)
+    };
+    let log = file.with_extension("log");
+    let child = command
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("the binary (and, for root, util-linux's unshare) runs");
+    // A daemon that starts on it would serve forever: stopped after 20 s, and the test fails.
+    let mut child = KillOnDrop(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(child);
+    (code, std::fs::read_to_string(&log).unwrap())
 }
 
 /// A child process killed (and reaped) when the test fails before it exits.
