@@ -2,6 +2,11 @@
 # The process-level cases of issue 12 (docs/reliability.md), at real speed against the release
 # binary, each on a fresh state directory and bounded in time (≤ ~60 s each):
 #   case 3  the outbox file deleted while the daemon runs: webhooks 503, /-/ready 503, an ERROR
+#   case 4  a read-only outbox: refused at start with one line; a full disk (a 2 MiB tmpfs in a
+#           private namespace, filled): webhooks 503 and /-/ready 503 until there is room, and
+#           every webhook answered 202 delivered once
+#   case 5  a write lock held 8 s by another process, request_timeout 2 s: every webhook answered
+#           408 is not stored (events stored = 202s), and after the retries none is lost or doubled
 #   case 6  a second daemon on the same state_dir: refused with one line naming the first's pid;
 #           the first keeps answering and the robot stays within 19 messages a minute
 #   case 8  1,200 connections sending partial headers: normal requests are still answered and
@@ -17,7 +22,7 @@
 # Usage: scripts/hardening.sh            (from anywhere)
 #
 # Environment:
-#   HARDENING_CASES   which cases, space-separated (default "3 6 8 9 1 2")
+#   HARDENING_CASES   which cases, space-separated (default "3 4 5 6 8 9 1 2")
 #   HARDENING_SLOW    partial-header connections of case 8 (default 1200)
 #   STORM_SKIP_BUILD, MOCK_DINGTALK, DINGRELAY_BIN, CARGO_TARGET_DIR: see scripts/lib.sh
 #
@@ -26,9 +31,10 @@
 
 set -euo pipefail
 NAME=hardening
+# shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-CASES=${HARDENING_CASES:-3 6 8 9 1 2}
+CASES=${HARDENING_CASES:-3 4 5 6 8 9 1 2}
 SLOW=${HARDENING_SLOW:-1200}
 check_int SLOW 1 5000
 command -v xargs >/dev/null || die "needs xargs"
@@ -47,7 +53,8 @@ verdict() {
     say "case $case $v: $*"
 }
 
-# A fresh dingrelay on a fresh state directory, and a stand-in without faults or messages.
+# A fresh dingrelay on a fresh state directory, and a stand-in without faults or messages; $1:
+# extra top-level config lines.
 fresh_relay() {
     stop "$RELAY_PID"
     RELAY_PID=
@@ -55,7 +62,7 @@ fresh_relay() {
     : >"$TMP/relay.log"
     curl -sf -o /dev/null --max-time 5 -X POST "$MOCK_URL/_reset" || die "could not reset the stand-in"
     fault none
-    write_config ""
+    write_config "${1:-}"
     start_relay
 }
 
@@ -73,6 +80,70 @@ post_many() {
 status_of() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$1" || true; }
 hwm_kib() { awk '/^VmHWM:/ { print $2; found = 1 } END { if (!found) print 0 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 errors_logged() { grep -c '"level":"ERROR"' "$TMP/relay.log" || true; }
+
+# Posts alert $1 (made first) and appends "N CODE SECONDS" to the file $2.
+post_timed() {
+    make_alert "$1"
+    curl -s -o /dev/null -w "$1 %{http_code} %{time_total}\n" --max-time 30 \
+        -H "Authorization: Bearer $BEARER" -H 'Content-Type: application/json' \
+        --data-binary "@$TMP/alerts/$1.json" "$HOOK_URL" >>"$2" || echo "$1 000 30" >>"$2"
+}
+
+# How many events the outbox holds (read-only; "?" when it cannot be read). $1: the file.
+events_stored() {
+    python3 - "$1" <<'PY'
+import sqlite3, sys
+try:
+    c = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True, timeout=10)
+    print(c.execute("SELECT count(*) FROM events").fetchone()[0])
+except Exception:
+    print("?")
+PY
+}
+
+# Reads the answers file $1 ("N CODE SECONDS" lines, a later line for N superseding an earlier
+# one) and the stand-in's messages; prints "ANSWERS ACCEPTED DELIVERED LOST DUPLICATED
+# UNACCEPTED_DELIVERED": the answers by status (like 202×8,408×3), the alerts answered 202, how
+# many of them were delivered, how many not (lost), how many extra deliveries there were, and
+# how many alerts never answered 202 reached DingTalk anyway.
+answers_report() {
+    curl -s --max-time 5 "$MOCK_URL/_messages" >"$TMP/messages.json" 2>/dev/null || echo '{}' >"$TMP/messages.json"
+    python3 - "$TMP/messages.json" "$1" "$NAME" <<'PY'
+import collections, json, re, sys
+try:
+    messages = json.load(open(sys.argv[1]))["messages"]
+except (OSError, ValueError, KeyError):
+    messages = []
+answers = collections.Counter()
+final = {}
+for line in open(sys.argv[2]):
+    n, code, _ = line.split()
+    answers[code] += 1
+    final[int(n)] = code
+pattern = re.compile(re.escape(sys.argv[3]) + r"-(\d{4})")
+seen = collections.Counter()
+for m in messages:
+    for n in set(pattern.findall(json.dumps(m.get("body") or {}, ensure_ascii=False))):
+        seen[int(n)] += 1
+accepted = [n for n, code in final.items() if code == "202"]
+delivered = sum(1 for n in accepted if seen[n] > 0)
+dup = sum(seen[n] - 1 for n in final if seen[n] > 1)
+unaccepted = sum(1 for n, code in final.items() if code != "202" and seen[n] > 0)
+text = ",".join(f"{c}×{k}" for c, k in sorted(answers.items()))
+print(text, len(accepted), delivered, len(accepted) - delivered, dup, unaccepted)
+PY
+}
+
+# Waits up to $2 s until every alert answered 202 in the answers file $1 has been delivered.
+wait_delivered() {
+    local deadline=$((SECONDS + $2)) report
+    while ((SECONDS < deadline)); do
+        read -r -a report < <(answers_report "$1") || true
+        ((${report[3]:-1} == 0)) && return 0
+        nap 1
+    done
+    return 1
+}
 
 # ---- case 3: the outbox file deleted while the daemon runs ---------------------------------------
 case_3() {
@@ -426,6 +497,126 @@ except Exception: print("none")' "$TMP/messages.json")
     verdict 2 "$ok" "SIGKILL during a hanging send (intake $intake0, then $intake1); in flight: msgUuid $uuid; after the restart: first msgUuid $first, $got/31 alerts delivered in $messages message(s) within ${took} s, duplicates: $dup_alerts alert(s), $dup_uuids msgUuid(s)"
 }
 
+# ---- case 4: an outbox the daemon cannot write; a full disk ----------------------------------------
+case_4() {
+    # (a) Read-only at start: mode 0444, or, for root (who writes it anyway), mounted read-only
+    # in a private mount namespace.
+    fresh_relay
+    stop "$RELAY_PID"
+    RELAY_PID=
+    local db=$TMP/state/outbox.sqlite3 rc=0 t0 took lines how=mode
+    local wrap=()
+    chmod 0444 "$db"
+    if [[ -w $db ]]; then
+        command -v unshare >/dev/null || die "case 4 as root needs util-linux's unshare"
+        # shellcheck disable=SC2016 # $1 and $@ are the inner shell's
+        wrap=(unshare --user --map-root-user --mount sh -c
+            'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"' sh "$db")
+        how="read-only mount"
+    fi
+    t0=$(date +%s%N)
+    timeout 20 "${wrap[@]}" "$BIN" serve --config "$TMP/rules.yaml" >"$TMP/case4a.log" 2>&1 || rc=$?
+    took=$((($(date +%s%N) - t0) / 1000000))
+    chmod 0644 "$db"
+    lines=$(grep -c 'Cannot start' "$TMP/case4a.log" || true)
+    local said=no
+    grep 'Cannot start' "$TMP/case4a.log" | grep -q 'can only be read by this user' && said=yes
+
+    # (b) A full disk: the state directory on a 2 MiB tmpfs in a private mount namespace, filled
+    # from outside through /proc/PID/root.
+    command -v unshare >/dev/null || die "case 4 needs util-linux's unshare"
+    # shellcheck disable=SC2016 # $1 and $@ are the inner shell's
+    RELAY_WRAP=(unshare --user --map-root-user --mount sh -c
+        'mount -t tmpfs -o size=2m tmpfs "$1" && shift && exec "$@"' sh "$TMP/state")
+    fresh_relay
+    RELAY_WRAP=()
+    local view=/proc/$RELAY_PID/root$TMP/state answers=$TMP/case4.answers i
+    : >"$answers"
+    for ((i = 0; i < 5; i++)); do post_timed "$i" "$answers"; done
+    local ready_before ready_full ready_after full_answers after_answers
+    ready_before=$(status_of "$RELAY_URL/-/ready")
+    dd if=/dev/zero of="$view/filler" bs=64k 2>/dev/null || true
+    for ((i = 5; i < 25; i++)); do post_timed "$i" "$TMP/case4.full"; done
+    full_answers=$(awk '{print $2}' "$TMP/case4.full" | sort | uniq -c | awk '{printf "%s%s×%s", sep, $2, $1; sep=","}')
+    ready_full=$(status_of "$RELAY_URL/-/ready")
+    cat "$TMP/case4.full" >>"$answers"
+    rm -f "$view/filler"
+    # The senders retry what was not accepted, as Alertmanager does on 5xx.
+    : >"$TMP/case4.retry"
+    while read -r i code _; do
+        [[ $code == 202 ]] || post_timed "$i" "$TMP/case4.retry"
+    done <"$TMP/case4.full"
+    after_answers=$(awk '{print $2}' "$TMP/case4.retry" | sort | uniq -c | awk '{printf "%s%s×%s", sep, $2, $1; sep=","}')
+    cat "$TMP/case4.retry" >>"$answers"
+    ready_after=$(status_of "$RELAY_URL/-/ready")
+    wait_delivered "$answers" 90 || true
+    nap 2
+    local report
+    read -r -a report < <(answers_report "$answers")
+    local ok=1
+    ((rc == 1 && took <= 5000 && lines == 1)) && [[ $said == yes ]] || ok=0
+    [[ $ready_before == 200 && $ready_full == 503 && $ready_after == 200 ]] || ok=0
+    [[ $full_answers == *503* ]] || ok=0
+    ((report[3] == 0 && report[4] == 0 && report[5] == 0 && report[1] == 25)) || ok=0
+    alive "$RELAY_PID" || ok=0
+    verdict 4 "$ok" "read-only outbox ($how): exited $rc in ${took} ms, 'Cannot start' lines: $lines, says why: $said; full disk: /-/ready $ready_before, then full: webhooks ${full_answers}, /-/ready $ready_full; room again: retries ${after_answers:-none}, /-/ready $ready_after; accepted ${report[1]}/25, delivered ${report[2]}, lost ${report[3]}, duplicated ${report[4]}, delivered without a 202: ${report[5]}"
+    [[ $ok == 1 ]] || sed 's/^/    read-only: /' "$TMP/case4a.log" | tail -3
+}
+
+# ---- case 5: a write lock held by another process ----------------------------------------------------
+case_5() {
+    fresh_relay "request_timeout: 2s"
+    local db=$TMP/state/outbox.sqlite3 answers=$TMP/case5.answers i stored
+    : >"$answers"
+    rm -f "$TMP/case5.locked"
+    # Another process holds the write lock for 8 s.
+    python3 - "$db" "$TMP/case5.locked" <<'PY' &
+import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], timeout=10, isolation_level=None)
+c.execute("BEGIN IMMEDIATE")
+open(sys.argv[2], "w").close()
+time.sleep(8)
+c.execute("ROLLBACK")
+PY
+    local holder=$!
+    track "$holder"
+    # shellcheck disable=SC2317 # called through wait_for
+    locked() { [[ -e $TMP/case5.locked ]]; }
+    wait_for 10 locked || die "case 5: could not take the write lock"
+    # 12 webhooks, one every 0.5 s, during the hold.
+    local posters=()
+    for ((i = 0; i < 12; i++)); do
+        post_timed "$i" "$answers" &
+        posters+=($!)
+        nap 0.5
+    done
+    wait "${posters[@]}" || true
+    wait "$holder" || true
+    nap 1
+    stored=$(events_stored "$db")
+    local first slowest
+    first=$(awk '{print $2}' "$answers" | sort | uniq -c | awk '{printf "%s%s×%s", sep, $2, $1; sep=","}')
+    slowest=$(awk '{ if ($3 > m) m = $3 } END { printf "%.1f", m }' "$answers")
+    local accepted_first
+    accepted_first=$(awk '$2 == 202' "$answers" | wc -l)
+    # The senders retry what was not accepted.
+    : >"$TMP/case5.retry"
+    while read -r i code _; do
+        [[ $code == 202 ]] || post_timed "$i" "$TMP/case5.retry"
+    done < <(sort -n "$answers")
+    cat "$TMP/case5.retry" >>"$answers"
+    wait_delivered "$answers" 90 || true
+    nap 2
+    local report
+    read -r -a report < <(answers_report "$answers")
+    local ok=1
+    [[ $stored == "$accepted_first" ]] || ok=0
+    [[ $first == *408* ]] || ok=0
+    ((report[1] == 12 && report[3] == 0 && report[4] == 0 && report[5] == 0)) || ok=0
+    alive "$RELAY_PID" || ok=0
+    verdict 5 "$ok" "12 webhooks during an 8 s write lock (request_timeout 2 s): ${first} (slowest answer ${slowest} s); events stored: ${stored} = the 202s ${accepted_first}; after the retries: accepted ${report[1]}/12, delivered ${report[2]}, lost ${report[3]}, duplicated ${report[4]}, delivered without a 202: ${report[5]}"
+}
+
 t_all=$SECONDS
 for c in $CASES; do
     t0=$SECONDS
@@ -433,10 +624,12 @@ for c in $CASES; do
         1) case_1 ;;
         2) case_2 ;;
         3) case_3 ;;
+        4) case_4 ;;
+        5) case_5 ;;
         6) case_6 ;;
         8) case_8 ;;
         9) case_9 ;;
-        *) die "unknown case $c (known: 1 2 3 6 8 9)" ;;
+        *) die "unknown case $c (known: 1 2 3 4 5 6 8 9)" ;;
     esac
     say "case $c took $((SECONDS - t0)) s"
 done

@@ -191,9 +191,12 @@ YAML
 }
 
 # Starts `dingrelay serve` (JSON logs appended to $TMP/relay.log) and waits for /-/ready.
+RELAY_WRAP=()
 start_relay() {
     echo "---- start $(date -u +%FT%TZ)" >>"$TMP/relay.log"
-    "$BIN" --log-format json serve --config "$TMP/rules.yaml" >>"$TMP/relay.log" 2>&1 &
+    # RELAY_WRAP: a command (and its arguments) that runs the binary, e.g. in a namespace; it
+    # must exec it, so that $! is dingrelay's pid.
+    "${RELAY_WRAP[@]}" "$BIN" --log-format json serve --config "$TMP/rules.yaml" >>"$TMP/relay.log" 2>&1 &
     RELAY_PID=$!
     local deadline=$((SECONDS + 20))
     until curl -sf -o /dev/null --max-time 1 "$RELAY_URL/-/ready" 2>/dev/null; do
