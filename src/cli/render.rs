@@ -153,6 +153,9 @@ fn print(
                 delivery.cut_bytes
             ));
         }
+        if let Some(tag) = &delivery.keyword_tag {
+            notes.push(format!("the robot's keyword {tag} put in front"));
+        }
         let notes = if notes.is_empty() {
             String::new()
         } else {

@@ -36,6 +36,11 @@
 //!    25 KB `link.messageUrl`, is refused, naming the field that is too big.
 //! 7. **Keywords**: when the robot has security keywords, one of them appears in a human-visible
 //!    text (titles, text, button titles, feed link titles; never URLs) of the message as cut.
+//!    The robot carries its keyword itself: a message that has none of them once cut (a built-in
+//!    template knows nothing of the robot) is prepared again with the robot's first keyword in
+//!    front of its title as `【keyword】` (the first feed link's title; for `text`, the content),
+//!    where no cut reaches. DingTalk does not document which fields it scans; the title is where
+//!    its users put keywords, and one of the fields the stand-in checks.
 //!
 //! Invariants of an accepted message ([`Prepared::message`]):
 //! - it is valid per 1–5 and 7, and [`encoded_len`] of it is at most
@@ -118,6 +123,10 @@ pub struct Prepared {
     /// over those fields (each one's marker names its own share; for a `feedCard`, links later
     /// dropped to fit count too, as they are capped first). 0 when none was too long.
     pub title_cut_bytes: usize,
+    /// The `【keyword】` put in front of the title (for `text`, the content) because the message
+    /// had none of the robot's keywords: the robot's, not the rule's, so `dingrelay render` and
+    /// rule tests can say which part of the message is whose.
+    pub keyword_tag: Option<String>,
 }
 
 /// Checks a message for `robot` and returns it ready to queue: mentions inserted, cut to fit.
@@ -127,7 +136,27 @@ pub struct Prepared {
 /// # Errors
 ///
 /// The first rule the message breaks, as the DingTalk field at fault (or `keywords`) and why.
-pub fn prepare(mut message: Message, robot: &Robot) -> Result<Prepared, InvalidMessage> {
+pub fn prepare(message: Message, robot: &Robot) -> Result<Prepared, InvalidMessage> {
+    if robot_keywords(robot).is_empty() {
+        return prepare_as_is(message, robot);
+    }
+    match prepare_as_is(message.clone(), robot) {
+        // The robot carries its keyword itself (step 7).
+        Err(error) if error.field == KEYWORDS => {
+            let (tagged, tag) = with_keyword(message, robot);
+            let mut prepared = prepare_as_is(tagged, robot)?;
+            prepared.keyword_tag = tag;
+            Ok(prepared)
+        }
+        prepared => prepared,
+    }
+}
+
+/// The field an [`InvalidMessage`] names when none of the robot's keywords appears.
+const KEYWORDS: &str = "keywords";
+
+/// [`prepare`], without adding a keyword.
+fn prepare_as_is(mut message: Message, robot: &Robot) -> Result<Prepared, InvalidMessage> {
     check_required(&message.body)?;
     check_urls(&mut message.body)?;
     let (mentions, note) = clean_mentions(&mut message)?;
@@ -139,6 +168,7 @@ pub fn prepare(mut message: Message, robot: &Robot) -> Result<Prepared, InvalidM
         message,
         cut_bytes,
         title_cut_bytes,
+        keyword_tag: None,
     })
 }
 
@@ -730,13 +760,38 @@ fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> usize {
 // ---------------------------------------------------------------------------------------------
 // 7. Keywords
 
-fn check_keywords(message: &Message, robot: &Robot) -> Result<(), InvalidMessage> {
-    let keywords: Vec<&str> = robot
+/// The robot's keywords that DingTalk checks (blank ones are not).
+fn robot_keywords(robot: &Robot) -> Vec<&str> {
+    robot
         .keywords
         .iter()
         .map(String::as_str)
         .filter(|keyword| !keyword.trim().is_empty())
-        .collect();
+        .collect()
+}
+
+/// `message` with `【keyword】` (the robot's first) in front of its title (the first feed link's;
+/// for `text`, the content): the front of a title or text is what a cut keeps.
+fn with_keyword(mut message: Message, robot: &Robot) -> (Message, Option<String>) {
+    let Some(tag) = robot_keywords(robot).first().map(|k| format!("【{k}】")) else {
+        return (message, None);
+    };
+    let field = match &mut message.body {
+        MessageBody::Text { text } => &mut text.content,
+        MessageBody::Link { link } => &mut link.title,
+        MessageBody::Markdown { markdown } => &mut markdown.title,
+        MessageBody::ActionCard { action_card } => &mut action_card.title,
+        MessageBody::FeedCard { feed_card } => match feed_card.links.first_mut() {
+            Some(link) => &mut link.title,
+            None => return (message, None),
+        },
+    };
+    field.insert_str(0, &tag);
+    (message, Some(tag))
+}
+
+fn check_keywords(message: &Message, robot: &Robot) -> Result<(), InvalidMessage> {
+    let keywords = robot_keywords(robot);
     if keywords.is_empty() {
         return Ok(());
     }
@@ -753,7 +808,7 @@ fn check_keywords(message: &Message, robot: &Robot) -> Result<(), InvalidMessage
         _ => "put one in the title or text",
     };
     Err(InvalidMessage::new(
-        "keywords",
+        KEYWORDS,
         format!(
             "none of robot {:?}'s keywords ({}) appears in the message; {hint}",
             robot.name,
@@ -1267,10 +1322,20 @@ mod tests {
         ok_for(feed(&[("weekly", URL, PIC), ("SLO alert", URL, PIC)]), &ops);
     }
 
+    /// The title (the content of a `text`, the first feed link's title) of a prepared message.
+    fn head(prepared: &Prepared) -> &str {
+        match &prepared.message.body {
+            MessageBody::Text { text } => &text.content,
+            MessageBody::FeedCard { feed_card } => &feed_card.links[0].title,
+            body => body.title().unwrap(),
+        }
+    }
+
     #[test]
-    fn keyword_only_in_a_url_fails_naming_robot_and_keywords() {
+    fn a_message_without_a_keyword_gets_the_robots_first_in_front_of_its_title() {
         let ops = robot(&["告警", "alert"]);
-        let e = err_for(
+        // Only in a URL (DingTalk does not count those), or nowhere at all.
+        let prepared = ok_for(
             link(
                 "Disk",
                 "full",
@@ -1279,49 +1344,89 @@ mod tests {
             ),
             &ops,
         );
-        assert_eq!(e.field, "keywords");
-        assert_eq!(
-            e.reason,
-            "none of robot \"ops\"'s keywords (告警, alert) appears in the message; \
-             put one in the title or text"
-        );
-        let e = err_for(
-            feed(&[(
-                "weekly",
-                "https://example.com/alert",
-                "https://example.com/告警.png",
-            )]),
+        assert_eq!(head(&prepared), "【告警】Disk");
+        let prepared = ok_for(
+            feed(&[
+                (
+                    "weekly",
+                    "https://example.com/alert",
+                    "https://example.com/告警.png",
+                ),
+                ("daily", URL, PIC),
+            ]),
             &ops,
         );
-        assert_eq!(e.field, "keywords");
-        assert!(
-            e.reason.contains("\"ops\"") && e.reason.contains("(告警, alert)"),
-            "{e}"
-        );
-        let e = err_for(
+        assert_eq!(head(&prepared), "【告警】weekly");
+        let MessageBody::FeedCard { feed_card } = &prepared.message.body else {
+            unreachable!()
+        };
+        assert_eq!(feed_card.links[1].title, "daily", "one keyword is enough");
+        let prepared = ok_for(
             card("T", "t", buttons(&[("Open", "https://example.com/alert")])),
             &ops,
         );
+        assert_eq!(head(&prepared), "【告警】T");
+        assert_eq!(
+            head(&ok_for(markdown("Disk", "full"), &ops)),
+            "【告警】Disk"
+        );
+        assert_eq!(
+            head(&ok_for(Message::text("disk full"), &ops)),
+            "【告警】disk full"
+        );
+        // A message that has one is left as it is.
+        assert_eq!(
+            head(&ok_for(markdown("Disk", "an alert"), &ops)),
+            "Disk",
+            "a keyword in the text is enough"
+        );
+    }
+
+    #[test]
+    fn a_keyword_no_title_can_hold_fails_naming_robot_and_keywords() {
+        // A keyword longer than a title may be: the capped title loses it.
+        let long = "k".repeat(MAX_TITLE_BYTES + 10);
+        let ops = robot(&[long.as_str()]);
+        let e = err_for(markdown("Disk", "full"), &ops);
         assert_eq!(e.field, "keywords");
-        assert_eq!(err_for(Message::text("disk full"), &ops).field, "keywords");
+        assert!(
+            e.reason
+                .starts_with("none of robot \"ops\"'s keywords (kkk")
+                && e.reason
+                    .ends_with("appears in the message; put one in the title or text"),
+            "{e}"
+        );
     }
 
     #[test]
     fn keywords_are_case_sensitive_and_blank_ones_ignored() {
         assert_eq!(
-            err_for(Message::text("ALERT"), &robot(&["alert"])).field,
-            "keywords"
+            head(&ok_for(Message::text("ALERT"), &robot(&["alert"]))),
+            "【alert】ALERT"
         );
-        ok_for(Message::text("anything"), &robot(&[]));
-        ok_for(Message::text("anything"), &robot(&[" ", ""]));
+        assert_eq!(
+            head(&ok_for(Message::text("anything"), &robot(&[]))),
+            "anything"
+        );
+        assert_eq!(
+            head(&ok_for(
+                Message::text("anything"),
+                &robot(&[" ", "", "告警"])
+            )),
+            "【告警】anything",
+            "the first keyword that is not blank"
+        );
     }
 
     #[test]
     fn keywords_are_checked_after_cutting() {
+        // Its keyword at the end of a text too long to keep it: it goes in front instead.
         let long = format!("{}alert", "x".repeat(30_000));
-        let e = err_for(Message::text(&long), &robot(&["alert"]));
-        assert_eq!(e.field, "keywords");
-        ok_for(Message::text(format!("alert{long}")), &robot(&["alert"]));
+        let prepared = ok_for(Message::text(&long), &robot(&["alert"]));
+        assert!(head(&prepared).starts_with("【alert】xxx"));
+        assert!(prepared.cut_bytes > 0);
+        let prepared = ok_for(Message::text(format!("alert{long}")), &robot(&["alert"]));
+        assert!(head(&prepared).starts_with("alertxxx"));
     }
 
     // -- 6. size --------------------------------------------------------------------------------

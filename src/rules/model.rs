@@ -34,6 +34,9 @@ pub struct Rendered {
     pub message: Message,
     /// Bytes cut from the main text to fit DingTalk's 20,000-byte limit (0 when none).
     pub cut_bytes: usize,
+    /// The robot's keyword, as put in front of the title (or `text` content) of a message that
+    /// had none of them ([`crate::dingtalk::validate::Prepared::keyword_tag`]).
+    pub keyword_tag: Option<String>,
     /// Alerts left out of the message (with an "...and N more alerts" marker) to fit the limit.
     pub omitted_alerts: usize,
     /// Which part of the event the message is about, when a rule sends one message per alert

@@ -72,6 +72,7 @@ impl RuleSet {
                         robot: robot.clone(),
                         message: prepared.message,
                         cut_bytes: prepared.cut_bytes,
+                        keyword_tag: prepared.keyword_tag,
                         omitted_alerts,
                         part: part.clone(),
                     }),

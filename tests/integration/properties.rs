@@ -1879,20 +1879,45 @@ fn check_prepared(original: &Message, robot: &Robot) {
         }
     }
 
-    // Keywords: one of the robot's appears in a visible text.
+    // Keywords: one of the robot's appears in a visible text. One that the message as it came
+    // did not keep is put, `【first keyword】`, in front of its title (for `text`, the content);
+    // the promises below hold of the message so tagged.
     let keywords: Vec<&String> = robot
         .keywords
         .iter()
         .filter(|k| !k.trim().is_empty())
         .collect();
-    if !keywords.is_empty() {
+    let has_keyword = |message: &Message| {
         let texts = message.body.visible_texts();
-        assert!(
-            keywords
-                .iter()
-                .any(|k| texts.iter().any(|t| t.contains(k.as_str())))
-        );
-    }
+        keywords
+            .iter()
+            .any(|k| texts.iter().any(|t| t.contains(k.as_str())))
+    };
+    let tagged;
+    let original = match keywords.first() {
+        Some(first) => {
+            assert!(has_keyword(message));
+            let untagged = prepare(
+                original.clone(),
+                &Robot {
+                    keywords: Vec::new(),
+                    ..robot.clone()
+                },
+            )
+            .expect("valid without keywords when valid with them");
+            if has_keyword(&untagged.message) {
+                assert_eq!(
+                    message, &untagged.message,
+                    "a message with a keyword is left as it is"
+                );
+                original
+            } else {
+                tagged = with_tag(original.clone(), &format!("【{first}】"));
+                &tagged
+            }
+        }
+        None => original,
+    };
 
     // Titles and button labels: unchanged within the cap, else a prefix and a marker within it.
     let mut title_cut = 0;
@@ -1954,6 +1979,19 @@ fn check_prepared(original: &Message, robot: &Robot) {
     assert_eq!(&again.message, message);
     assert_eq!(again.cut_bytes, 0);
     assert_eq!(again.title_cut_bytes, 0);
+}
+
+/// `message` with `tag` in front of its title (the first feed link's; for `text`, the content).
+fn with_tag(mut message: Message, tag: &str) -> Message {
+    let field = match &mut message.body {
+        MessageBody::Text { text } => &mut text.content,
+        MessageBody::Link { link } => &mut link.title,
+        MessageBody::Markdown { markdown } => &mut markdown.title,
+        MessageBody::ActionCard { action_card } => &mut action_card.title,
+        MessageBody::FeedCard { feed_card } => &mut feed_card.links[0].title,
+    };
+    field.insert_str(0, tag);
+    message
 }
 
 /// The short visible fields [`prepare`] caps at [`MAX_TITLE_BYTES`], in order: the title and

@@ -73,6 +73,78 @@ fn the_shipped_rule_tests_pass() {
     assert!(out.contains(" passed, 0 failed"), "{out}");
 }
 
+/// Robots with security keywords work with every built-in template, with no rule changed: a
+/// message that has none of the robot's keywords carries the robot's first in front of its title
+/// (issue 13). With `ops: [告警]` and `dev: [GitHub, GitLab, 通知]`, `check` passes and the
+/// shipped rule tests stay green; `render` says which keyword the robot put where.
+#[test]
+fn keyword_robots_pass_check_and_the_shipped_rule_tests() {
+    let dir = std::env::temp_dir().join(format!(
+        "dingrelay-rule-tests-{}-keywords",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // The test file's payload paths are relative to it: the same tree, seen from here.
+    for name in ["tests", "src"] {
+        std::os::unix::fs::symlink(root().join(name), dir.join(name)).unwrap();
+    }
+    std::fs::copy(root().join("rules.test.yaml"), dir.join("rules.test.yaml")).unwrap();
+    let shipped = std::fs::read_to_string(root().join("rules.yaml")).unwrap();
+    let with_keywords = shipped
+        .replacen("  ops:\n", "  ops:\n    keywords: [告警]\n", 1)
+        .replacen(
+            "  dev:\n",
+            "  dev:\n    keywords: [GitHub, GitLab, 通知]\n",
+            1,
+        );
+    assert_eq!(
+        with_keywords.matches("keywords: [").count(),
+        2 + shipped.matches("keywords: [").count()
+    );
+    std::fs::write(dir.join("rules.yaml"), &with_keywords).unwrap();
+    let config = dir.join("rules.yaml");
+    let config = config.to_str().unwrap();
+
+    let (code, out) = dingrelay(&["check", config], &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("check passed"), "{out}");
+    let (code, out) = dingrelay(
+        &["test", dir.join("rules.test.yaml").to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(" passed, 0 failed"), "{out}");
+
+    let payload = dir.join("deploy.json");
+    std::fs::write(
+        &payload,
+        r#"{"title": "Deploy api v2.3 done", "text": "by lin"}"#,
+    )
+    .unwrap();
+    let (code, out) = dingrelay(
+        &[
+            "render",
+            "--config",
+            config,
+            "--source",
+            "ci",
+            "--payload",
+            payload.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert_contains(
+        &out,
+        &[
+            "robot `dev` (dry run); the robot's keyword 【GitHub】 put in front",
+            r#""content":"【GitHub】Deploy api v2.3 done"#,
+        ],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn the_shipped_rule_tests_cover_every_rule() {
     let config = std::fs::read_to_string(root().join("rules.yaml")).unwrap();
