@@ -107,7 +107,9 @@ fn report(
                 out,
                 "ok     rule `{rule}` on example `{example}` -> robot `{robot}`: {msgtype} of {bytes} bytes"
             )?,
-            Finding::Problem(problem) => writeln!(err, "{}", problem.render(file_name))?,
+            Finding::Problem(problem) => {
+                writeln!(err, "{}", problem.render(file_name, &audit.source.0))?
+            }
             Finding::Note(note) => writeln!(out, "note   {note}")?,
         }
     }

@@ -104,6 +104,7 @@ impl Config {
         if checker.diagnostics.is_empty() {
             let mut config = config.expect("a config is built when there are no diagnostics");
             config.warnings = checker.warnings;
+            config.source_text = super::model::SourceText(text.into());
             Ok(config)
         } else {
             checker
@@ -323,6 +324,7 @@ fn build(raw: RawConfig, checker: &mut Checker<'_>) -> Option<Config> {
         robot_delivery,
         reload_token,
         warnings: Vec::new(),
+        source_text: Default::default(),
     })
 }
 

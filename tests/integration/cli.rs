@@ -89,6 +89,17 @@ fn check_catches_an_unknown_variable() {
     let text = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
     assert!(text.contains("unknown variable `comonLabels`"), "{text}");
+    // At the name, in the template's field, with the line shown.
+    assert!(
+        text.contains("rules.yaml:9:22: error: rule `typo`"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "9 |     text: { content: \"{{ comonLabels.alertname }}\" }\n  |                      ^"
+        ),
+        "{text}"
+    );
 }
 
 #[test]
