@@ -7,7 +7,7 @@ use std::path::Path as FsPath;
 
 use super::case::TestChecker;
 use super::schema::{RawFile, serde_diagnostic};
-use super::suite::{DEFAULT_NOW, Suite};
+use super::suite::{ConfigChoice, DEFAULT_NOW, Suite};
 use crate::config::{Config, ConfigError};
 use crate::text::plural;
 use crate::yaml::diagnostic;
@@ -15,7 +15,7 @@ use crate::yaml::{Diagnostic, Location, Locations, Path};
 
 /// Reads and validates a test file and loads its config. The error is the whole report, ready
 /// to print: every problem found, located.
-pub(super) fn load(path: &FsPath, choice: &super::ConfigChoice) -> Result<Suite, String> {
+pub(super) fn load(path: &FsPath, choice: &ConfigChoice) -> Result<Suite, String> {
     let file = path.display().to_string();
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,

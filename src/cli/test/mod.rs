@@ -32,17 +32,7 @@ use super::output::exit_code;
 use crate::text::{escape_control as shown, plural};
 use handling::Handling;
 
-pub use suite::{DEFAULT_NOW, REFUSAL_STATUSES};
-
-/// Which config the test files run against.
-#[derive(Debug, Clone, Default)]
-pub struct ConfigChoice {
-    /// `--config`: this one, whatever the test files name.
-    pub given: Option<PathBuf>,
-    /// `DINGRELAY_CONFIG`: this one for a test file that names none (instead of the
-    /// `rules.yaml` next to it).
-    pub default: Option<PathBuf>,
-}
+pub use suite::{ConfigChoice, DEFAULT_NOW, REFUSAL_STATUSES};
 
 /// Runs every test of every file, writing `ok`/`FAIL` lines, the differences and a summary to
 /// `out`, and why a test file cannot run to `err`. Returns the exit code: 0 when every test
