@@ -27,5 +27,6 @@ fn main() -> ExitCode {
     }
     // Not locked for the whole run: dry-run robots print to stdout from the daemon's threads.
     let mut stdout = std::io::stdout();
-    ExitCode::from(cli::run(cli, &mut stdout))
+    let mut stderr = std::io::stderr();
+    ExitCode::from(cli::run(cli, &mut stdout, &mut stderr))
 }

@@ -11,26 +11,28 @@ use crate::dingtalk::Endpoint;
 use crate::source::{Source, SourceKind};
 use crate::text::plural;
 
-/// Runs `check` on the config at `path`, writing a report to `out`. Returns the exit code: 0 only
-/// when the config loads and every rule renders valid messages.
-pub fn run(path: &Path, out: &mut dyn Write) -> u8 {
+/// Runs `check` on the config at `path`: what loaded and what rendered goes to `out`, every
+/// error and warning to `err`. Returns the exit code: 0 only when the config loads and every
+/// rule renders valid messages.
+pub fn run(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let config = match Config::load(path) {
         Ok(config) => config,
-        Err(error) => return exit_code(load_failed(path, &error, out), 1),
+        Err(error) => return exit_code(load_failed(path, &error, err), 1),
     };
     check(
         &config,
         &path.display().to_string(),
         jiff::Timestamp::now(),
         out,
+        err,
     )
 }
 
 /// The report of a config that does not load: its errors and their count.
-fn load_failed(path: &Path, error: &ConfigError, out: &mut dyn Write) -> io::Result<u8> {
-    writeln!(out, "{error}")?;
+fn load_failed(path: &Path, error: &ConfigError, err: &mut dyn Write) -> io::Result<u8> {
+    writeln!(err, "{error}")?;
     writeln!(
-        out,
+        err,
         "check failed: {} error{} in {}",
         error.diagnostics.len(),
         plural(error.diagnostics.len()),
@@ -40,8 +42,14 @@ fn load_failed(path: &Path, error: &ConfigError, out: &mut dyn Write) -> io::Res
 }
 
 /// Checks a loaded config (the testable core of [`run`]).
-pub fn check(config: &Config, file_name: &str, now: jiff::Timestamp, out: &mut dyn Write) -> u8 {
-    exit_code(report(config, file_name, now, out), 1)
+pub fn check(
+    config: &Config,
+    file_name: &str,
+    now: jiff::Timestamp,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    exit_code(report(config, file_name, now, out, err), 1)
 }
 
 /// Writes the report of [`check`]; returns its exit code.
@@ -50,6 +58,7 @@ fn report(
     file_name: &str,
     now: jiff::Timestamp,
     out: &mut dyn Write,
+    err: &mut dyn Write,
 ) -> io::Result<u8> {
     writeln!(out, "{file_name}: loaded")?;
     for robot in config.robots.values() {
@@ -82,7 +91,7 @@ fn report(
         )?;
     }
     for warning in &config.warnings {
-        writeln!(out, "warning: {warning}")?;
+        writeln!(err, "warning: {warning}")?;
     }
 
     let audit = config::audit(config, now);
@@ -98,7 +107,9 @@ fn report(
                 out,
                 "ok     rule `{rule}` on example `{example}` -> robot `{robot}`: {msgtype} of {bytes} bytes"
             )?,
-            Finding::Problem(problem) => writeln!(out, "{}", problem.render(file_name))?,
+            Finding::Problem(problem) => {
+                writeln!(err, "{}", problem.render(file_name, &audit.source.0))?
+            }
             Finding::Note(note) => writeln!(out, "note   {note}")?,
         }
     }
@@ -115,7 +126,7 @@ fn report(
         )?;
         Ok(0)
     } else {
-        writeln!(out, "{}", audit.failed_line())?;
+        writeln!(err, "{}", audit.failed_line())?;
         Ok(1)
     }
 }

@@ -24,13 +24,14 @@ const EXAMPLES: &str = "\
 Examples:
   dingrelay serve                          run the daemon on ./rules.yaml
   dingrelay check                          validate ./rules.yaml and try every rule
-  dingrelay check /etc/dingrelay/rules.yaml
+  dingrelay check --config /etc/dingrelay/rules.yaml
   dingrelay render --payload alert.json    show what an Alertmanager payload would send
   dingrelay render --payload push.json --source github --event push
   dingrelay test rules.test.yaml           run the rule tests
   dingrelay outbox list                    pending and dead messages, while the daemon runs
 
-The config path can also come from DINGRELAY_CONFIG.";
+Every subcommand takes --config (default ./rules.yaml), or the path in DINGRELAY_CONFIG.
+Results go to stdout; errors and diagnostics to stderr.";
 
 /// Relays webhooks (Alertmanager, Grafana, GitHub, GitLab, any JSON) to DingTalk group robots.
 #[derive(Debug, Parser)]
@@ -75,15 +76,19 @@ finish and exits 0; pending messages stay in the outbox for the next start.")]
 Examples:
   dingrelay test rules.test.yaml
   dingrelay test tests/*.test.yaml
+  dingrelay test --config candidate.yaml rules.test.yaml
 
-A test file names its config (default: rules.yaml next to it), a fixed time, the variables the
-config sees, and tests: a payload (a file or inline) and the messages it must produce, or how the
+A test file names its config (`config:`; default: DINGRELAY_CONFIG if set, else rules.yaml next
+to the test file; --config overrides both), a fixed time, the variables the config sees, and tests: a payload (a file or inline) and the messages it must produce, or how the
 daemon must refuse it. Prints ok/FAIL per test with a diff; exits 0 only when all pass, 1 on
 failures, 2 when a test file is invalid.")]
     Test {
         /// Test files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// The config to test, instead of the one each test file names.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Inspect and operate the outbox: pending and dead messages, retries, purges.
     #[command(after_help = "\
@@ -109,12 +114,16 @@ Works while the daemon runs. The outbox is found through the config's `state_dir
 Examples:
   dingrelay check
   dingrelay check /etc/dingrelay/rules.yaml
+  dingrelay check --config /etc/dingrelay/rules.yaml
 
 Exits 0 only when the file loads and every rule renders messages DingTalk accepts.
-Errors read `rules.yaml:LINE:COL: what is wrong`, with the offending line.")]
+Errors read `rules.yaml:LINE:COL: what is wrong`, with the offending line, on stderr.")]
     Check {
+        /// The config file (same as --config).
+        #[arg(value_name = "CONFIG")]
+        file: Option<PathBuf>,
         /// The config file.
-        #[arg(env = "DINGRELAY_CONFIG", default_value = "rules.yaml")]
+        #[arg(long, env = "DINGRELAY_CONFIG", default_value = "rules.yaml")]
         config: PathBuf,
     },
     /// Print the exact DingTalk request bodies a payload would produce.
@@ -150,11 +159,22 @@ says which rule conditions were false. Authentication is not checked.")]
     },
 }
 
-/// Runs a parsed command line. Returns the process exit code.
-pub fn run(cli: Cli, out: &mut dyn Write) -> u8 {
+/// Runs a parsed command line: results go to `out`, errors to `err`. Returns the process exit
+/// code.
+pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     match cli.command {
-        Command::Serve { config } => serve::run(&config, out),
-        Command::Test { files } => test::run(&files, out),
+        Command::Serve { config } => serve::run(&config, out, err),
+        Command::Test { files, config } => {
+            // The environment's config only stands in for the default: a test file that names
+            // its config keeps it, unless --config says otherwise.
+            let config = test::ConfigChoice {
+                given: config,
+                default: std::env::var_os("DINGRELAY_CONFIG")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from),
+            };
+            test::run(&files, &config, out, err)
+        }
         Command::Outbox {
             config,
             state_dir,
@@ -163,7 +183,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> u8 {
             if let outbox::OutboxCommand::DryRun { .. } = command {
                 let loaded = match crate::config::Config::load(&config) {
                     Ok(loaded) => loaded,
-                    Err(error) => return exit_code(writeln!(out, "{error}").map(|()| 2), 2),
+                    Err(error) => return exit_code(writeln!(err, "{error}").map(|()| 2), 2),
                 };
                 let state_dir = state_dir.unwrap_or_else(|| loaded.state_dir.clone());
                 return outbox::dry_run_at(
@@ -171,6 +191,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> u8 {
                     &state_dir,
                     &command,
                     out,
+                    err,
                     outbox::now_ms(),
                     &jiff::tz::TimeZone::system(),
                 );
@@ -179,12 +200,12 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> u8 {
                 Some(dir) => dir,
                 None => match crate::config::Config::load(&config) {
                     Ok(config) => config.state_dir,
-                    Err(error) => return exit_code(no_outbox(&config, &error, out), 2),
+                    Err(error) => return exit_code(no_outbox(&config, &error, err), 2),
                 },
             };
-            outbox::run(&state_dir, &command, out)
+            outbox::run(&state_dir, &command, out, err)
         }
-        Command::Check { config } => check::run(&config, out),
+        Command::Check { file, config } => check::run(&file.unwrap_or(config), out, err),
         Command::Render {
             payload,
             source,
@@ -201,19 +222,19 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> u8 {
                 headers,
                 pretty,
             };
-            match render::run(&request, out) {
+            match render::run(&request, out, err) {
                 Ok(code) => code,
-                Err(error) => exit_code(writeln!(out, "error: {error}").map(|()| 2), 2),
+                Err(error) => exit_code(writeln!(err, "error: {error}").map(|()| 2), 2),
             }
         }
     }
 }
 
 /// Says why `outbox` cannot find the outbox: the config's errors, and how to get past them.
-fn no_outbox(config: &Path, error: &ConfigError, out: &mut dyn Write) -> io::Result<u8> {
-    writeln!(out, "{error}")?;
+fn no_outbox(config: &Path, error: &ConfigError, err: &mut dyn Write) -> io::Result<u8> {
+    writeln!(err, "{error}")?;
     writeln!(
-        out,
+        err,
         "error: cannot find the outbox: fix {} or give --state-dir",
         config.display()
     )?;

@@ -188,8 +188,14 @@ pub enum StateFilter {
 
 /// Runs an `outbox` subcommand on `<state_dir>/outbox.sqlite3`, at the current time, showing
 /// local times. Returns the exit code: 0 on success, 1 on failure.
-pub fn run(state_dir: &Path, command: &OutboxCommand, out: &mut dyn Write) -> u8 {
-    run_at(state_dir, command, out, now_ms(), &TimeZone::system())
+/// Errors go to `err`, results to `out`.
+pub fn run(
+    state_dir: &Path,
+    command: &OutboxCommand,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    run_at(state_dir, command, out, err, now_ms(), &TimeZone::system())
 }
 
 /// [`run`] at a given time (Unix ms) and time zone (tests).
@@ -197,6 +203,7 @@ pub fn run_at(
     state_dir: &Path,
     command: &OutboxCommand,
     out: &mut dyn Write,
+    err: &mut dyn Write,
     now_ms: i64,
     tz: &TimeZone,
 ) -> u8 {
@@ -205,7 +212,7 @@ pub fn run_at(
         .and_then(|admin| execute(&admin, command, out, now_ms, tz));
     match result {
         Ok(()) => 0,
-        Err(error) => exit_code(writeln!(out, "error: {error}").map(|()| 1), 1),
+        Err(error) => exit_code(writeln!(err, "error: {error}").map(|()| 1), 1),
     }
 }
 
@@ -216,6 +223,7 @@ pub fn dry_run_at(
     state_dir: &Path,
     command: &OutboxCommand,
     out: &mut dyn Write,
+    err: &mut dyn Write,
     now_ms: i64,
     tz: &TimeZone,
 ) -> u8 {
@@ -226,7 +234,7 @@ pub fn dry_run_at(
         pretty,
     } = command
     else {
-        return run_at(state_dir, command, out, now_ms, tz);
+        return run_at(state_dir, command, out, err, now_ms, tz);
     };
     let filter = events::filter(source.as_deref(), Some(since), None, Some(*limit), now_ms);
     let result = Admin::open(state_dir)
@@ -234,7 +242,7 @@ pub fn dry_run_at(
         .and_then(|admin| events::dry_run(config, &admin, &filter, *pretty, out, tz, now_ms));
     match result {
         Ok(()) => 0,
-        Err(error) => exit_code(writeln!(out, "error: {error}").map(|()| 1), 1),
+        Err(error) => exit_code(writeln!(err, "error: {error}").map(|()| 1), 1),
     }
 }
 
@@ -818,9 +826,12 @@ mod tests {
 
     fn run_cmd(dir: &TempDir, args: &[&str]) -> (u8, String) {
         let command = parse(args).unwrap();
-        let mut out = Vec::new();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
         let tz = TimeZone::get("Asia/Shanghai").unwrap();
-        let code = run_at(&dir.0, &command, &mut out, T0 + 10_000, &tz);
+        let code = run_at(&dir.0, &command, &mut out, &mut err, T0 + 10_000, &tz);
+        // Errors go to `err` and nothing else does: the text is one or the other.
+        assert!(out.is_empty() || err.is_empty(), "both written to");
+        out.extend(err);
         let text = String::from_utf8(out).unwrap();
         let path = dir.0.join(crate::outbox::FILE_NAME);
         (code, text.replace(&path.display().to_string(), "<outbox>"))

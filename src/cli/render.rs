@@ -37,16 +37,20 @@ pub enum RenderError {
     Usage(String),
 }
 
-/// Runs `render`, writing to `out`. Returns the process exit code: 0 when the payload produced
-/// valid messages or matched no rule, 1 when a rule failed to render or validate, 2 when the
-/// output could not be written.
-pub fn run(request: &RenderRequest, out: &mut dyn Write) -> Result<u8, RenderError> {
+/// Runs `render`: the bodies and what matched go to `out`, errors to `err`. Returns the process
+/// exit code: 0 when the payload produced valid messages or matched no rule, 1 when a rule failed
+/// to render or validate, 2 when the output could not be written.
+pub fn run(
+    request: &RenderRequest,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<u8, RenderError> {
     let config = Config::load(&request.config)?;
     let body = std::fs::read(&request.payload).map_err(|error| RenderError::Payload {
         path: request.payload.display().to_string(),
         error,
     })?;
-    render(&config, request, &body, jiff::Timestamp::now(), out)
+    render(&config, request, &body, jiff::Timestamp::now(), out, err)
 }
 
 /// Renders `body` with a loaded config (the testable core of [`run`]).
@@ -56,9 +60,20 @@ pub fn render(
     body: &[u8],
     now: jiff::Timestamp,
     out: &mut dyn Write,
+    err: &mut dyn Write,
 ) -> Result<u8, RenderError> {
     let mut headers = parse_headers(&request.headers)?;
     let source = choose_source(config, request.source.as_deref(), &headers, body)?;
+    if request.event.is_none()
+        && source.kind == SourceKind::Github
+        && !headers.contains_key(crate::source::github::EVENT_HEADER)
+    {
+        return Err(RenderError::Usage(format!(
+            "source `{}` is a github source: give the event with --event <name> (e.g. --event push); \
+             GitHub sends it in the X-GitHub-Event header, not in the payload, so render cannot tell it",
+            source.name
+        )));
+    }
     let mut query = String::new();
     if let Some(event) = &request.event {
         let header = match source.kind {
@@ -95,12 +110,12 @@ pub fn render(
         query: &query,
         body,
     };
-    let printed = print(config, request, source, &inbound, now, out);
+    let printed = print(config, request, source, &inbound, now, out, err);
     Ok(exit_code(printed, 2))
 }
 
-/// Writes what the request renders to: the event, then each message or why none came out;
-/// returns the exit code of [`render`].
+/// Writes what the request renders to: the event, then each message or why none came out (to
+/// `err`); returns the exit code of [`render`].
 fn print(
     config: &Config,
     request: &RenderRequest,
@@ -108,14 +123,26 @@ fn print(
     inbound: &Inbound<'_>,
     now: jiff::Timestamp,
     out: &mut dyn Write,
+    err: &mut dyn Write,
 ) -> io::Result<u8> {
     let event = match source.parse(inbound) {
         Ok(event) => event,
         Err(rejection) => {
             // What the daemon would answer with a 4xx: not a render failure of a rule.
+            let hint = match source.kind {
+                SourceKind::Gitlab
+                    if request.event.is_none()
+                        && rejection
+                            .to_string()
+                            .contains("cannot tell the GitLab event") =>
+                {
+                    "; give the event with --event (e.g. --event 'Push Hook', as GitLab sends it in X-Gitlab-Event)"
+                }
+                _ => "",
+            };
             writeln!(
-                out,
-                "error: source `{}` refuses this payload: {rejection}",
+                err,
+                "error: source `{}` refuses this payload: {rejection}{hint}",
                 source.name
             )?;
             return Ok(1);
@@ -175,7 +202,7 @@ fn print(
     }
     for error in &routing.errors {
         writeln!(
-            out,
+            err,
             "error: {error} (the daemon sends a fallback message in its place)"
         )?;
     }

@@ -21,19 +21,21 @@ use crate::daemon::{self, Services};
 use crate::delivery::transport::HttpTransport;
 use crate::metrics::Metrics;
 
-/// Runs the daemon. Returns the exit code: 0 after a clean shutdown, 1 when it cannot start.
-pub fn run(config_path: &Path, out: &mut dyn Write) -> u8 {
+/// Runs the daemon. Why it cannot start goes to `err`; `out` is unused (dry-run robots print to
+/// the process's stdout from the daemon's threads). Returns the exit code: 0 after a clean
+/// shutdown, 1 when it cannot start.
+pub fn run(config_path: &Path, _out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let config = match Config::load(config_path) {
         Ok(config) => config,
-        Err(error) => return exit_code(cannot_load(config_path, &error, out), 1),
+        Err(error) => return exit_code(cannot_load(config_path, &error, err), 1),
     };
     // Start-up refuses exactly what `check` and a reload refuse.
     let audit = crate::config::audit(&config, jiff::Timestamp::now());
     if !audit.passed() {
         let report = audit.problem_report(&config_path.display().to_string());
-        let written = writeln!(out, "{report}").and_then(|()| {
+        let written = writeln!(err, "{report}").and_then(|()| {
             writeln!(
-                out,
+                err,
                 "dingrelay cannot start: fix {} (dingrelay check shows every problem; a reload refuses the same)",
                 config_path.display()
             )
@@ -46,7 +48,7 @@ pub fn run(config_path: &Path, out: &mut dyn Write) -> u8 {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            let written = writeln!(out, "error: cannot start the async runtime: {error}");
+            let written = writeln!(err, "error: cannot start the async runtime: {error}");
             return exit_code(written.map(|()| 1), 1);
         }
     };
@@ -90,10 +92,10 @@ pub fn run(config_path: &Path, out: &mut dyn Write) -> u8 {
 }
 
 /// Says why the config does not load: its errors, then that the daemon cannot start.
-fn cannot_load(config_path: &Path, error: &ConfigError, out: &mut dyn Write) -> io::Result<u8> {
-    writeln!(out, "{error}")?;
+fn cannot_load(config_path: &Path, error: &ConfigError, err: &mut dyn Write) -> io::Result<u8> {
+    writeln!(err, "{error}")?;
     writeln!(
-        out,
+        err,
         "dingrelay cannot start: fix {} (dingrelay check shows every problem)",
         config_path.display()
     )?;

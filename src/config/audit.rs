@@ -46,6 +46,8 @@ const ALWAYS_DEFINED: &[&str] = &[
 #[derive(Debug, Default)]
 pub struct Audit {
     pub findings: Vec<Finding>,
+    /// The audited file's text, for the lines problems are about.
+    pub source: super::model::SourceText,
 }
 
 /// One thing the audit found.
@@ -78,18 +80,24 @@ pub struct Problem {
 }
 
 impl Problem {
-    /// `rules.yaml:12:5: error: … (on example a, b)`.
-    pub fn render(&self, file_name: &str) -> String {
-        let at = self
-            .location
-            .map(|l| format!("{file_name}:{}:{}: ", l.line, l.column))
-            .unwrap_or_default();
+    /// `rules.yaml:12:5: error: … (on example a, b)`, then the line of `source` (the file's
+    /// text) it is about with a caret, as load errors show it.
+    pub fn render(&self, file_name: &str, source: &str) -> String {
         let examples = if self.examples.is_empty() {
             String::new()
         } else {
             format!(" (on example {})", self.examples.join(", "))
         };
-        format!("{at}error: {}{examples}", self.message)
+        let message = format!("error: {}{examples}", self.message);
+        match self.location {
+            Some(location) => {
+                let diagnostic = crate::yaml::Diagnostic::at(location, message);
+                crate::yaml::diagnostic::render(file_name, source, &[diagnostic])
+                    .trim_end()
+                    .to_owned()
+            }
+            None => message,
+        }
     }
 }
 
@@ -118,7 +126,10 @@ impl Audit {
 
     /// The problems, one line each, then [`Audit::failed_line`].
     pub fn problem_report(&self, file_name: &str) -> String {
-        let mut lines: Vec<String> = self.problems().map(|p| p.render(file_name)).collect();
+        let mut lines: Vec<String> = self
+            .problems()
+            .map(|p| p.render(file_name, &self.source.0))
+            .collect();
         lines.push(self.failed_line());
         lines.join("\n")
     }
@@ -162,7 +173,10 @@ impl SourceExamples {
 
 /// Audits a loaded config. `now` is what templates see as `now`.
 pub fn audit(config: &Config, now: jiff::Timestamp) -> Audit {
-    let mut audit = Audit::default();
+    let mut audit = Audit {
+        source: config.source_text.clone(),
+        ..Audit::default()
+    };
     let findings = &mut audit.findings;
     let mut parsed: HashMap<&str, SourceExamples> = HashMap::new();
     for rule in config.rules.rules() {
@@ -170,9 +184,9 @@ pub fn audit(config: &Config, now: jiff::Timestamp) -> Audit {
         let examples = parsed
             .entry(rule.source.as_str())
             .or_insert_with(|| SourceExamples::of(source));
-        for message in unknown_variables(config, rule, source.kind, &examples.known) {
+        for (location, message) in unknown_variables(config, rule, source.kind, &examples.known) {
             findings.push(Finding::Problem(Problem {
-                location: rule.location,
+                location: location.or(rule.location),
                 message,
                 examples: Vec::new(),
             }));
@@ -297,7 +311,7 @@ fn unknown_variables(
     rule: &Rule,
     kind: SourceKind,
     known: &BTreeSet<String>,
-) -> Vec<String> {
+) -> Vec<(Option<Location>, String)> {
     if kind == SourceKind::Json {
         return Vec::new();
     }
@@ -314,11 +328,42 @@ fn unknown_variables(
             .collect();
         unknown.sort();
         for name in unknown {
-            problems.push(format!(
+            let location =
+                variable_location(&config.source_text.0, field, template.source(), &name);
+            problems.push((location, format!(
                 "rule `{}`: {}: unknown variable `{name}`: {kind} events have no such field (see the template context in the README)",
                 rule.name, field.name
-            ));
+            )));
         }
     }
     problems
+}
+
+/// Where `name` is first used in a field's template: its line and column in the file when the
+/// field is a block scalar (`text: |`) or a one-line value, else the field's value.
+fn variable_location(
+    file: &str,
+    field: &crate::rules::FieldTemplate,
+    template: &str,
+    name: &str,
+) -> Option<Location> {
+    let used = |line: &str| {
+        line.match_indices(name).find_map(|(at, _)| {
+            let before = line[..at].chars().next_back();
+            let after = line[at + name.len()..].chars().next();
+            let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+            (!word(before) && !word(after)).then_some(at)
+        })
+    };
+    let template_line = template.lines().position(|line| used(line).is_some())? + 1;
+    let line = field.location_of_line(Some(template_line))?;
+    // The column of the name on that line of the file, if it is there as written.
+    let file_line = file.split('\n').nth(line.line - 1)?;
+    match used(file_line) {
+        Some(byte) => Some(Location {
+            line: line.line,
+            column: file_line[..byte].chars().count() + 1,
+        }),
+        None => Some(line),
+    }
 }

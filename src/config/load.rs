@@ -60,6 +60,9 @@ impl Config {
         base_dir: &FsPath,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
+        // Notepad starts a UTF-8 file with a byte order mark; serde would read it as content.
+        // Lines and columns are the same without it (the locator does not count it either).
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let locations = Locations::index(text);
         let fail = |diagnostics: Vec<Diagnostic>| ConfigError {
             rendered: diagnostic::render(file_name, text, &diagnostics),
@@ -85,6 +88,7 @@ impl Config {
             Err(error) => {
                 let mut diagnostic = serde_diagnostic(&error);
                 diagnostic.mask_values = may_show_a_secret(&diagnostic, &locations);
+                let diagnostic = super::wording::explain(diagnostic, text, &locations);
                 return Err(fail(vec![diagnostic]));
             }
         };
@@ -100,6 +104,7 @@ impl Config {
         if checker.diagnostics.is_empty() {
             let mut config = config.expect("a config is built when there are no diagnostics");
             config.warnings = checker.warnings;
+            config.source_text = super::model::SourceText(text.into());
             Ok(config)
         } else {
             checker
@@ -319,6 +324,7 @@ fn build(raw: RawConfig, checker: &mut Checker<'_>) -> Option<Config> {
         robot_delivery,
         reload_token,
         warnings: Vec::new(),
+        source_text: Default::default(),
     })
 }
 

@@ -19,6 +19,7 @@ mod model;
 pub mod raw;
 mod robots;
 mod sources;
+mod wording;
 
 pub use audit::{Audit, Finding, Problem, audit};
 pub use load::ConfigError;
@@ -26,3 +27,4 @@ pub use model::{
     Config, DEFAULT_LISTEN, DEFAULT_TIMEZONE, DINGTALK_HOST, DeliverySettings, IntakeSettings,
     RobotDelivery,
 };
+pub use wording::RUST_WORDS;

@@ -37,6 +37,19 @@ pub struct Config {
     pub reload_token: Option<SecretString>,
     /// Things that work but deserve the operator's attention (an unauthenticated source, ...).
     pub warnings: Vec<String>,
+    /// The file's text, to show the lines later problems are about (`check`'s audit).
+    pub source_text: SourceText,
+}
+
+/// A config file's text. Its `Debug` shows only its length: the text may hold secrets, and
+/// diagnostics show its lines only through [`crate::yaml::diagnostic::render`], which masks them.
+#[derive(Clone, Default)]
+pub struct SourceText(pub std::sync::Arc<str>);
+
+impl std::fmt::Debug for SourceText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SourceText({} bytes)", self.0.len())
+    }
 }
 
 /// How webhooks are taken in.

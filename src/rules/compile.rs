@@ -318,6 +318,19 @@ impl RuleCompiler<'_, '_> {
         wrap: (&str, &str),
     ) -> Option<FieldTemplate> {
         let expanded = self.checker.expand(path, expr)?;
+        // `when: '{{ event == "push" }}'`: a template where an expression goes.
+        let trimmed = expanded.trim();
+        if let Some(inner) = trimmed
+            .strip_prefix("{{")
+            .and_then(|rest| rest.strip_suffix("}}"))
+        {
+            let inner = inner.trim();
+            let message = format!(
+                "{field} takes a bare expression, without `{{{{ }}}}`: write `{field}: {inner}` (quoted if it starts with a quote or holds `: `)"
+            );
+            self.error(path, message);
+            return None;
+        }
         // Compile the bare expression first: its errors point into what the user wrote.
         if let Err(error) = self.env.compile_expression(&expanded) {
             let message = template_error(field, &error);

@@ -22,4 +22,6 @@ mod route;
 pub mod templates;
 
 pub use compile::{DeclaredSource, environment};
-pub use model::{Rendered, Routing, Rule, RuleError, RuleSet, SkipReason, Skipped, template_error};
+pub use model::{
+    FieldTemplate, Rendered, Routing, Rule, RuleError, RuleSet, SkipReason, Skipped, template_error,
+};

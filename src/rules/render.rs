@@ -79,9 +79,9 @@ impl RuleSet {
                     Err(invalid) => errors.push(RuleError {
                         rule: rule.name.clone(),
                         robot: Some(robot.name.clone()),
+                        location: field_location(rule, &invalid.field).or(rule.location),
                         field: invalid.field,
                         reason: invalid.reason,
-                        location: rule.location,
                     }),
                 }
             }
@@ -395,6 +395,35 @@ pub(super) fn context(
     now: jiff::Timestamp,
 ) -> (Value, usize) {
     event.template_context(alert_limit, Some(now))
+}
+
+/// Where the rule's template for a DingTalk field is (`markdown.title`, `link.messageUrl` is the
+/// rule's `link.message_url`); for `keywords`, its first text a keyword can go in.
+fn field_location(rule: &Rule, dingtalk_field: &str) -> Option<crate::yaml::Location> {
+    let fields = rule.fields();
+    if dingtalk_field == "keywords" {
+        return fields
+            .iter()
+            .find(|f| f.name.ends_with(".text") || f.name.ends_with(".content"))
+            .and_then(|f| f.location);
+    }
+    let snake: String = dingtalk_field
+        .chars()
+        .flat_map(|c| {
+            let lower = c.to_ascii_lowercase();
+            (c.is_ascii_uppercase())
+                .then_some('_')
+                .into_iter()
+                .chain(std::iter::once(lower))
+        })
+        .collect();
+    let snake = snake
+        .replace("action_u_r_l", "url")
+        .replace("_u_r_l", "_url");
+    fields
+        .iter()
+        .find(|f| f.name == dingtalk_field || f.name == snake)
+        .and_then(|f| f.location)
 }
 
 fn error(rule: &Rule, field: &FieldTemplate, error: &minijinja::Error) -> RuleError {

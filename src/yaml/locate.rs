@@ -195,6 +195,17 @@ impl Locations {
             .map(|(path, _)| path.clone())
     }
 
+    /// The path of the deepest indexed node that starts at `location` (serde reports a wrong
+    /// value, or a mapping that lacks a field, where the node starts).
+    pub fn path_at(&self, location: Location) -> Option<Path> {
+        self.nodes
+            .iter()
+            .filter(|(_, node)| node.value == Some(location))
+            .map(|(path, _)| path)
+            .max_by_key(|path| path.segments().len())
+            .cloned()
+    }
+
     /// The location of `path`, or of its closest ancestor that has one; line 1 column 1 when
     /// none has.
     ///

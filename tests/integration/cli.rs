@@ -27,6 +27,10 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 fn temp_config(name: &str, text: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("dingrelay-cli-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -61,7 +65,7 @@ fn check_catches_an_unknown_filter_with_rule_and_line() {
         "robots:\n  ops: { webhook: log }\nsources:\n  am: { kind: alertmanager }\nrules:\n  - name: bad-filter\n    source: am\n    to: ops\n    markdown:\n      title: x\n      text: |\n        fine\n        {{ status | shout }}\n",
     );
     let output = dingrelay(&["check", config.to_str().unwrap()]);
-    let text = stdout(&output);
+    let text = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
     assert!(text.contains("rule `bad-filter`"), "{text}");
     assert!(text.contains("unknown filter"), "{text}");
@@ -82,17 +86,29 @@ fn check_catches_an_unknown_variable() {
         "robots:\n  ops: { webhook: log }\nsources:\n  am: { kind: alertmanager }\nrules:\n  - name: typo\n    source: am\n    to: ops\n    text: { content: \"{{ comonLabels.alertname }}\" }\n",
     );
     let output = dingrelay(&["check", config.to_str().unwrap()]);
-    let text = stdout(&output);
+    let text = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
     assert!(text.contains("unknown variable `comonLabels`"), "{text}");
+    // At the name, in the template's field, with the line shown.
+    assert!(
+        text.contains("rules.yaml:9:22: error: rule `typo`"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "9 |     text: { content: \"{{ comonLabels.alertname }}\" }\n  |                      ^"
+        ),
+        "{text}"
+    );
 }
 
 #[test]
 fn check_reports_a_broken_file_with_location() {
     let config = temp_config("broken", "robots:\n  ops: { webhok: log }\n");
     let output = dingrelay(&["check", config.to_str().unwrap()]);
-    let text = stdout(&output);
+    let text = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(stdout(&output).is_empty(), "errors only on stderr");
     assert!(text.contains("rules.yaml:2:"), "{text}");
     assert!(text.contains("webhok"), "{text}");
 }
@@ -157,4 +173,159 @@ fn help_has_examples() {
         let text = stdout(&dingrelay(args));
         assert!(text.contains("Examples:"), "{args:?}: {text}");
     }
+}
+
+/// A config for the stream and flag tests: one alertmanager source, one github source, one rule
+/// that cannot render (an unknown filter) on github pushes.
+const TWO_SOURCES: &str = "robots:\n  ops: { webhook: log }\nsources:\n  am: { kind: alertmanager }\n  gh: { kind: github }\nrules:\n  - name: alerts\n    source: am\n    to: ops\n    text: { content: \"{{ status }}\" }\n  - name: pushes\n    source: gh\n    to: ops\n    text: { content: \"{{ event | shout }}\" }\n";
+
+#[test]
+fn every_subcommand_takes_the_config_by_flag_and_by_environment() {
+    let config = temp_config(
+        "flag",
+        TWO_SOURCES.split("  - name: pushes").next().unwrap(),
+    );
+    let path = config.to_str().unwrap();
+    // check: positional, --config, and DINGRELAY_CONFIG.
+    for args in [vec!["check", path], vec!["check", "--config", path]] {
+        let output = dingrelay(&args);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stdout(&output).contains(&format!("{path}: loaded")),
+            "{args:?}"
+        );
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_dingrelay"))
+        .arg("check")
+        .env("DINGRELAY_CONFIG", path)
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stdout(&output).contains(&format!("{path}: loaded")));
+    // render and outbox take it too.
+    let output = dingrelay(&[
+        "render",
+        "--config",
+        path,
+        "--payload",
+        "tests/fixtures/corpus/alertmanager/prom2teams.all_ok_multiple.json",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stdout(&output).contains("# rule `alerts` -> robot `ops`"));
+}
+
+#[test]
+fn test_takes_a_config_that_overrides_the_test_files() {
+    let config = temp_config(
+        "test-flag",
+        TWO_SOURCES.split("  - name: pushes").next().unwrap(),
+    );
+    let dir = config.parent().unwrap();
+    let tests = dir.join("t.test.yaml");
+    std::fs::write(
+        &tests,
+        "config: no-such.yaml\ntests:\n  - name: firing\n    payload: { version: \"4\", status: firing, receiver: r, groupKey: k, alerts: [{ status: firing, labels: { alertname: A }, annotations: {}, startsAt: \"2024-01-01T00:00:00Z\" }], commonLabels: { alertname: A }, commonAnnotations: {}, groupLabels: {}, externalURL: \"http://am\" }\n    expect:\n      - rule: alerts\n        robot: ops\n",
+    )
+    .unwrap();
+    // The file's own config does not exist: invalid, on stderr.
+    let output = dingrelay(&["test", tests.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+    assert!(
+        stderr(&output).contains("no-such.yaml"),
+        "{}",
+        stderr(&output)
+    );
+    // --config replaces it.
+    let output = dingrelay(&[
+        "test",
+        "--config",
+        config.to_str().unwrap(),
+        tests.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    assert!(
+        stdout(&output).contains("1 passed, 0 failed"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[test]
+fn render_writes_bodies_to_stdout_and_errors_to_stderr() {
+    let config = temp_config("streams", TWO_SOURCES);
+    let path = config.to_str().unwrap();
+    // A rule that fails to render: stdout has only the event line, stderr the error.
+    let output = dingrelay(&[
+        "render",
+        "--config",
+        path,
+        "--payload",
+        "tests/fixtures/corpus/github/push.with-new-branch.json",
+        "--event",
+        "push",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let (out, err) = (stdout(&output), stderr(&output));
+    assert!(!out.contains("error"), "stdout: {out}");
+    assert!(err.contains("error: rule `pushes`"), "stderr: {err}");
+    // A config that does not load: nothing on stdout.
+    let broken = temp_config("streams-broken", "robots: [\n");
+    let output = dingrelay(&[
+        "render",
+        "--config",
+        broken.to_str().unwrap(),
+        "--payload",
+        "tests/fixtures/corpus/github/push.with-new-branch.json",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stdout(&output).is_empty(), "{}", stdout(&output));
+    assert!(
+        stderr(&output).contains("rules.yaml:"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn render_of_a_github_payload_without_event_says_to_give_it() {
+    let config = temp_config("no-event", TWO_SOURCES);
+    let output = dingrelay(&[
+        "render",
+        "--config",
+        config.to_str().unwrap(),
+        "--source",
+        "gh",
+        "--payload",
+        "tests/fixtures/corpus/github/push.with-new-branch.json",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let err = stderr(&output);
+    assert!(err.contains("--event <name>"), "{err}");
+    assert!(err.contains("X-GitHub-Event"), "{err}");
+    assert!(stdout(&output).is_empty());
+}
+
+#[test]
+fn outbox_errors_go_to_stderr() {
+    let dir = std::env::temp_dir().join(format!("dingrelay-cli-{}-no-outbox", std::process::id()));
+    let output = dingrelay(&["outbox", "--state-dir", dir.to_str().unwrap(), "list"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stdout(&output).is_empty(), "{}", stdout(&output));
+    assert!(
+        stderr(&output).starts_with("error: no outbox at "),
+        "{}",
+        stderr(&output)
+    );
 }

@@ -62,8 +62,11 @@ fn unknown_key_is_located() {
 fn wrong_type_is_located() {
     let text = GOOD.replace("    to: [ops]", "    to: [ops]\n    stop: maybe");
     let error = load(&text).unwrap_err();
-    assert!(error.contains("stop"), "{error}");
-    let (line, _) = position_of(&error, "invalid type");
+    assert!(
+        error.contains("`stop` must be true or false, not the string \"maybe\""),
+        "{error}"
+    );
+    let (line, _) = position_of(&error, "must be true or false");
     assert_eq!(line, 11, "{error}");
 }
 
@@ -343,4 +346,228 @@ fn a_duplicate_reload_token_is_shown_without_its_value() {
     assert!(error.contains("duplicate key `reload_token`"), "{error}");
     assert!(!error.contains("second-s3cret-bbbb"), "{error}");
     assert!(error.contains("2 | reload_token: ***\n"), "{error}");
+}
+
+#[test]
+fn a_byte_order_mark_is_accepted_and_positions_stay_right() {
+    // Notepad starts UTF-8 files with a BOM.
+    let config = load(&format!("\u{feff}{GOOD}")).unwrap();
+    assert_eq!(config.rules.rules().len(), 1);
+    let text = GOOD.replace("to: [ops]", "to: [opps]");
+    let without = load(&text).unwrap_err();
+    let with = load(&format!("\u{feff}{text}")).unwrap_err();
+    assert_eq!(position_of(&with, "unknown robot"), (10, 10), "{with}");
+    assert_eq!(with, without);
+    // On the first line too.
+    let error = load("\u{feff}listen: nowhere\n").unwrap_err();
+    assert_eq!(position_of(&error, "listen"), (1, 9), "{error}");
+}
+
+#[test]
+fn a_to_that_is_not_a_name_says_what_to_takes_at_its_line() {
+    let error = load(&GOOD.replace("to: [ops]", "to: 5")).unwrap_err();
+    assert!(
+        error.contains("`to` must be a robot name or a list of robot names"),
+        "{error}"
+    );
+    assert_eq!(position_of(&error, "`to` must be"), (10, 5), "{error}");
+    assert!(error.contains("10 |     to: 5\n"), "{error}");
+    assert!(!error.contains("OneOrMany"), "{error}");
+}
+
+#[test]
+fn a_when_in_braces_says_to_write_the_bare_expression() {
+    let text = GOOD.replace(
+        "    to: [ops]",
+        "    to: [ops]\n    when: '{{ status == \"firing\" }}'",
+    );
+    let error = load(&text).unwrap_err();
+    assert!(
+        error.contains(
+            "when takes a bare expression, without `{{ }}`: write `when: status == \"firing\"`"
+        ),
+        "{error}"
+    );
+    assert_eq!(position_of(&error, "bare expression"), (11, 11), "{error}");
+    assert!(error.contains("|           ^"), "{error}");
+}
+
+#[test]
+fn a_dedented_key_is_pointed_at_as_mis_indented() {
+    // `to` two spaces short: it leaves the rule, which then lacks it.
+    for (indent, column) in [("  ", 3), ("   ", 4), ("", 1)] {
+        let text = GOOD.replace("    to: [ops]", &format!("{indent}to: [ops]"));
+        let error = load(&text).unwrap_err();
+        assert!(error.contains("probably mis-indented"), "{error}");
+        assert_eq!(position_of(&error, "mis-indented"), (10, column), "{error}");
+        assert!(
+            error.contains(&format!("10 | {indent}to: [ops]\n")),
+            "{error}"
+        );
+    }
+    // A robot's key that lands beside the robots is a robot named after it.
+    let text = GOOD.replace("    webhook: log", "  webhook: log");
+    let error = load(&text).unwrap_err();
+    assert!(error.contains("probably mis-indented"), "{error}");
+    assert_eq!(position_of(&error, "mis-indented").0, 4, "{error}");
+    // A rule's key at the top level.
+    let text = GOOD.replace("    text:\n      content", "text:\n      content");
+    let error = load(&text).unwrap_err();
+    assert!(
+        error.contains("`text` is a rule's key: it is probably mis-indented"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_robot_that_is_not_a_mapping_says_so_without_its_value() {
+    let secret = "https://oapi.dingtalk.com/robot/send?access_token=tok3n-s3cret";
+    for value in [
+        secret.to_owned(),
+        format!("[{secret}]"),
+        "SECs3cret".to_owned(),
+    ] {
+        let text = GOOD.replace("  ops:\n    webhook: log", &format!("  ops: {value}"));
+        let error = load(&text).unwrap_err();
+        assert!(
+            error.contains("robot `ops` must be a mapping with `webhook:`"),
+            "{error}"
+        );
+        assert_eq!(position_of(&error, "robot `ops`"), (3, 8), "{error}");
+        assert!(
+            error.contains("3 |   ops: ") && error.contains("***"),
+            "{error}"
+        );
+        for shown in ["tok3n", "s3cret"] {
+            assert!(!error.contains(shown), "{shown} shown:\n{error}");
+        }
+    }
+    let text = GOOD.replace("  am: { kind: alertmanager }", "  am: s3cret-source");
+    let error = load(&text).unwrap_err();
+    assert!(
+        error.contains("source `am` must be a mapping with `kind:`"),
+        "{error}"
+    );
+    assert!(!error.contains("s3cret"), "{error}");
+}
+
+#[test]
+fn no_rust_type_names_reach_the_user() {
+    // Wrong types everywhere a value goes: robots, sources, rules, the top level.
+    let replacements: &[(&str, &str)] = &[
+        ("robots:\n  ops:\n    webhook: log", "robots: [ops]"),
+        ("robots:\n  ops:\n    webhook: log", "robots: s3cret"),
+        ("    webhook: log", "    webhook: [log]"),
+        ("    webhook: log", "    webhook: log\n    keywords: s3cret"),
+        (
+            "    webhook: log",
+            "    webhook: log\n    rate_per_minute: many",
+        ),
+        ("    webhook: log", "    webhook: log\n    digest: {a: 1}"),
+        ("    webhook: log", "    webhook: log\n    secret: [s3cret]"),
+        ("  am: { kind: alertmanager }", "  am: [alertmanager]"),
+        ("  am: { kind: alertmanager }", "  am: { kind: prometheus }"),
+        (
+            "  am: { kind: alertmanager }",
+            "  am: { kind: [alertmanager] }",
+        ),
+        (
+            "  am: { kind: alertmanager }",
+            "  am: { kind: json, auth: s3cret }",
+        ),
+        (
+            "  am: { kind: alertmanager }",
+            "  am: { kind: json, auth: { basic: s3cret } }",
+        ),
+        (
+            "  am: { kind: alertmanager }",
+            "  am: { kind: json, secret: [s3cret] }",
+        ),
+        ("sources:\n", "sources: []\nx:\n"),
+        ("rules:\n  - name: all", "rules:\n  - all\n  - name: all"),
+        ("rules:\n", "rules: all\nx:\n"),
+        ("    to: [ops]", "    to: { ops: 1 }"),
+        ("    to: [ops]", "    to: [[ops]]"),
+        ("    to: [ops]", "    to: ~"),
+        ("    to: [ops]", "    to: [ops]\n    stop: [yes]"),
+        ("    to: [ops]", "    to: [ops]\n    when: [a]"),
+        (
+            "    text:\n      content",
+            "    text: hello\n    x:\n      content",
+        ),
+        (
+            "    text:\n      content",
+            "    markdown: hello\n    x:\n      content",
+        ),
+        (
+            "    text:\n      content",
+            "    at: everyone\n    text:\n      content",
+        ),
+        (
+            "    text:\n      content",
+            "    link: [a]\n    text:\n      content",
+        ),
+        (
+            "    text:\n      content",
+            "    action_card: { title: a, text: b, buttons: x }\n    text:\n      content",
+        ),
+        (
+            "    text:\n      content",
+            "    action_card: { title: a, text: b, button_orientation: diagonal }\n    text:\n      content",
+        ),
+        ("robots:", "body_limit: [1]\nrobots:"),
+        ("robots:", "body_limit: lots\nrobots:"),
+        ("robots:", "listen: [a]\nrobots:"),
+    ];
+    for (from, to) in replacements {
+        assert!(GOOD.contains(from), "{from}");
+        let text = GOOD.replacen(from, to, 1);
+        let Err(error) = load(&text) else {
+            panic!("loads: {text}");
+        };
+        for word in dingrelay::config::RUST_WORDS {
+            assert!(!error.contains(word), "`{word}` in:\n{error}\nfor:\n{text}");
+        }
+        assert!(!error.contains("s3cret"), "a secret shown:\n{error}");
+    }
+    // A whole file that is not a mapping.
+    for text in ["- a\n- b\n", "just text\n", "42\n"] {
+        let error = load(text).unwrap_err();
+        for word in dingrelay::config::RUST_WORDS {
+            assert!(!error.contains(word), "`{word}` in:\n{error}");
+        }
+    }
+}
+
+#[test]
+fn errors_found_by_rendering_show_the_field_with_a_caret() {
+    let text = GOOD
+        .replace("    webhook: log", "    webhook: log\n    keywords: [ALERT]")
+        .replace(
+            "    text:\n      content: \"{{ status }} {{ commonLabels.alertname }}\"",
+            "    markdown:\n      title: \"{{ status }}\"\n      text: |\n        hello\n        {{ comonLabels.x }} and {{ status }}",
+        );
+    let config = load(&text).unwrap();
+    let report =
+        dingrelay::config::audit(&config, jiff::Timestamp::UNIX_EPOCH).problem_report("rules.yaml");
+    // The unknown variable: at its line inside the template, under the name.
+    assert!(
+        report.contains(
+            "rules.yaml:16:12: error: rule `all`: markdown.text: unknown variable `comonLabels`"
+        ),
+        "{report}"
+    );
+    assert!(
+        report.contains("16 |         {{ comonLabels.x }} and {{ status }}\n   |            ^"),
+        "{report}"
+    );
+    // The robot's keyword missing: at the text it should be in, not at the rule's `- name`.
+    assert!(
+        report.contains("rules.yaml:15:9: error: rule `all`, robot `ops`: keywords:"),
+        "{report}"
+    );
+    assert!(
+        report.contains("15 |         hello\n   |         ^"),
+        "{report}"
+    );
 }

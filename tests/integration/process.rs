@@ -518,7 +518,8 @@ fn start_up_refuses_with_one_clear_line() {
         .output()
         .unwrap();
     assert_eq!(check.status.code(), Some(1));
-    let check_text = String::from_utf8_lossy(&check.stdout);
+    // Problems are errors: on stderr, as serve's are.
+    let check_text = String::from_utf8_lossy(&check.stderr);
     let problem = check_text
         .lines()
         .find(|l| l.contains("unknown filter"))

@@ -333,6 +333,7 @@ async fn a_security_refusal_is_dead_lettered_at_once_and_listed() {
             state: None,
         },
         &mut out,
+        &mut std::io::stderr(),
     );
     let out = String::from_utf8(out).unwrap();
     assert_eq!(code, 0, "{out}");
@@ -1063,7 +1064,14 @@ async fn a_fixed_rule_is_previewed_over_stored_events_then_rerouted_for_real() {
         limit: 50,
     };
     assert_eq!(
-        run_at(&harness.state_dir, &events, &mut out.clone(), now, &tz),
+        run_at(
+            &harness.state_dir,
+            &events,
+            &mut out.clone(),
+            &mut out.clone(),
+            now,
+            &tz
+        ),
         0
     );
     let listed = out.text();
@@ -1092,6 +1100,7 @@ async fn a_fixed_rule_is_previewed_over_stored_events_then_rerouted_for_real() {
         &load(&fixed_text),
         &harness.state_dir,
         &dry_run,
+        &mut out.clone(),
         &mut out.clone(),
         now,
         &tz,
@@ -1133,7 +1142,14 @@ async fn a_fixed_rule_is_previewed_over_stored_events_then_rerouted_for_real() {
         source: None,
     };
     assert_eq!(
-        run_at(&state_dir, &reroute, &mut out.clone(), now, &tz),
+        run_at(
+            &state_dir,
+            &reroute,
+            &mut out.clone(),
+            &mut out.clone(),
+            now,
+            &tz
+        ),
         0,
         "{}",
         out.text()

@@ -7,7 +7,7 @@ use std::path::Path as FsPath;
 
 use super::case::TestChecker;
 use super::schema::{RawFile, serde_diagnostic};
-use super::suite::{DEFAULT_NOW, Suite};
+use super::suite::{ConfigChoice, DEFAULT_NOW, Suite};
 use crate::config::{Config, ConfigError};
 use crate::text::plural;
 use crate::yaml::diagnostic;
@@ -15,7 +15,7 @@ use crate::yaml::{Diagnostic, Location, Locations, Path};
 
 /// Reads and validates a test file and loads its config. The error is the whole report, ready
 /// to print: every problem found, located.
-pub(super) fn load(path: &FsPath) -> Result<Suite, String> {
+pub(super) fn load(path: &FsPath, choice: &ConfigChoice) -> Result<Suite, String> {
     let file = path.display().to_string();
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
@@ -67,15 +67,22 @@ pub(super) fn load(path: &FsPath) -> Result<Suite, String> {
         .iter()
         .map(|(name, value)| (name.clone(), value.0.clone()))
         .collect();
-    let config_path = base_dir.join(raw.config.as_deref().unwrap_or("rules.yaml"));
+    // --config, else the file's own `config:`, else DINGRELAY_CONFIG, else rules.yaml next to it.
+    let config_path = match (&choice.given, &raw.config, &choice.default) {
+        (Some(given), _, _) => given.clone(),
+        (None, Some(named), _) => base_dir.join(named),
+        (None, None, Some(default)) => default.clone(),
+        (None, None, None) => base_dir.join("rules.yaml"),
+    };
     let config_file = config_path.display().to_string();
     let config_text = match std::fs::read_to_string(&config_path) {
         Ok(text) => Some(text),
         Err(error) => {
-            let what = if raw.config.is_some() {
-                "config"
-            } else {
-                "config (default: rules.yaml next to the test file)"
+            let what = match (&choice.given, &raw.config, &choice.default) {
+                (Some(_), _, _) => "config (from --config)",
+                (None, Some(_), _) => "config",
+                (None, None, Some(_)) => "config (from DINGRELAY_CONFIG)",
+                (None, None, None) => "config (default: rules.yaml next to the test file)",
             };
             checker.error(
                 &root.key("config"),

@@ -32,14 +32,19 @@ use super::output::exit_code;
 use crate::text::{escape_control as shown, plural};
 use handling::Handling;
 
-pub use suite::{DEFAULT_NOW, REFUSAL_STATUSES};
+pub use suite::{ConfigChoice, DEFAULT_NOW, REFUSAL_STATUSES};
 
 /// Runs every test of every file, writing `ok`/`FAIL` lines, the differences and a summary to
-/// `out`. Returns the exit code: 0 when every test passed, 1 when a test failed, 2 when a test
-/// file could not be read or is invalid (its tests are not run; the other files still are) or
-/// the report could not be written.
-pub fn run(files: &[PathBuf], out: &mut dyn Write) -> u8 {
-    exit_code(run_files(files, out), 2)
+/// `out`, and why a test file cannot run to `err`. Returns the exit code: 0 when every test
+/// passed, 1 when a test failed, 2 when a test file could not be read or is invalid (its tests
+/// are not run; the other files still are) or the report could not be written.
+pub fn run(
+    files: &[PathBuf],
+    config: &ConfigChoice,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    exit_code(run_files(files, config, out, err), 2)
 }
 
 /// How the tests went so far.
@@ -82,10 +87,15 @@ impl Tally {
 }
 
 /// [`run`], failing on the first write that fails.
-fn run_files(files: &[PathBuf], out: &mut dyn Write) -> io::Result<u8> {
+fn run_files(
+    files: &[PathBuf],
+    config: &ConfigChoice,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<u8> {
     if files.is_empty() {
         writeln!(
-            out,
+            err,
             "error: no test file given (e.g. dingrelay test rules.test.yaml)"
         )?;
         return Ok(2);
@@ -95,7 +105,7 @@ fn run_files(files: &[PathBuf], out: &mut dyn Write) -> io::Result<u8> {
         if i > 0 {
             writeln!(out)?;
         }
-        run_file(file, &mut tally, out)?;
+        run_file(file, config, &mut tally, out, err)?;
     }
     writeln!(out)?;
     writeln!(out, "{}", tally.summary())?;
@@ -103,12 +113,18 @@ fn run_files(files: &[PathBuf], out: &mut dyn Write) -> io::Result<u8> {
 }
 
 /// Runs the tests of one file and reports each, or reports why the file cannot be run.
-fn run_file(file: &Path, tally: &mut Tally, out: &mut dyn Write) -> io::Result<()> {
-    let suite = match load::load(file) {
+fn run_file(
+    file: &Path,
+    config: &ConfigChoice,
+    tally: &mut Tally,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<()> {
+    let suite = match load::load(file, config) {
         Ok(suite) => suite,
         Err(error) => {
             tally.invalid += 1;
-            return write!(out, "{error}");
+            return write!(err, "{error}");
         }
     };
     writeln!(

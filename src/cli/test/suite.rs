@@ -81,3 +81,13 @@ impl Expected {
         format!("rule `{}` -> robot `{}`", self.rule, self.robot)
     }
 }
+
+/// Which config the test files run against.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigChoice {
+    /// `--config`: this one, whatever the test files name.
+    pub given: Option<std::path::PathBuf>,
+    /// `DINGRELAY_CONFIG`: this one for a test file that names none (instead of the
+    /// `rules.yaml` next to it).
+    pub default: Option<std::path::PathBuf>,
+}
