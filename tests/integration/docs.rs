@@ -143,11 +143,11 @@ struct DocCommand {
     shown: Option<String>,
 }
 
+/// A command line's parts: the variables it sets, its program and its arguments.
+type Parts = (Vec<(String, String)>, Program, Vec<String>);
+
 /// What a command line is: the variables it sets, its program and arguments.
-fn parse_command(
-    at: &str,
-    line: &str,
-) -> Result<(Vec<(String, String)>, Program, Vec<String>), String> {
+fn parse_command(at: &str, line: &str) -> Result<Parts, String> {
     let words = shell_words(line);
     let assignments = words
         .iter()
