@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the hot paths, on real payloads through the shipped rules.yaml.
 //!
-//! `cargo bench --bench hot_paths` (about a minute); results and machine in BENCHMARKS.md.
+//! `cargo bench --bench hot_paths` (about a minute); results and machine in docs/benchmarks.md.
 //! Under `cargo test --all-targets` this file is only compiled.
 
 use std::hint::black_box;

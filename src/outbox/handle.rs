@@ -480,7 +480,7 @@ impl Outbox {
 /// while SQLite works, as it does for every other await; a plain `.await` there would let the
 /// clock jump to the next timer (a request timeout, a backoff) during every commit. The
 /// blocking pool costs a thread hand-off per call, which the daemon's intake cannot afford
-/// (BENCHMARKS.md).
+/// (docs/benchmarks.md).
 async fn wait<T: Send + 'static>(answer: oneshot::Receiver<T>) -> Result<T, OutboxError> {
     let current_thread = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);

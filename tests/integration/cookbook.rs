@@ -1,5 +1,5 @@
-//! The README's cookbook (its "## Cookbook" section) and the configs behind it, one directory per recipe
-//! under tests/fixtures/cookbook/: every recipe's rules.yaml passes `dingrelay check`, its
+//! The cookbook (docs/cookbook.md) and the configs behind it, one directory per recipe under
+//! tests/fixtures/cookbook/: every recipe's rules.yaml passes `dingrelay check`, its
 //! rules.test.yaml passes `dingrelay test` and expects every rule of the recipe at least once;
 //! the doc names every recipe, every YAML snippet of the doc is a piece of the file it names, and
 //! every `dingrelay` command of the doc runs. Last, what rule tests cannot show for the CI recipe
@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const COOKBOOK: &str = "tests/fixtures/cookbook";
-const DOC: &str = "README.md";
+const DOC: &str = "docs/cookbook.md";
 const MARKER: &str = "<!-- cookbook:";
 
 fn root() -> &'static Path {
@@ -36,15 +36,9 @@ fn recipes() -> Vec<String> {
     names
 }
 
-/// The README's "## Cookbook" section, up to the next section.
+/// The cookbook.
 fn doc() -> String {
-    let readme = std::fs::read_to_string(root().join(DOC)).expect("README.md exists");
-    let start = readme
-        .find("## Cookbook")
-        .expect("the README has a Cookbook section");
-    let rest = &readme[start..];
-    let end = rest[3..].find("\n## ").map_or(rest.len(), |i| i + 4);
-    rest[..end].to_owned()
+    std::fs::read_to_string(root().join(DOC)).expect("docs/cookbook.md exists")
 }
 
 fn yaml(path: &Path) -> serde_yaml::Value {

@@ -8,6 +8,7 @@ mod cookbook;
 mod corpus;
 mod crash;
 mod dingtalk_messages;
+mod docs;
 mod layering;
 mod operate;
 mod outbox;

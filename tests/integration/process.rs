@@ -1,4 +1,5 @@
-//! The real binary as a process: the README's first command on the shipped rules.yaml, and a
+//! The real binary as a process: the README's first command on the shipped rules.yaml (its docs
+//! test runs it too, with the README's curl commands), and a
 //! SIGKILL with 100 messages pending followed by a restart that delivers every accepted message.
 //!
 //! Real processes, sockets and time, bounded: each wait has a deadline of seconds.

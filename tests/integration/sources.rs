@@ -1476,7 +1476,7 @@ fn examples_have_the_promised_shapes() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The README's "Template context": the documented expressions work on the built-in examples
+// docs/templates.md's "Template context": the documented expressions work on the built-in examples
 
 #[test]
 fn documented_expressions_render_on_the_examples() {

@@ -28,7 +28,7 @@
 //!
 //! These are filters rather than template macros because the built-in `alertmanager` template
 //! calls them for every alert, and minijinja macros were most of its rendering time
-//! (BENCHMARKS.md). They read values the way templates do: a label is "present" when its value
+//! (docs/benchmarks.md). They read values the way templates do: a label is "present" when its value
 //! is true in a template's `if`, and compared with `==`.
 
 use minijinja::value::{Kwargs, Value, ValueKind};
