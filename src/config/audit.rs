@@ -331,7 +331,7 @@ fn unknown_variables(
             let location =
                 variable_location(&config.source_text.0, field, template.source(), &name);
             problems.push((location, format!(
-                "rule `{}`: {}: unknown variable `{name}`: {kind} events have no such field (see the template context in the README)",
+                "rule `{}`: {}: unknown variable `{name}`: {kind} events have no such field (see the template context in docs/templates.md)",
                 rule.name, field.name
             )));
         }

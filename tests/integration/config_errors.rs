@@ -541,33 +541,38 @@ fn no_rust_type_names_reach_the_user() {
 
 #[test]
 fn errors_found_by_rendering_show_the_field_with_a_caret() {
-    let text = GOOD
-        .replace("    webhook: log", "    webhook: log\n    keywords: [ALERT]")
-        .replace(
-            "    text:\n      content: \"{{ status }} {{ commonLabels.alertname }}\"",
-            "    markdown:\n      title: \"{{ status }}\"\n      text: |\n        hello\n        {{ comonLabels.x }} and {{ status }}",
-        );
+    let text = GOOD.replace(
+        "    text:\n      content: \"{{ status }} {{ commonLabels.alertname }}\"",
+        "    markdown:\n      title: \"{{ status }}\"\n      text: |\n        hello\n        {{ comonLabels.x }} and {{ status }}",
+    );
     let config = load(&text).unwrap();
     let report =
         dingrelay::config::audit(&config, jiff::Timestamp::UNIX_EPOCH).problem_report("rules.yaml");
     // The unknown variable: at its line inside the template, under the name.
     assert!(
         report.contains(
-            "rules.yaml:16:12: error: rule `all`: markdown.text: unknown variable `comonLabels`"
+            "rules.yaml:15:12: error: rule `all`: markdown.text: unknown variable `comonLabels`"
         ),
         "{report}"
     );
     assert!(
-        report.contains("16 |         {{ comonLabels.x }} and {{ status }}\n   |            ^"),
+        report.contains("15 |         {{ comonLabels.x }} and {{ status }}\n   |            ^"),
         "{report}"
     );
-    // The robot's keyword missing: at the text it should be in, not at the rule's `- name`.
+    // A required field that renders empty: at that field, not at the rule's `- name`.
+    let text = GOOD.replace(
+        "    text:\n      content: \"{{ status }} {{ commonLabels.alertname }}\"",
+        "    markdown:\n      title: \"{{ '' }}\"\n      text: hello",
+    );
+    let config = load(&text).unwrap();
+    let report =
+        dingrelay::config::audit(&config, jiff::Timestamp::UNIX_EPOCH).problem_report("rules.yaml");
     assert!(
-        report.contains("rules.yaml:15:9: error: rule `all`, robot `ops`: keywords:"),
+        report.contains("rules.yaml:12:14: error: rule `all`, robot `ops`: markdown.title:"),
         "{report}"
     );
     assert!(
-        report.contains("15 |         hello\n   |         ^"),
+        report.contains("12 |       title: \"{{ '' }}\"\n   |              ^"),
         "{report}"
     );
 }
