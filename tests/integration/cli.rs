@@ -32,7 +32,8 @@ fn stderr(output: &Output) -> String {
 }
 
 fn temp_config(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dingrelay-cli-{}-{name}", std::process::id()));
+    let dir =
+        crate::support::scratch_dir().join(format!("dingrelay-cli-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("rules.yaml");
     std::fs::write(&path, text).unwrap();
@@ -319,7 +320,8 @@ fn render_of_a_github_payload_without_event_says_to_give_it() {
 
 #[test]
 fn outbox_errors_go_to_stderr() {
-    let dir = std::env::temp_dir().join(format!("dingrelay-cli-{}-no-outbox", std::process::id()));
+    let dir = crate::support::scratch_dir()
+        .join(format!("dingrelay-cli-{}-no-outbox", std::process::id()));
     let output = dingrelay(&["outbox", "--state-dir", dir.to_str().unwrap(), "list"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(stdout(&output).is_empty(), "{}", stdout(&output));

@@ -161,7 +161,8 @@ fn webhooks_must_be_dingtalk_unless_allowed() {
 
 #[test]
 fn secrets_from_files() {
-    let dir = std::env::temp_dir().join(format!("dingrelay-secret-{}", std::process::id()));
+    let dir =
+        crate::support::scratch_dir().join(format!("dingrelay-secret-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("secret"), "SECabc\n").unwrap();
     let text = GOOD.replace("webhook: log", "webhook: log\n    secret_file: secret");
@@ -200,7 +201,8 @@ fn a_missing_required_field_is_named() {
 
 #[test]
 fn team_templates_are_used_and_overridden_field_by_field() {
-    let dir = std::env::temp_dir().join(format!("dingrelay-templates-{}", std::process::id()));
+    let dir =
+        crate::support::scratch_dir().join(format!("dingrelay-templates-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("templates")).unwrap();
     std::fs::write(
         dir.join("templates/ours.yaml"),

@@ -480,7 +480,7 @@ async fn post(port: u16, event: &str, token: Option<&str>, body: &str) -> (u16, 
 async fn the_ci_recipe_needs_its_token_and_posts_a_retry_once() {
     // The recipe's config as it is, in a directory of its own, on a free port.
     let dir: PathBuf =
-        std::env::temp_dir().join(format!("dingrelay-cookbook-ci-{}", std::process::id()));
+        crate::support::scratch_dir().join(format!("dingrelay-cookbook-ci-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let recipe = std::fs::read_to_string(root().join(COOKBOOK).join("ci-json/rules.yaml")).unwrap();

@@ -346,7 +346,8 @@ async fn sigkill_at_random_points_of_routing_delivers_every_event_exactly_once()
     let (mock_addr, server) = mock.clone().serve().await;
 
     let scratch = Scratch(
-        std::env::temp_dir().join(format!("dingrelay-crash-{}-{seed}", std::process::id())),
+        crate::support::scratch_dir()
+            .join(format!("dingrelay-crash-{}-{seed}", std::process::id())),
     );
     let dir = scratch.0.clone();
     let _ = std::fs::remove_dir_all(&dir);

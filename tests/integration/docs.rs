@@ -413,7 +413,8 @@ fn readme_dry_run() -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_command_of_the_docs_runs_as_shown() {
     let commands = all_commands();
-    let dir: PathBuf = std::env::temp_dir().join(format!("dingrelay-docs-{}", std::process::id()));
+    let dir: PathBuf =
+        crate::support::scratch_dir().join(format!("dingrelay-docs-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let state = dir.join("state");
     std::fs::create_dir_all(&state).unwrap();

@@ -23,7 +23,8 @@ const SECRET: &str = "SECoperate0123";
 const START_MS: i64 = 1_795_507_200_000;
 
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dingrelay-operate-{}-{name}", std::process::id()));
+    let dir = crate::support::scratch_dir()
+        .join(format!("dingrelay-operate-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir

@@ -19,7 +19,7 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> TempDir {
-        TempDir(std::env::temp_dir().join(format!(
+        TempDir(crate::support::scratch_dir().join(format!(
             "dingrelay-outbox-{}-{name}-{}",
             std::process::id(),
             rand::random::<u64>()

@@ -71,7 +71,8 @@ fn terminate(child: &mut Child) -> std::process::ExitStatus {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shipped_rules_run_out_of_the_box_and_print_dry_run_requests() {
     // A copy of the shipped file, so its ./data lands in a temp dir; no variable set but the port.
-    let dir = std::env::temp_dir().join(format!("dingrelay-shipped-{}", std::process::id()));
+    let dir =
+        crate::support::scratch_dir().join(format!("dingrelay-shipped-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("rules.yaml");
@@ -175,7 +176,8 @@ fn alert(i: usize) -> String {
 async fn sigkill_with_100_pending_then_restart_delivers_every_accepted_message() {
     let mock = MockDingTalk::new().robot(TOKEN, Some(SECRET), &[]);
     let (mock_addr, _server) = mock.clone().serve().await;
-    let dir = std::env::temp_dir().join(format!("dingrelay-restart-{}", std::process::id()));
+    let dir =
+        crate::support::scratch_dir().join(format!("dingrelay-restart-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
 
@@ -305,7 +307,8 @@ async fn no_secret_ever_appears_in_logs_metrics_or_errors() {
     // DingTalk's robot has another keyword than the config says: 310000, an ERROR line.
     let mock = MockDingTalk::new().robot(SECRETS[0], Some(SECRETS[1]), &["deploy"]);
     let (mock_addr, _server) = mock.clone().serve().await;
-    let dir = std::env::temp_dir().join(format!("dingrelay-secrets-{}", std::process::id()));
+    let dir =
+        crate::support::scratch_dir().join(format!("dingrelay-secrets-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let port = free_port();
@@ -476,7 +479,8 @@ async fn no_secret_ever_appears_in_logs_metrics_or_errors() {
 
 #[test]
 fn start_up_refuses_with_one_clear_line() {
-    let dir = std::env::temp_dir().join(format!("dingrelay-refuse-{}", std::process::id()));
+    let dir =
+        crate::support::scratch_dir().join(format!("dingrelay-refuse-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let serve = |text: &str| {
@@ -644,7 +648,8 @@ impl Drop for KillOnDrop {
 /// exited 0 without "Shutting down" or "Stopped".
 #[test]
 fn sigterm_at_once_logs_the_shutdown_every_time() {
-    let dir = std::env::temp_dir().join(format!("dingrelay-sigterm-{}", std::process::id()));
+    let dir =
+        crate::support::scratch_dir().join(format!("dingrelay-sigterm-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     for trial in 1..=5 {

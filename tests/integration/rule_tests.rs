@@ -51,7 +51,7 @@ fn fixture(name: &str) -> String {
 
 /// A test file of its own in a fresh directory; paths in it are absolute.
 fn temp_test_file(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
+    let dir = crate::support::scratch_dir().join(format!(
         "dingrelay-rule-tests-{}-{name}",
         std::process::id()
     ));
@@ -81,7 +81,7 @@ fn the_shipped_rule_tests_pass() {
 /// shipped rule tests stay green; `render` says which keyword the robot put where.
 #[test]
 fn keyword_robots_pass_check_and_the_shipped_rule_tests() {
-    let dir = std::env::temp_dir().join(format!(
+    let dir = crate::support::scratch_dir().join(format!(
         "dingrelay-rule-tests-{}-keywords",
         std::process::id()
     ));

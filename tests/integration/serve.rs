@@ -31,7 +31,7 @@ const BEARER: &str = "am-bearer-s3cret";
 const START_MS: i64 = 1_795_507_200_000;
 
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
+    let dir = crate::support::scratch_dir().join(format!(
         "dingrelay-serve-{}-{name}-{}",
         std::process::id(),
         rand_suffix()

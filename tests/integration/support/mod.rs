@@ -4,3 +4,32 @@
 pub mod corpus;
 pub mod mock_dingtalk;
 pub mod output;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// This test process's scratch directory, `<tmp>/dingrelay-tests/<pid>`: every test's files go
+/// under it. Tests remove what they can, but one that fails (or a daemon it killed) leaves files;
+/// so the first call also removes the scratch directories of test processes that are gone, and
+/// at most the last run's leftovers stay in the system's temp directory.
+pub fn scratch_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let parent = std::env::temp_dir().join("dingrelay-tests");
+        if let Ok(entries) = std::fs::read_dir(&parent) {
+            for entry in entries.flatten() {
+                let gone = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|name| name.parse::<u32>().ok())
+                    .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+                if gone {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let dir = parent.join(std::process::id().to_string());
+        std::fs::create_dir_all(&dir).expect("the scratch directory can be created");
+        dir
+    })
+}
