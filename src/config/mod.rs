@@ -27,4 +27,4 @@ pub use model::{
     Config, DEFAULT_LISTEN, DEFAULT_TIMEZONE, DINGTALK_HOST, DeliverySettings, IntakeSettings,
     RobotDelivery,
 };
-pub use wording::RUST_WORDS;
+pub use wording::{RUST_WORDS, plain as plain_serde_error};

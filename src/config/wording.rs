@@ -11,7 +11,22 @@ use crate::yaml::locate::Segment;
 use crate::yaml::{Diagnostic, Location, Locations, Path};
 
 /// Words that name Rust types or serde internals: never in a message to a person.
-pub const RUST_WORDS: &[&str] = &["Raw", "OneOrMany", "untagged", "struct", "variant", "enum "];
+pub const RUST_WORDS: &[&str] = &[
+    "Raw",
+    "OneOrMany",
+    "untagged",
+    "struct",
+    "variant",
+    "enum ",
+    " u8",
+    " u16",
+    " u32",
+    " u64",
+    " usize",
+    " i32",
+    " i64",
+    " f64",
+];
 
 /// Keys of a rule, a robot and a source: a top-level key with one of these names was meant
 /// to be inside one.
@@ -51,6 +66,13 @@ const SOURCE_KEYS: &[&str] = &[
     "timestamp_header",
     "dedup",
 ];
+
+/// A serde error about another file than `rules.yaml` (a rule test file) with the names of Rust
+/// types and serde internals put in plain words.
+pub fn plain(mut diagnostic: Diagnostic) -> Diagnostic {
+    diagnostic.message = scrub(&diagnostic.message);
+    diagnostic
+}
 
 /// A serde error about `text` (indexed as `locations`) rewritten for people.
 pub fn explain(diagnostic: Diagnostic, text: &str, locations: &Locations) -> Diagnostic {
@@ -344,6 +366,8 @@ fn scrub(message: &str) -> String {
             }
             "untagged" => continue,
             "variant" => "value",
+            "u8" | "u16" | "u32" | "u64" | "usize" | "i32" | "i64" => "a whole number",
+            "f32" | "f64" => "a number",
             w if w
                 .trim_matches(|c: char| !c.is_alphanumeric())
                 .starts_with("Raw") =>

@@ -384,6 +384,16 @@ fn yaml_mistakes_are_located() {
     let (code, out) = dingrelay(&["test", file.to_str().unwrap()], &[]);
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("t.test.yaml:3:"), "{out}");
+
+    // A byte order mark (Notepad's) is not content, and lines stay right.
+    let file = temp_test_file(
+        "bom",
+        "\u{feff}tests:\n  - name: x\n    payload: { a: [1 }\n",
+    );
+    let (code, out) = dingrelay(&["test", file.to_str().unwrap()], &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("t.test.yaml:3:"), "{out}");
+    assert!(!out.contains("more than one document"), "{out}");
 }
 
 #[test]
@@ -401,6 +411,10 @@ fn hostile_test_files_are_errors_not_panics() {
             "tests:\n  - { name: x, payload: {}, refused: 99999999 }\n".to_owned(),
         ),
         (
+            "status-text",
+            "tests:\n  - { name: x, payload: {}, refused: often }\n".to_owned(),
+        ),
+        (
             "null-everything",
             "config:\nnow:\nenv:\ntests:\n  - name:\n    payload:\n    expect:\n".to_owned(),
         ),
@@ -416,6 +430,9 @@ fn hostile_test_files_are_errors_not_panics() {
             !out.contains('\u{1b}'),
             "{name}: an escape reached the terminal: {out}"
         );
+        for word in dingrelay::config::RUST_WORDS {
+            assert!(!out.contains(word), "{name}: `{word}` in: {out}");
+        }
     }
 }
 

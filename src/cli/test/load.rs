@@ -18,7 +18,11 @@ use crate::yaml::{Diagnostic, Location, Locations, Path};
 pub(super) fn load(path: &FsPath, choice: &ConfigChoice) -> Result<Suite, String> {
     let file = path.display().to_string();
     let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
+        // A byte order mark (Notepad's) is not content; lines and columns are the same without.
+        Ok(text) => match text.strip_prefix('\u{feff}') {
+            Some(rest) => rest.to_owned(),
+            None => text,
+        },
         Err(error) => {
             return Err(format!(
                 "{file}: cannot read the test file: {error}\nerror: {file}: no test of this file was run\n"
@@ -50,7 +54,11 @@ pub(super) fn load(path: &FsPath, choice: &ConfigChoice) -> Result<Suite, String
     }
     let raw: RawFile = match serde_yaml::from_str(&text) {
         Ok(raw) => raw,
-        Err(error) => return Err(invalid(vec![serde_diagnostic(&error)])),
+        Err(error) => {
+            return Err(invalid(vec![crate::config::plain_serde_error(
+                serde_diagnostic(&error),
+            )]));
+        }
     };
 
     let root = Path::root();
