@@ -285,7 +285,7 @@ impl Daemon {
                 tracing::warn!(
                     robot = %stat.robot,
                     pending = stat.pending,
-                    "Messages are queued for a robot the config does not have; they stay in the outbox until it is configured again (or `dingrelay outbox purge`)."
+                    "Messages are queued for a robot the config does not have; they stay in the outbox, unsent, until a robot of that name is configured again (`dingrelay outbox list --robot NAME` shows them)."
                 );
             }
         }
