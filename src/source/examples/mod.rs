@@ -194,7 +194,7 @@ static GITLAB: &[Example] = &[
         body: include_str!("gitlab-note.json"),
     },
     Example {
-        name: "job.failed",
+        name: "build.failed",
         headers: gitlab_headers!("Job Hook", "ac6e2a4b-8bfd-4b57-a8da-2a4c6e8f0b13"),
         body: include_str!("gitlab-build-failed.json"),
     },
