@@ -245,6 +245,61 @@ fn parse(file_name: &str, text: &str) -> Result<RawTemplate, String> {
     Ok(raw)
 }
 
+/// The built-in template made for an event of a source kind: what a rule for that event should
+/// name in `template:`. Families share one template (`github-comment` for every kind of comment,
+/// `github-security` for advisories and alerts, ...); events without one of their own get the
+/// generic `github-event` / `gitlab-event`. `None` for json sources, which have no built-in.
+pub fn builtin_for(kind: crate::source::SourceKind, event: &str) -> Option<&'static str> {
+    use crate::source::SourceKind;
+    Some(match kind {
+        SourceKind::Alertmanager => "alertmanager",
+        SourceKind::Grafana => "grafana",
+        SourceKind::Json => return None,
+        SourceKind::Github => match event {
+            "push" => "github-push",
+            "pull_request" => "github-pull-request",
+            "pull_request_review" => "github-pull-request-review",
+            "issues" => "github-issues",
+            "issue_comment" => "github-issue-comment",
+            "commit_comment" | "discussion_comment" | "pull_request_review_comment" => {
+                "github-comment"
+            }
+            "discussion" => "github-discussion",
+            "create" | "delete" => "github-ref",
+            "release" => "github-release",
+            "workflow_run" => "github-workflow-run",
+            "workflow_job" | "check_run" | "status" => "github-job",
+            "check_suite" => "github-check-suite",
+            "deployment"
+            | "deployment_status"
+            | "deployment_review"
+            | "deployment_protection_rule" => "github-deployment",
+            "security_advisory"
+            | "repository_advisory"
+            | "dependabot_alert"
+            | "code_scanning_alert"
+            | "secret_scanning_alert"
+            | "secret_scanning_alert_location"
+            | "secret_scanning_scan"
+            | "repository_vulnerability_alert" => "github-security",
+            "star" => "github-star",
+            _ => "github-event",
+        },
+        SourceKind::Gitlab => match event {
+            "push" => "gitlab-push",
+            "tag_push" => "gitlab-tag-push",
+            "merge_request" => "gitlab-merge-request",
+            "pipeline" => "gitlab-pipeline",
+            "build" => "gitlab-job",
+            "deployment" => "gitlab-deployment",
+            "release" => "gitlab-release",
+            "issue" => "gitlab-issue",
+            "note" => "gitlab-note",
+            _ => "gitlab-event",
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -377,7 +377,9 @@ fn every_corpus_payload_renders_as_its_snapshot() {
     let mut stale = Vec::new();
     for entry in std::fs::read_dir(manifest_dir().join("tests/snapshots")).unwrap() {
         let file = entry.unwrap().file_name().to_string_lossy().into_owned();
+        // events__*: the synthetic events' snapshots, checked by the test below.
         if let Some(name) = file.strip_suffix(".snap")
+            && !name.starts_with("events__")
             && !names.contains(name)
         {
             stale.push(file);
@@ -386,5 +388,176 @@ fn every_corpus_payload_renders_as_its_snapshot() {
     assert!(
         stale.is_empty(),
         "snapshots without a corpus fixture (delete them): {stale:?}"
+    );
+}
+
+/// tests/fixtures/events: one synthetic payload per GitHub event and action
+/// (`github/<event>.<action>[.<variant>].json`) and per GitLab event type
+/// (`gitlab/<type>[.<variant>].json`), written by tests/fixtures/events/generate.py.
+fn event_files(dir: &str) -> Vec<String> {
+    let path = manifest_dir().join("tests/fixtures/events").join(dir);
+    let mut files: Vec<String> = std::fs::read_dir(path)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".json"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The payload of an events fixture, parsed by a `kind` source (the GitHub event from the file
+/// name, as the `X-GitHub-Event` header would give it).
+fn parse_event_fixture(config: &Config, dir: &str, file: &str) -> Event {
+    let kind = if dir == "github" {
+        SourceKind::Github
+    } else {
+        SourceKind::Gitlab
+    };
+    let source = config.sources.values().find(|s| s.kind == kind).unwrap();
+    let body = std::fs::read(
+        manifest_dir()
+            .join("tests/fixtures/events")
+            .join(dir)
+            .join(file),
+    )
+    .unwrap();
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    if kind == SourceKind::Github {
+        let event = file.split('.').next().unwrap();
+        headers.insert(
+            "x-github-event",
+            http::HeaderValue::from_str(event).unwrap(),
+        );
+    }
+    headers.insert(
+        "x-gitlab-instance",
+        http::HeaderValue::from_static("https://gitlab.example.com"),
+    );
+    let inbound = Inbound {
+        headers: &headers,
+        query: "",
+        body: &body,
+    };
+    source
+        .parse(&inbound)
+        .unwrap_or_else(|e| panic!("{dir}/{file}: {e}"))
+}
+
+/// A config that routes every GitHub and GitLab event to its built-in template
+/// ([`dingrelay::rules::templates::builtin_for`]): one rule per template, for the events it is
+/// made for, and the generic templates for every other event.
+fn every_event_config(robot: &str) -> Config {
+    let mut text = format!(
+        "timezone: Asia/Shanghai\nrobots:\n  dev: {robot}\n\
+         sources:\n  github: {{ kind: github }}\n  gitlab: {{ kind: gitlab }}\nrules:\n"
+    );
+    let mut by_template: std::collections::BTreeMap<(&str, &str), Vec<String>> =
+        std::collections::BTreeMap::new();
+    for (dir, kind) in [
+        ("github", SourceKind::Github),
+        ("gitlab", SourceKind::Gitlab),
+    ] {
+        let preview = preview_config();
+        for file in event_files(dir) {
+            let event = parse_event_fixture(&preview, dir, &file);
+            let template = dingrelay::rules::templates::builtin_for(kind, &event.name).unwrap();
+            let events = by_template.entry((kind.as_str(), template)).or_default();
+            if !events.contains(&event.name) {
+                events.push(event.name.clone());
+            }
+        }
+    }
+    // The specific templates first, each stopping; then the generic ones take the rest.
+    let mut ordered: Vec<_> = by_template.iter().collect();
+    ordered.sort_by_key(|((_, template), _)| template.ends_with("-event"));
+    for ((source, template), events) in ordered {
+        let generic = template.ends_with("-event");
+        let list = events
+            .iter()
+            .map(|e| format!("\"{e}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // The generic template also takes what no other rule does.
+        let when = if generic {
+            String::new()
+        } else {
+            format!("    when: event in [{list}]\n    stop: true\n")
+        };
+        let _ = write!(
+            text,
+            "  - name: {template}\n    source: {source}\n{when}    to: dev\n    template: {template}\n"
+        );
+    }
+    Config::parse("every-event.yaml", &text, manifest_dir(), &|_| None)
+        .unwrap_or_else(|e| panic!("the every-event config loads:\n{e}\n{text}"))
+}
+
+#[test]
+fn check_passes_on_a_config_routing_every_event_to_its_template() {
+    for robot in ["{ webhook: log }", "{ webhook: log, keywords: [CI] }"] {
+        let config = every_event_config(robot);
+        let audit = dingrelay::config::audit(&config, NOW.parse().unwrap());
+        assert!(
+            audit.passed(),
+            "robot {robot}:\n{}",
+            audit.problem_report("every-event.yaml")
+        );
+    }
+}
+
+/// Every synthetic event renders through its built-in template as its snapshot,
+/// `tests/snapshots/events__<dir>__<file>.snap`.
+#[test]
+fn every_event_renders_through_its_template_as_its_snapshot() {
+    let config = every_event_config("{ webhook: log }");
+    let now: jiff::Timestamp = NOW.parse().unwrap();
+    let mut changed = Vec::new();
+    for dir in ["github", "gitlab"] {
+        let files = event_files(dir);
+        assert!(!files.is_empty(), "events/{dir} has payloads");
+        for file in files {
+            let event = parse_event_fixture(&config, dir, &file);
+            let mut text = String::new();
+            let action = event
+                .payload
+                .get("action")
+                .and_then(|a| a.as_str())
+                .map(|a| format!(", action `{a}`"))
+                .unwrap_or_default();
+            let _ = writeln!(text, "event `{}`{action}", event.name);
+            let routing = config.rules.route(&event, now);
+            assert!(
+                routing.errors.is_empty(),
+                "{dir}/{file}: {:?}",
+                routing.errors
+            );
+            assert_eq!(routing.messages.len(), 1, "{dir}/{file}: one message");
+            write_routing(&mut text, &file, &routing);
+            let name = format!("events__{dir}__{}", file.trim_end_matches(".json"));
+            let result = std::panic::catch_unwind(|| {
+                insta::with_settings!({
+                    snapshot_path => "../snapshots",
+                    prepend_module_to_snapshot => false,
+                    omit_expression => true,
+                    description => format!("tests/fixtures/events/{dir}/{file} through its built-in template, now = {NOW}"),
+                }, {
+                    insta::assert_snapshot!(name.as_str(), text);
+                });
+            });
+            if result.is_err() {
+                changed.push(format!("{dir}/{file}"));
+            }
+        }
+    }
+    assert!(
+        changed.is_empty(),
+        "{} rendering(s) differ from their snapshot in tests/snapshots/: {changed:#?}\n\
+         read the diffs above; to accept them: INSTA_UPDATE=always cargo test --test integration snapshots::",
+        changed.len()
     );
 }

@@ -4,7 +4,7 @@
 //!
 //! | filter | example | result |
 //! |---|---|---|
-//! | `datetime(format="%Y-%m-%d %H:%M:%S")` | `{{ alert.startsAt \| datetime("%H:%M") }}` | `14:31` |
+//! | `datetime(format="%Y-%m-%d %H:%M:%S %:z")` | `{{ alert.startsAt \| datetime("%H:%M %:z") }}` | `14:31 +08:00` |
 //! | `since(until=none)` | `{{ alert.startsAt \| since }}` | `3h 12m` |
 //! | `duration` | `{{ 3725 \| duration }}` | `1h 2m` |
 //! | `md_escape` | `{{ commit.message \| md_escape }}` | text that renders literally in DingTalk markdown |
@@ -183,13 +183,16 @@ mod tests {
     #[test]
     fn datetime_reads_all_time_forms() {
         let cases = [
-            ("2015-04-20T14:31:42Z", "2015-04-20 14:31:42"),
-            ("2015-04-20T14:31:42.123456789Z", "2015-04-20 14:31:42"),
-            ("2015-04-20T16:31:42+02:00", "2015-04-20 14:31:42"),
-            ("2015-04-20 14:31:42 UTC", "2015-04-20 14:31:42"),
-            ("2015-04-20 16:31:42 +0200", "2015-04-20 14:31:42"),
-            ("2015-04-20 16:31:42 +02:00", "2015-04-20 14:31:42"),
-            ("1429540302", "2015-04-20 14:31:42"),
+            ("2015-04-20T14:31:42Z", "2015-04-20 14:31:42 +00:00"),
+            (
+                "2015-04-20T14:31:42.123456789Z",
+                "2015-04-20 14:31:42 +00:00",
+            ),
+            ("2015-04-20T16:31:42+02:00", "2015-04-20 14:31:42 +00:00"),
+            ("2015-04-20 14:31:42 UTC", "2015-04-20 14:31:42 +00:00"),
+            ("2015-04-20 16:31:42 +0200", "2015-04-20 14:31:42 +00:00"),
+            ("2015-04-20 16:31:42 +02:00", "2015-04-20 14:31:42 +00:00"),
+            ("1429540302", "2015-04-20 14:31:42 +00:00"),
         ];
         for (input, expected) in cases {
             assert_eq!(
@@ -200,7 +203,7 @@ mod tests {
         }
         assert_eq!(
             render("{{ 1429540302 | datetime }}", context! {}),
-            "2015-04-20 14:31:42"
+            "2015-04-20 14:31:42 +00:00"
         );
         assert_eq!(
             render(
@@ -247,6 +250,13 @@ mod tests {
         assert_eq!(
             env("Asia/Shanghai").render_str(template, ctx()).unwrap(),
             "2015-04-21 04:31 CST"
+        );
+        // The default format shows the zone's offset: a time without its zone is ambiguous.
+        assert_eq!(
+            env("Asia/Shanghai")
+                .render_str("{{ t | datetime }}", ctx())
+                .unwrap(),
+            "2015-04-21 04:31:42 +08:00"
         );
     }
 

@@ -10,8 +10,9 @@ use minijinja::{Error, State};
 
 use super::args::{arg, invalid};
 
-/// The default `datetime` format: `2024-05-01 20:00:00`.
-const DEFAULT_DATETIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
+/// The default `datetime` format: `2024-05-01 20:00:00 +08:00`. A time shown without its zone is
+/// ambiguous, so the default shows the offset of the configured `timezone`.
+const DEFAULT_DATETIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S %:z";
 
 /// Unix times above this are taken as milliseconds rather than seconds.
 const MILLISECONDS_THRESHOLD: i128 = 100_000_000_000;
@@ -19,7 +20,7 @@ const MILLISECONDS_THRESHOLD: i128 = 100_000_000_000;
 /// Go's zero `time.Time` (`0001-01-01T00:00:00Z`) as Unix seconds.
 const GO_ZERO_TIME_SECONDS: i64 = -62_135_596_800;
 
-/// `datetime(value, format="%Y-%m-%d %H:%M:%S")`: formats a time in the configured zone.
+/// `datetime(value, format="%Y-%m-%d %H:%M:%S %:z")`: formats a time in the configured zone.
 pub(super) fn datetime(
     tz: &TimeZone,
     value: &Value,

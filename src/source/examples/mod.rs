@@ -127,6 +127,21 @@ static GITHUB: &[Example] = &[
         headers: github_headers!("workflow_run", "1a3c5e70-00c2-11f0-8c19-7d9f1b3e5a67"),
         body: include_str!("github-workflow_run-failure.json"),
     },
+    Example {
+        name: "workflow_job.failure",
+        headers: github_headers!("workflow_job", "2b4d6f80-00c3-11f0-8d2a-8e0a2c4f6b78"),
+        body: include_str!("github-workflow_job-failure.json"),
+    },
+    Example {
+        name: "issue_comment.created",
+        headers: github_headers!("issue_comment", "3c5e7091-00c4-11f0-9e3b-9f1b3d5a7c89"),
+        body: include_str!("github-issue_comment-created.json"),
+    },
+    Example {
+        name: "create.tag",
+        headers: github_headers!("create", "4d6f81a2-00c5-11f0-8f4c-a02c4e6b8d9a"),
+        body: include_str!("github-create-tag.json"),
+    },
 ];
 
 /// Headers of one GitLab delivery.
@@ -172,6 +187,26 @@ static GITLAB: &[Example] = &[
         name: "tag_push",
         headers: gitlab_headers!("Tag Push Hook", "8a4c0e2f-69db-4f35-86b8-0e2a4c6d8f91"),
         body: include_str!("gitlab-tag_push.json"),
+    },
+    Example {
+        name: "note",
+        headers: gitlab_headers!("Note Hook", "9b5d1f3a-7aec-4a46-97c9-1f3b5d7e9a02"),
+        body: include_str!("gitlab-note.json"),
+    },
+    Example {
+        name: "build.failed",
+        headers: gitlab_headers!("Job Hook", "ac6e2a4b-8bfd-4b57-a8da-2a4c6e8f0b13"),
+        body: include_str!("gitlab-build-failed.json"),
+    },
+    Example {
+        name: "deployment.failed",
+        headers: gitlab_headers!("Deployment Hook", "bd7f3b5c-9c0e-4c68-b9eb-3b5d7f9a1c24"),
+        body: include_str!("gitlab-deployment-failed.json"),
+    },
+    Example {
+        name: "release",
+        headers: gitlab_headers!("Release Hook", "ce804c6d-ad1f-4d79-8afc-4c6e8a0b2d35"),
+        body: include_str!("gitlab-release.json"),
     },
 ];
 
