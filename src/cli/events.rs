@@ -10,7 +10,7 @@ use std::io::Write;
 
 use jiff::tz::TimeZone;
 
-use super::format::{Age, local_time, one_line};
+use super::format::{Age, event_name, local_time, one_line};
 use crate::config::Config;
 use crate::outbox::{Admin, EventFilter, EventListing};
 use crate::routing::route_event;
@@ -294,10 +294,10 @@ pub fn dry_run(
         before += made_before;
         writeln!(
             out,
-            "\n# event {}: source `{}`, `{}`, received {}; it made {made_before} message{} when routed",
+            "\n# event {}: source `{}`, {}, received {}; it made {made_before} message{} when routed",
             stored.id,
             stored.source,
-            stored.name,
+            event_name(&stored.name),
             local_time(stored.received_at, tz),
             if made_before == 1 { "" } else { "s" }
         )

@@ -40,6 +40,16 @@ pub fn local_time(ms: i64, tz: &TimeZone) -> String {
     }
 }
 
+/// An event's name as a header line says it: ``event `push` ``, or `no event name` (a json
+/// source's event without `?event=`).
+pub fn event_name(name: &str) -> String {
+    if name.is_empty() {
+        "no event name".to_owned()
+    } else {
+        format!("event `{name}`")
+    }
+}
+
 /// The text on one line, cut to `max` characters with `…`.
 pub fn one_line(text: &str, max: usize) -> String {
     crate::text::shorten(&crate::text::one_line(text), max)

@@ -150,8 +150,10 @@ fn print(
     };
     writeln!(
         out,
-        "# source `{}` ({}), event `{}`; authentication is not checked by render",
-        source.name, source.kind, event.name
+        "# source `{}` ({}), {}; authentication is not checked by render",
+        source.name,
+        source.kind,
+        super::format::event_name(&event.name)
     )?;
     if let Some(reason) = &event.ignored {
         writeln!(

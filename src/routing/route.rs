@@ -97,7 +97,13 @@ pub fn route_event(config: &Config, stored: &StoredEvent, now_ms: i64) -> Routed
             format!("no rule of source `{}` matched", stored.source)
         } else {
             let skipped: Vec<String> = routing.skipped.iter().map(ToString::to_string).collect();
-            format!("no rule matched: {}", skipped.join("; "))
+            // The count first: a listing shortens the note to its start.
+            format!(
+                "no rule matched ({} rule{} skipped): {}",
+                skipped.len(),
+                crate::text::plural(skipped.len()),
+                skipped.join("; ")
+            )
         });
     }
     routed

@@ -140,6 +140,7 @@ fn keyword_robots_pass_check_and_the_shipped_rule_tests() {
     assert_contains(
         &out,
         &[
+            "# source `ci` (json), no event name;",
             "robot `dev` (dry run); the robot's keyword 【GitHub】 put in front",
             r#""content":"【GitHub】Deploy api v2.3 done"#,
         ],

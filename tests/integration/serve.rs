@@ -590,7 +590,8 @@ async fn an_event_no_rule_matches_is_stored_with_why() {
         .query_row("SELECT outcome FROM events WHERE id = 1", [], |r| r.get(0))
         .unwrap();
     assert!(
-        outcome.contains("no rule matched") && outcome.contains(r#"level == \"error\""#),
+        outcome.contains("no rule matched (1 rule skipped): rule")
+            && outcome.contains(r#"level == \"error\""#),
         "{outcome}"
     );
     daemon
