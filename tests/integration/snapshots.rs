@@ -517,10 +517,12 @@ fn every_event_renders_through_its_template_as_its_snapshot() {
     let config = every_event_config("{ webhook: log }");
     let now: jiff::Timestamp = NOW.parse().unwrap();
     let mut changed = Vec::new();
+    let mut names = std::collections::HashSet::new();
     for dir in ["github", "gitlab"] {
         let files = event_files(dir);
         assert!(!files.is_empty(), "events/{dir} has payloads");
         for file in files {
+            names.insert(format!("events__{dir}__{}", file.trim_end_matches(".json")));
             let event = parse_event_fixture(&config, dir, &file);
             let mut text = String::new();
             let action = event
@@ -559,5 +561,18 @@ fn every_event_renders_through_its_template_as_its_snapshot() {
         "{} rendering(s) differ from their snapshot in tests/snapshots/: {changed:#?}\n\
          read the diffs above; to accept them: INSTA_UPDATE=always cargo test --test integration snapshots::",
         changed.len()
+    );
+    // A snapshot whose payload is gone is stale: nothing checks it any more.
+    let stale: Vec<String> = std::fs::read_dir(manifest_dir().join("tests/snapshots"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|file| {
+            file.strip_suffix(".snap")
+                .is_some_and(|name| name.starts_with("events__") && !names.contains(name))
+        })
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "snapshots without an event payload (delete them): {stale:?}"
     );
 }
