@@ -385,6 +385,10 @@ pub(crate) fn top88(
 
 /// An api answer: `application/json;charset=utf-8` with `x-acs-request-id` and
 /// `x-acs-trace-id`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the answer's parts and what stats count of it"
+)]
 pub(crate) fn api_reply(
     st: &mut AppState,
     channel: &str,
