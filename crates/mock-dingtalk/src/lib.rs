@@ -1,16 +1,31 @@
-//! A strict stand-in for DingTalk's custom-robot endpoint (`POST /robot/send`), the Rust twin of
-//! the Python tool `shared/tools/mock-dingtalk` (same checks, same order, same answers, same
-//! warnings). It knows nothing of dingrelay, which it stands in front of in tests.
+//! A strict stand-in for DingTalk's custom robots and the app APIs, the Rust twin of the Python
+//! tool `shared/tools/mock-dingtalk` (same checks, same order, same answers, same warnings). It
+//! knows nothing of dingrelay, which it stands in front of in tests.
+//!
+//! - Custom group robot: `POST /robot/send` (checked as listed below).
+//! - Enterprise internal apps (`shared/reference/dingtalk-app-api.md` §1–4, §9), both hosts on
+//!   one server, each family answering in its own shape (oapi: HTTP 200 + errcode, topapi token
+//!   errors wrapped in errcode 88; api: HTTP 4xx + `{"code","requestid","message"}`): tokens
+//!   (`GET /gettoken`, `POST /v1.0/oauth2/accessToken`; module `token`), app robots
+//!   (`POST /v1.0/robot/groupMessages/send`, `.../oToMessages/batchSend`; module `app_robot`)
+//!   and work notifications (`POST /topapi/message/corpconversation/asyncsend_v2`,
+//!   `.../getsendresult`, `.../getsendprogress`; module `work`). Apps, users and groups come
+//!   from [`MockDingTalk::app`], [`MockDingTalk::user`], [`MockDingTalk::conversation`];
+//!   [`MockDingTalk::app_messages`], [`MockDingTalk::app_stats`] and
+//!   [`MockDingTalk::expire_tokens`] are for the tests. Token lifetimes, QPS and robot windows
+//!   and work tasks' 24 h use tokio time; work notifications' days use the injected wall clock.
 //!
 //! Two faces share one state:
-//! - in-process: [`MockDingTalk::handle`] (method, path and query, `Content-Type`, body) and
-//!   [`MockDingTalk::post`] (a URL and a JSON body) answer like the server would, with no socket:
+//! - in-process: [`MockDingTalk::handle`] (method, path and query, `Content-Type`, body),
+//!   [`MockDingTalk::request`] (the same with headers both ways), [`MockDingTalk::post`] (a URL
+//!   and a JSON body) and [`MockDingTalk::post_app`] (the same with an api token header)
+//!   answer like the server would, with no socket:
 //!   a test can wrap them in its client's transport and run under `tokio::time::pause()`;
 //! - over loopback: [`MockDingTalk::serve`] runs the same handler as an axum server on
 //!   `127.0.0.1:0` ([`MockDingTalk::router`] for another listener), for tests that start a real
 //!   binary, and the `mock-dingtalk` binary serves it for the fault scripts.
 //!
-//! What it checks, in the Python tool's order (DingTalk's real order is undocumented):
+//! What `/robot/send` checks, in the Python tool's order (DingTalk's real order is undocumented):
 //! 1. method: anything but POST on `/robot/send` gets 43002;
 //! 2. fault injection ([`MockDingTalk::set_fault`]), before any other check;
 //! 3. `access_token` present (40035) and known (300001 by default, see
@@ -34,6 +49,17 @@
 //! Time: windows and bans use `tokio::time::Instant`; the signature's freshness uses the wall
 //! clock given to [`MockDingTalk::clock`] (default: the system clock), which tests under paused
 //! time derive from the same tokio clock as the client's.
+
+mod app;
+mod app_robot;
+mod token;
+mod work;
+
+pub use app::{
+    AppMessage, AppStats, Channel, ChannelStats, FIRST_AGENT_ID, Family, ROOT_DEPT, TOKEN_TTL,
+};
+pub use app_robot::{MSG_PARAM_MAX, ParamError, check_msg_param};
+pub use work::{WORK_MAX_DEPTS, WORK_MAX_USERS, WORK_MSG_MAX, WORK_TO_ALL_PER_DAY, check_work_msg};
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::error::Error;
@@ -99,6 +125,40 @@ pub struct Answer {
     pub content_type: Option<String>,
     /// The body.
     pub body: Vec<u8>,
+}
+
+/// An [`Answer`] with the headers the app APIs add: `x-acs-request-id`, `x-acs-trace-id` on
+/// api answers, `X-Mock-Detail` (ASCII) where the answer is modelled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// Status, `Content-Type` and body.
+    pub answer: Answer,
+    /// Further headers.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Reply {
+    /// The value of header `name` (case-insensitive), if any.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON (`Null` when it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.answer.body).unwrap_or(Value::Null)
+    }
+}
+
+impl From<Answer> for Reply {
+    fn from(answer: Answer) -> Reply {
+        Reply {
+            answer,
+            headers: Vec::new(),
+        }
+    }
 }
 
 /// No answer at all: the connection is closed first ([`Fault::Reset`]).
@@ -243,6 +303,7 @@ struct Config {
     era: ErrmsgEra,
     latency: Duration,
     dedupe_msg_uuid: bool,
+    app: app::AppConfig,
 }
 
 #[derive(Default)]
@@ -262,6 +323,9 @@ struct Counters {
     uuids: HashSet<(String, String)>,
     fault: Option<Fault>,
     fault_left: Option<usize>,
+    /// Which families the fault hits; `None`: the custom robot only.
+    fault_families: Option<Vec<Family>>,
+    app: app::AppState,
 }
 
 type WallClock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -362,6 +426,7 @@ impl MockDingTalk {
                     era: ErrmsgEra::Zh,
                     latency: Duration::ZERO,
                     dedupe_msg_uuid: true,
+                    app: app::AppConfig::default(),
                 },
                 clock: Arc::new(system_ms),
                 state: Counters::default(),
@@ -455,9 +520,126 @@ impl MockDingTalk {
         self.configure(|s| s.clock = Arc::new(now_ms))
     }
 
+    /// Adds (or replaces) an enterprise internal app: its appKey (also its robot's robotCode)
+    /// and appSecret. Its agent id is [`FIRST_AGENT_ID`] + its rank among the apps (1, 2, ...)
+    /// unless [`MockDingTalk::agent_id`] sets one.
+    pub fn app(self, app_key: &str, app_secret: &str) -> MockDingTalk {
+        self.configure(|s| {
+            let apps = &mut s.config.app.apps;
+            let agent_id = apps
+                .get(app_key)
+                .map_or_else(|| FIRST_AGENT_ID + apps.len() as i64 + 1, |a| a.agent_id);
+            apps.insert(
+                app_key.to_owned(),
+                app::App {
+                    secret: app_secret.to_owned(),
+                    agent_id,
+                },
+            );
+        })
+    }
+
+    /// The AgentId of an app (for work notifications).
+    ///
+    /// # Panics
+    ///
+    /// When the app was not added first, or another app has that agent id.
+    pub fn agent_id(self, app_key: &str, agent_id: i64) -> MockDingTalk {
+        self.configure(|s| {
+            let apps = &mut s.config.app.apps;
+            assert!(
+                !apps
+                    .iter()
+                    .any(|(k, a)| k != app_key && a.agent_id == agent_id),
+                "agent id {agent_id} is another app's"
+            );
+            apps.get_mut(app_key)
+                .unwrap_or_else(|| panic!("agent_id: add app {app_key} first"))
+                .agent_id = agent_id;
+        })
+    }
+
+    /// A member of the organisation (every user is in department [`ROOT_DEPT`]).
+    pub fn user(self, user_id: &str, name: &str) -> MockDingTalk {
+        self.configure(|s| {
+            s.config
+                .app
+                .users
+                .insert(user_id.to_owned(), name.to_owned());
+        })
+    }
+
+    /// A member whom one-to-one robot messages never reach: always in
+    /// `flowControlledStaffIdList` (besides the window of [`MockDingTalk::app_robot_rate`]).
+    pub fn flow_controlled_user(self, user_id: &str, name: &str) -> MockDingTalk {
+        self.user(user_id, name).configure(|s| {
+            s.config.app.flow_controlled.insert(user_id.to_owned());
+        })
+    }
+
+    /// A group (its `openConversationId`) and the app robots (robotCodes, i.e. appKeys)
+    /// installed in it; an empty list: every app's robot.
+    pub fn conversation(self, open_conversation_id: &str, robot_codes: &[&str]) -> MockDingTalk {
+        let robots = (!robot_codes.is_empty())
+            .then(|| robot_codes.iter().map(|c| (*c).to_owned()).collect());
+        self.configure(|s| {
+            s.config
+                .app
+                .conversations
+                .insert(open_conversation_id.to_owned(), robots);
+        })
+    }
+
+    /// Access-token lifetime (default [`TOKEN_TTL`], 7200 s).
+    pub fn token_ttl(self, ttl: Duration) -> MockDingTalk {
+        self.configure(|s| s.config.app.token_ttl = ttl)
+    }
+
+    /// The errcode of an expired token on oapi paths: 40014 (default, observed) or 42001.
+    ///
+    /// # Panics
+    ///
+    /// On any other code.
+    pub fn oapi_expired_errcode(self, code: i64) -> MockDingTalk {
+        assert!(code == 40014 || code == 42001, "40014 or 42001, not {code}");
+        self.configure(|s| s.config.app.oapi_expired_errcode = code)
+    }
+
+    /// Calls per app per API in any second (default 20; 0 is off).
+    pub fn app_qps(self, qps: usize) -> MockDingTalk {
+        self.configure(|s| s.config.app.app_qps = qps)
+    }
+
+    /// App-robot sends per robot per group, and per robot per user, in `window` (default 20
+    /// per 60 s, modelled: DingTalk publishes no number). Over it a group send gets 400
+    /// `send.too.fast`, a user goes to `flowControlledStaffIdList`.
+    pub fn app_robot_rate(self, rate: usize, window: Duration) -> MockDingTalk {
+        self.configure(|s| {
+            s.config.app.robot_rate = rate;
+            s.config.app.robot_window = window;
+        })
+    }
+
+    /// userIds per `oToMessages/batchSend` (default 20, the documented maximum).
+    pub fn oto_max_users(self, max: usize) -> MockDingTalk {
+        self.configure(|s| s.config.app.oto_max_users = max)
+    }
+
+    /// Work notifications per app per user per day (default 500).
+    pub fn work_daily_limit(self, limit: usize) -> MockDingTalk {
+        self.configure(|s| s.config.app.work_daily_limit = limit)
+    }
+
     /// The next `count` requests to `/robot/send` (all of them until [`Fault::None`] when
     /// `None`) get `fault` instead of a normal answer. `Some(0)` injects nothing.
     pub fn set_fault(&self, fault: Fault, count: Option<usize>) {
+        self.set_fault_for(&[Family::Robot], fault, count);
+    }
+
+    /// Like [`MockDingTalk::set_fault`] for requests of the given families (the count is
+    /// shared). On api paths [`Fault::Busy`], [`Fault::ErrCode`] and the end of a
+    /// [`Fault::Hang`] are HTTP 500 `system.error`; on oapi paths errcode -1 (or the code).
+    pub fn set_fault_for(&self, families: &[Family], fault: Fault, count: Option<usize>) {
         let mut shared = self.lock();
         if fault == Fault::None || count == Some(0) {
             shared.state.fault = None;
@@ -466,6 +648,53 @@ impl MockDingTalk {
             shared.state.fault = Some(fault);
             shared.state.fault_left = count;
         }
+        shared.state.fault_families = Some(families.to_vec());
+    }
+
+    /// Every accepted app message (app robots, work notifications), oldest first.
+    pub fn app_messages(&self) -> Vec<AppMessage> {
+        self.lock().state.app.messages.clone()
+    }
+
+    /// The app side's counters.
+    pub fn app_stats(&self) -> AppStats {
+        let shared = self.lock();
+        let st = &shared.state.app;
+        AppStats {
+            channels: st.channels.clone(),
+            token_fetches: st.token_fetches.clone(),
+            tokens_issued: st.tokens_issued.clone(),
+        }
+    }
+
+    /// Successful token fetches of an app (both endpoints).
+    pub fn token_fetches(&self, app_key: &str) -> usize {
+        let shared = self.lock();
+        shared
+            .state
+            .app
+            .token_fetches
+            .get(app_key)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The app's current token while it is valid.
+    pub fn current_token(&self, app_key: &str) -> Option<String> {
+        let shared = self.lock();
+        let st = &shared.state.app;
+        let token = st.current.get(app_key)?;
+        st.tokens
+            .get(token)
+            .is_some_and(|t| t.expires > Instant::now())
+            .then(|| token.clone())
+    }
+
+    /// Expires the current token of `app_key` (every app's when `None`) now: the next call
+    /// with it gets the expired-token answer, the next fetch a new token. Returns the apps whose
+    /// token was expired.
+    pub fn expire_tokens(&self, app_key: Option<&str>) -> Vec<String> {
+        token::expire(&mut self.lock().state.app, app_key, Instant::now())
     }
 
     /// Every accepted message, oldest first.
@@ -514,12 +743,54 @@ impl MockDingTalk {
         content_type: Option<&str>,
         body: &[u8],
     ) -> Result<Answer, Dropped> {
-        let answer = self.route(method, target, content_type, body).await;
+        self.request(method, target, &[], content_type, body)
+            .await
+            .map(|reply| reply.answer)
+    }
+
+    /// [`MockDingTalk::handle`] with request headers (e.g. `x-acs-dingtalk-access-token`,
+    /// which the api family reads) and the answer's own headers.
+    pub async fn request(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(String, String)],
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<Reply, Dropped> {
+        let reply = self
+            .route(method, target, headers, content_type, body)
+            .await;
         let latency = self.lock().config.latency;
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
-        answer
+        reply
+    }
+
+    /// POSTs a JSON body to an app API in-process: `url`'s path and query as the server reads
+    /// them, `token` (when given) in header `x-acs-dingtalk-access-token`.
+    pub async fn post_app(
+        &self,
+        url: &Url,
+        token: Option<&str>,
+        body: &Value,
+    ) -> Result<Reply, Dropped> {
+        let target = match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let headers: Vec<(String, String)> = token
+            .map(|t| vec![("x-acs-dingtalk-access-token".to_owned(), t.to_owned())])
+            .unwrap_or_default();
+        self.request(
+            "POST",
+            &target,
+            &headers,
+            Some("application/json"),
+            body.to_string().as_bytes(),
+        )
+        .await
     }
 
     /// POSTs `body` to `url` in-process, as a client would: the URL's path and raw query are read
@@ -538,12 +809,13 @@ impl MockDingTalk {
         &self,
         method: &str,
         target: &str,
+        headers: &[(String, String)],
         content_type: Option<&str>,
         body: &[u8],
-    ) -> Result<Answer, Dropped> {
+    ) -> Result<Reply, Dropped> {
         let target = target.split('#').next().unwrap_or("");
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
-        match (method, path) {
+        let answer = match (method, path) {
             ("POST", "/robot/send") => self.robot_send(query, content_type, body).await,
             (_, "/robot/send") => Ok(self.refuse(Verdict::new(43002, "需要POST请求"))),
             ("GET", "/_messages") => Ok(json_answer(200, &self.messages_json(query))),
@@ -553,12 +825,228 @@ impl MockDingTalk {
                 Ok(json_answer(200, &json!({ "ok": true })))
             }
             ("POST", "/_fault") => Ok(self.fault_control(body)),
-            _ => Ok(json_answer(404, &json!({ "error": "not found" }))),
+            ("POST", "/_expire") => Ok(self.expire_control(query, body)),
+            _ => {
+                return self
+                    .app_route(method, path, query, headers, content_type, body)
+                    .await;
+            }
+        };
+        answer.map(Reply::from)
+    }
+
+    /// The app endpoints of both hosts (`dingtalk-app-api.md` §9's paths).
+    async fn app_route(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        headers: &[(String, String)],
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<Reply, Dropped> {
+        type Endpoint = fn(&app::AppConfig, &mut app::AppState, &app::Call) -> Reply;
+        let (family, channel, endpoint): (Family, &str, Endpoint) = match path {
+            "/gettoken" => (Family::Oapi, "token", token::gettoken),
+            "/topapi/message/corpconversation/asyncsend_v2" => {
+                (Family::Oapi, "work_notice", work::asyncsend_v2)
+            }
+            "/topapi/message/corpconversation/getsendresult" => {
+                (Family::Oapi, "work_result", work::getsendresult)
+            }
+            "/topapi/message/corpconversation/getsendprogress" => {
+                (Family::Oapi, "work_result", work::getsendprogress)
+            }
+            "/v1.0/oauth2/accessToken" => (Family::Api, "token", token::access_token),
+            "/v1.0/robot/groupMessages/send" => {
+                (Family::Api, "app_robot_group", app_robot::group_send)
+            }
+            "/v1.0/robot/oToMessages/batchSend" => {
+                (Family::Api, "app_robot_oto", app_robot::oto_send)
+            }
+            _ => return Ok(self.app_unknown(path)),
+        };
+        {
+            let mut shared = self.lock();
+            let st = &mut shared.state.app;
+            st.channel(channel).requests += 1;
+            let wrong_method = match (path, method) {
+                ("/gettoken", "GET") => None,
+                ("/gettoken", _) => Some(app::oapi_error(
+                    st,
+                    channel,
+                    43001,
+                    "需要GET请求",
+                    false,
+                    Some("this path is GET-only"),
+                )),
+                (p, "POST") if p.starts_with('/') => None,
+                (p, _) if p.starts_with("/topapi/") => Some(app::oapi_error(
+                    st,
+                    channel,
+                    43002,
+                    "需要POST请求",
+                    true,
+                    Some("this path is POST-only"),
+                )),
+                _ => {
+                    st.count("unknown", "404", &[], false);
+                    Some(Reply::from(json_answer(
+                        200,
+                        &json!({ "errcode": 404, "errmsg": "请求的URI地址不存在" }),
+                    )))
+                }
+            };
+            if let Some(reply) = wrong_method {
+                return Ok(reply);
+            }
         }
+        if let Some(fault) = self.take_app_fault(family) {
+            return self.app_fault(family, fault).await;
+        }
+        let now_ms = (self.lock().clock.clone())();
+        let mut shared = self.lock();
+        let Shared { config, state, .. } = &mut *shared;
+        let call = app::Call {
+            path,
+            query: url::form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect(),
+            headers,
+            content_type: content_type
+                .unwrap_or("")
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase(),
+            body,
+            now: Instant::now(),
+            now_ms,
+        };
+        Ok(endpoint(&config.app, &mut state.app, &call))
+    }
+
+    /// A path of neither host's APIs served here: topapi's errcode 22, the api host's HTTP 200
+    /// errcode 404, a plain 404 for anything else.
+    fn app_unknown(&self, path: &str) -> Reply {
+        let mut shared = self.lock();
+        let st = &mut shared.state.app;
+        if let Some(api) = path.strip_prefix("/topapi/") {
+            st.channel("unknown").requests += 1;
+            let api = format!("dingtalk.oapi.{}", api.trim_matches('/').replace('/', "."));
+            let sub = format!("不合法ApiName，ApiName = {api}");
+            let obj = json!({
+                "errcode": 22,
+                "sub_msg": sub,
+                "errmsg": format!("Invalid method[submsg={sub}]"),
+                "request_id": st.request_id(),
+            });
+            return app::oapi_reply(st, "unknown", obj, true, None, &[], false);
+        }
+        if path.starts_with("/v1.0/") {
+            st.channel("unknown").requests += 1;
+            st.count("unknown", "404", &[], false);
+            return json_answer(
+                200,
+                &json!({ "errcode": 404, "errmsg": "请求的URI地址不存在" }),
+            )
+            .into();
+        }
+        json_answer(404, &json!({ "error": "not found" })).into()
+    }
+
+    /// Takes the pending fault if it hits `family`.
+    fn take_app_fault(&self, family: Family) -> Option<Fault> {
+        let mut shared = self.lock();
+        let st = &mut shared.state;
+        let hits = st
+            .fault_families
+            .as_ref()
+            .is_some_and(|f| f.contains(&family) || f.contains(&Family::All));
+        if !hits {
+            return None;
+        }
+        let fault = st.fault?;
+        if let Some(left) = st.fault_left.as_mut() {
+            *left = left.saturating_sub(1);
+            if *left == 0 {
+                st.fault = None;
+                st.fault_left = None;
+            }
+        }
+        st.faults += 1;
+        Some(fault)
+    }
+
+    async fn app_fault(&self, family: Family, fault: Fault) -> Result<Reply, Dropped> {
+        let busy = |code: i64| -> Reply {
+            if family == Family::Api {
+                let mut shared = self.lock();
+                app::api_error(
+                    &mut shared.state.app,
+                    "unknown",
+                    500,
+                    "system.error",
+                    "未知的系统错误",
+                    Some("fault injected by mock-dingtalk"),
+                )
+            } else {
+                json_answer(200, &json!({ "errcode": code, "errmsg": errmsg_for(code) })).into()
+            }
+        };
+        Ok(match fault {
+            Fault::None => unreachable!("no fault is stored as None"),
+            Fault::Http500 => Answer {
+                status: 500,
+                content_type: Some("text/plain".to_owned()),
+                body: b"Internal Server Error".to_vec(),
+            }
+            .into(),
+            Fault::Html => Answer {
+                status: 200,
+                content_type: Some("text/html".to_owned()),
+                body: b"<html><body>busy</body></html>".to_vec(),
+            }
+            .into(),
+            Fault::Hang => {
+                tokio::time::sleep(HANG).await;
+                busy(-1)
+            }
+            Fault::Reset => return Err(Dropped),
+            Fault::Busy => busy(-1),
+            Fault::ErrCode(code) => busy(code),
+            Fault::NoErrcodeJson => json_answer(
+                200,
+                &json!({ "status": 1111, "wait": 5, "source": "x5", "punish": "deny" }),
+            )
+            .into(),
+        })
+    }
+
+    /// `POST /_expire[?appkey=K]`: expires the current token of K (every app's) now.
+    fn expire_control(&self, query: &str, body: &[u8]) -> Answer {
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        let spec: Value = serde_json::from_slice(body).unwrap_or_else(|_| json!({}));
+        let app = query_value(&pairs, "appkey").or_else(|| {
+            spec.get("appkey")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
+        if let Some(key) = &app
+            && !self.lock().config.app.apps.contains_key(key)
+        {
+            return json_answer(404, &json!({ "error": format!("unknown appkey {key:?}") }));
+        }
+        let done = self.expire_tokens(app.as_deref());
+        json_answer(200, &json!({ "expired": done, "what": "token" }))
     }
 
     /// `POST /_fault {"mode": "none|http500|html|hang|reset|busy|ipthrottle|errcode",
-    /// "count": N?, "errcode": N?}`, like the Python tool's.
+    /// "count": N?, "errcode": N?, "channels": ["robot"|"oapi"|"api"|"all"]?}`, like the
+    /// Python tool's (channels default to `["robot"]`).
     fn fault_control(&self, body: &[u8]) -> Answer {
         let spec: Value = serde_json::from_slice(body).unwrap_or_else(|_| json!({}));
         let count = spec
@@ -578,22 +1066,39 @@ impl MockDingTalk {
                 return json_answer(400, &json!({ "error": format!("unknown mode {other}") }));
             }
         };
-        self.set_fault(fault, count);
+        let names: Vec<&str> = match spec.get("channels") {
+            Some(Value::String(one)) => vec![one.as_str()],
+            Some(Value::Array(many)) => many.iter().filter_map(Value::as_str).collect(),
+            _ => vec!["robot"],
+        };
+        let mut families = Vec::new();
+        for name in names {
+            match Family::parse(name) {
+                Some(family) => families.push(family),
+                None => {
+                    return json_answer(
+                        400,
+                        &json!({ "error": format!("unknown channel {name}: robot, oapi, api or all") }),
+                    );
+                }
+            }
+        }
+        self.set_fault_for(&families, fault, count);
         json_answer(200, &json!({ "ok": true }))
     }
 
-    /// `GET /_messages[?channel=C]`: every record is of the Python tool's `robot` channel, so
-    /// another channel lists none.
+    /// `GET /_messages[?channel=C]`: custom-robot records (`robot`), then app records
+    /// (`app_robot_group`, `app_robot_oto`, `work_notice`), each with its `channel`.
     fn messages_json(&self, query: &str) -> Value {
         let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
             .into_owned()
             .collect();
-        if query_value(&pairs, "channel").is_some_and(|channel| channel != "robot") {
-            return json!({ "messages": [] });
-        }
-        let messages: Vec<Value> = self
+        let want = query_value(&pairs, "channel");
+        let robot = want.as_deref().is_none_or(|c| c == "robot");
+        let mut messages: Vec<Value> = self
             .messages()
             .into_iter()
+            .filter(|_| robot)
             .map(|m| {
                 json!({
                     "channel": "robot",
@@ -604,11 +1109,18 @@ impl MockDingTalk {
                 })
             })
             .collect();
+        messages.extend(
+            self.app_messages()
+                .into_iter()
+                .filter(|m| want.as_deref().is_none_or(|c| c == m.channel.name()))
+                .map(|m| m.record),
+        );
         json!({ "messages": messages })
     }
 
     fn stats_json(&self) -> Value {
         let stats = self.stats();
+        let app = self.app_stats();
         let by_errcode: Map<String, Value> = stats
             .by_errcode
             .iter()
@@ -623,6 +1135,14 @@ impl MockDingTalk {
             "throttled": stats.throttled,
             "warnings": stats.warnings,
             "faults": stats.faults,
+            "channels": app.channels.iter().map(|(name, ch)| (name.clone(), json!({
+                "requests": ch.requests,
+                "accepted": ch.accepted,
+                "by_code": ch.by_code,
+                "warnings": ch.warnings,
+            }))).collect::<Map<String, Value>>(),
+            "token_fetches": app.token_fetches,
+            "tokens_issued": app.tokens_issued,
         })
     }
 
@@ -642,6 +1162,13 @@ impl MockDingTalk {
         let mut shared = self.lock();
         let st = &mut shared.state;
         st.requests += 1;
+        if st
+            .fault_families
+            .as_ref()
+            .is_some_and(|f| !f.contains(&Family::Robot) && !f.contains(&Family::All))
+        {
+            return None;
+        }
         let fault = st.fault?;
         if let Some(left) = st.fault_left.as_mut() {
             *left = left.saturating_sub(1);
@@ -763,11 +1290,21 @@ async fn serve_one(
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
+    let request_headers: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
     match mock
-        .handle(method.as_str(), target, content_type, &body)
+        .request(
+            method.as_str(),
+            target,
+            &request_headers,
+            content_type,
+            &body,
+        )
         .await
     {
-        Ok(answer) => {
+        Ok(Reply { answer, headers }) => {
             let mut response = Response::new(Body::from(answer.body));
             *response.status_mut() =
                 StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -776,6 +1313,14 @@ async fn serve_one(
                 .and_then(|ct| HeaderValue::from_str(&ct).ok())
             {
                 response.headers_mut().insert(header::CONTENT_TYPE, ct);
+            }
+            for (name, value) in headers {
+                if let (Ok(name), Ok(value)) = (
+                    header::HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_str(&value),
+                ) {
+                    response.headers_mut().insert(name, value);
+                }
             }
             response
         }

@@ -1,9 +1,10 @@
-//! `mock-dingtalk`: the stand-in for DingTalk's custom-robot endpoint on loopback, with the
-//! command line of the Python tool's custom-robot options (`shared/tools/mock-dingtalk`), for the
-//! fault scripts (`scripts/lib.sh`).
+//! `mock-dingtalk`: the stand-in for DingTalk's custom-robot endpoint and app APIs on loopback,
+//! with the command line of the Python tool (`shared/tools/mock-dingtalk`) for custom robots and
+//! apps, for the fault scripts (`scripts/lib.sh`).
 //!
-//! Serves `POST /robot/send` and the control endpoints `GET /_messages`, `GET /_stats`,
-//! `POST /_fault` and `POST /_reset` (see the library). Like the Python tool it records every
+//! Serves `POST /robot/send`, the app APIs of both hosts (tokens, app robots, work
+//! notifications) and the control endpoints `GET /_messages`, `GET /_stats`, `POST /_fault`,
+//! `POST /_expire` and `POST /_reset` (see the library). Like the Python tool it records every
 //! accepted message, a repeated `msgUuid` included (`--dedupe-msg-uuid` drops repeats instead),
 //! and answers an unknown token with 300005. It stops on SIGTERM or SIGINT.
 
@@ -15,14 +16,25 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use mock_dingtalk::{ErrmsgEra, MockDingTalk};
 
-/// A strict stand-in for DingTalk's custom group robot (`POST /robot/send`), on loopback.
+/// A strict stand-in for DingTalk's custom group robot (`POST /robot/send`) and an
+/// enterprise internal app's APIs, on loopback. Point a client's oapi.dingtalk.com AND
+/// api.dingtalk.com base URLs at it.
 #[derive(Debug, Parser)]
 #[command(
     name = "mock-dingtalk",
     version,
-    after_help = "Control endpoints: GET /_messages[?channel=robot], GET /_stats, \
-                  POST /_fault {\"mode\": \"none|http500|html|hang|reset|busy|ipthrottle\", \
-                  \"count\": N?}, POST /_reset."
+    group = clap::ArgGroup::new("who").args(["robots", "apps"]).required(true).multiple(true),
+    after_help = "App endpoints: GET /gettoken?appkey=&appsecret=, POST /v1.0/oauth2/accessToken, \
+                  POST /v1.0/robot/groupMessages/send, POST /v1.0/robot/oToMessages/batchSend \
+                  (token in header x-acs-dingtalk-access-token), POST \
+                  /topapi/message/corpconversation/asyncsend_v2|getsendresult|getsendprogress \
+                  ?access_token=.\n\n\
+                  Control endpoints: GET /_messages[?channel=robot|app_robot_group|app_robot_oto|\
+                  work_notice], GET /_stats (adds channels, token_fetches, tokens_issued), \
+                  POST /_fault {\"mode\": \"none|http500|html|hang|reset|busy|ipthrottle|errcode\", \
+                  \"count\": N?, \"channels\": [\"robot\"|\"oapi\"|\"api\"|\"all\"]?} (default \
+                  [\"robot\"]), POST /_expire[?appkey=K] (expire tokens now), POST /_reset (also \
+                  forgets tokens and work tasks)."
 )]
 struct Args {
     /// Listen address (loopback only).
@@ -34,13 +46,49 @@ struct Args {
     /// Write the chosen port to this file once listening.
     #[arg(long)]
     port_file: Option<PathBuf>,
-    /// A custom robot: TOKEN[:SECRET[:KEYWORD,KEYWORD...]] (repeatable; at least one).
-    #[arg(
-        long = "robot",
-        value_name = "TOKEN[:SECRET[:KEYWORDS]]",
-        required = true
-    )]
+    /// A custom robot: TOKEN[:SECRET[:KEYWORD,KEYWORD...]] (repeatable; at least one --robot or --app).
+    #[arg(long = "robot", value_name = "TOKEN[:SECRET[:KEYWORDS]]")]
     robots: Vec<String>,
+    /// An enterprise internal app: KEY:SECRET[:AGENTID] (repeatable). Its robot's robotCode is
+    /// KEY; AGENTID defaults to 3000000001, 3000000002, ...
+    #[arg(long = "app", value_name = "KEY:SECRET[:AGENTID]")]
+    apps: Vec<String>,
+    /// A member of the organisation, in department 1: ID:NAME (repeatable).
+    #[arg(long = "user", value_name = "ID:NAME")]
+    users: Vec<String>,
+    /// A member whom one-to-one robot messages never reach (always in
+    /// flowControlledStaffIdList): ID:NAME (repeatable).
+    #[arg(long = "flow-controlled-user", value_name = "ID:NAME")]
+    flow_controlled_users: Vec<String>,
+    /// A group (openConversationId) and the app robots in it (all apps' when no list):
+    /// CID[:ROBOTCODE,...] (repeatable).
+    #[arg(long = "conversation", value_name = "CID[:ROBOTCODES]")]
+    conversations: Vec<String>,
+    /// Access-token lifetime in seconds: the same token while valid (renewed on each fetch), a
+    /// new one after expiry; gettoken and accessToken share it.
+    #[arg(long, default_value_t = 7200.0)]
+    token_ttl: f64,
+    /// The errcode of an expired token on oapi paths: 40014 (observed) or 42001.
+    #[arg(long, default_value_t = 40014, value_parser = expired_errcode)]
+    oapi_expired_errcode: i64,
+    /// Calls per app per API in any second (0: off); over it 90018 (topapi: 88 + 90018) or
+    /// HTTP 403 Forbidden.AccessDenied.QpsLimitForAppkeyAndApi.
+    #[arg(long, default_value_t = 20)]
+    app_qps: usize,
+    /// App-robot sends per robot per group, and per robot per user, per window (modelled);
+    /// over it: 400 send.too.fast, or the user in flowControlledStaffIdList.
+    #[arg(long, default_value_t = 20)]
+    app_robot_rate: usize,
+    /// That window, in seconds.
+    #[arg(long, default_value_t = 60.0)]
+    app_robot_window: f64,
+    /// userIds per oToMessages/batchSend call.
+    #[arg(long, default_value_t = 20)]
+    oto_max_users: usize,
+    /// Work notifications per app per user per day; over it errcode 0 still, and 143105 in
+    /// getsendresult.
+    #[arg(long, default_value_t = 500)]
+    work_daily_limit: usize,
     /// Messages per robot per window.
     #[arg(long, default_value_t = 20)]
     rate: usize,
@@ -73,6 +121,22 @@ enum Era {
     En,
     Desc,
     Zh,
+}
+
+fn expired_errcode(text: &str) -> Result<i64, String> {
+    match text {
+        "40014" => Ok(40014),
+        "42001" => Ok(42001),
+        _ => Err("40014 or 42001".to_owned()),
+    }
+}
+
+/// `ID:NAME`.
+fn user_spec(spec: &str) -> Result<(&str, &str), String> {
+    match spec.split_once(':') {
+        Some((id, name)) if !id.is_empty() && !name.is_empty() => Ok((id, name)),
+        _ => Err(format!("a user is ID:NAME, not {spec:?}")),
+    }
 }
 
 fn throttle_code(text: &str) -> Result<i64, String> {
@@ -126,6 +190,65 @@ fn mock(args: &Args) -> Result<MockDingTalk, String> {
     for spec in &args.robots {
         let (token, secret, keywords) = robot_spec(spec);
         mock = mock.robot(token, secret, &keywords);
+    }
+    mock = mock
+        .token_ttl(seconds("token-ttl", args.token_ttl)?)
+        .oapi_expired_errcode(args.oapi_expired_errcode)
+        .app_qps(args.app_qps)
+        .app_robot_rate(
+            args.app_robot_rate,
+            seconds("app-robot-window", args.app_robot_window)?,
+        )
+        .oto_max_users(args.oto_max_users)
+        .work_daily_limit(args.work_daily_limit);
+    let mut agents = Vec::new();
+    for spec in &args.apps {
+        let parts: Vec<&str> = spec.split(':').collect();
+        let (key, secret, agent) = match parts.as_slice() {
+            [k, s] => (*k, *s, None),
+            [k, s, a] => (*k, *s, Some(*a)),
+            _ => return Err(format!("--app wants KEY:SECRET[:AGENTID], got {spec:?}")),
+        };
+        if key.is_empty() || secret.is_empty() {
+            return Err(format!("--app wants KEY:SECRET[:AGENTID], got {spec:?}"));
+        }
+        mock = mock.app(key, secret);
+        if let Some(agent) = agent.filter(|a| !a.is_empty()) {
+            let id: i64 = agent
+                .parse()
+                .map_err(|_| format!("AGENTID must be a number, got {agent:?}"))?;
+            if agents.contains(&id) {
+                return Err("two --app share an AGENTID".to_owned());
+            }
+            agents.push(id);
+            mock = mock.agent_id(key, id);
+        }
+    }
+    for spec in &args.users {
+        let (id, name) = user_spec(spec)?;
+        mock = mock.user(id, name);
+    }
+    for spec in &args.flow_controlled_users {
+        let (id, name) = user_spec(spec)?;
+        mock = mock.flow_controlled_user(id, name);
+    }
+    for spec in &args.conversations {
+        let (cid, codes) = spec.split_once(':').unwrap_or((spec, ""));
+        if cid.is_empty() {
+            return Err(format!(
+                "--conversation wants CID[:ROBOTCODE,...], got {spec:?}"
+            ));
+        }
+        let codes: Vec<&str> = codes.split(',').filter(|c| !c.is_empty()).collect();
+        if let Some(code) = codes
+            .iter()
+            .find(|c| !args.apps.iter().any(|a| a.split(':').next() == Some(**c)))
+        {
+            return Err(format!(
+                "--conversation {cid}: robotCode {code:?} is not an --app key"
+            ));
+        }
+        mock = mock.conversation(cid, &codes);
     }
     Ok(mock)
 }
@@ -233,7 +356,7 @@ mod tests {
         assert!(mock(&args).is_ok());
         assert!(
             Args::try_parse_from(["mock-dingtalk"]).is_err(),
-            "a robot is required"
+            "a robot or an app is required"
         );
         assert!(
             Args::try_parse_from(["mock-dingtalk", "--robot", "t", "--throttle-code", "1"])
@@ -242,5 +365,51 @@ mod tests {
         let bad_window =
             Args::try_parse_from(["mock-dingtalk", "--robot", "t", "--window=-1"]).expect("parses");
         assert!(mock(&bad_window).is_err());
+    }
+
+    #[test]
+    fn the_app_options_parse() {
+        let args = Args::try_parse_from([
+            "mock-dingtalk",
+            "--app",
+            "dingkey:secret:1234567890",
+            "--app",
+            "dingother:s2",
+            "--user",
+            "oncall42:On call",
+            "--flow-controlled-user",
+            "busy7:Busy",
+            "--conversation",
+            "cid1==:dingkey",
+            "--conversation",
+            "cid2==",
+            "--token-ttl",
+            "60",
+            "--oapi-expired-errcode",
+            "42001",
+        ])
+        .expect("parses without --robot");
+        assert!(mock(&args).is_ok());
+        for bad in [
+            vec!["--app", "nokey"],
+            vec!["--app", "k:s:notanumber"],
+            vec!["--app", "k:s", "--user", "nameless"],
+            vec!["--app", "k:s", "--conversation", "cid:unknown"],
+        ] {
+            let mut argv = vec!["mock-dingtalk"];
+            argv.extend(bad.iter().copied());
+            let args = Args::try_parse_from(argv).expect("parses");
+            assert!(mock(&args).is_err(), "{bad:?}");
+        }
+        assert!(
+            Args::try_parse_from([
+                "mock-dingtalk",
+                "--app",
+                "k:s",
+                "--oapi-expired-errcode",
+                "1"
+            ])
+            .is_err()
+        );
     }
 }
