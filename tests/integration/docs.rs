@@ -6,7 +6,7 @@
 //! command whose program is `dingrelay` or `cargo run [--release] --` runs the binary under test
 //! with only the variables the command sets (`CI_TOKEN=test dingrelay ...`), and must exit 0, or
 //! the code that a line `<!-- exit: N -->` right before its block documents. In a console block,
-//! the first output line shown must be in what the command prints. Other commands (`sudo`,
+//! every output line shown (but `...`) must be in what the command prints. Other commands (`sudo`,
 //! `systemctl`, `cargo test`, scripts) are not run.
 //!
 //! The daemon: the README's `serve` command runs once, on a free port with a temporary state
@@ -139,8 +139,9 @@ struct DocCommand {
     /// The arguments after the program (after `--` for `cargo run`).
     args: Vec<String>,
     exit: i32,
-    /// The first output line a console block shows for it.
-    shown: Option<String>,
+    /// The output lines a console block shows for it (`...` lines, which stand for what is left
+    /// out, aside): each must be in what the command prints.
+    shown: Vec<String>,
 }
 
 /// A command line's parts: the variables it sets, its program and its arguments.
@@ -243,16 +244,17 @@ fn doc_commands(doc: &str, text: &str) -> Result<Vec<DocCommand>, String> {
             }
             let at = format!("{doc}:{}", block.line + first);
             let (env, program, args) = parse_command(&at, &line)?;
-            let shown = console
-                .then(|| {
-                    block.lines[j..]
-                        .iter()
-                        .take_while(|l| !l.starts_with("$ "))
-                        .map(|l| l.trim_end())
-                        .find(|l| !l.is_empty() && *l != "...")
-                        .map(str::to_owned)
-                })
-                .flatten();
+            let shown = if console {
+                block.lines[j..]
+                    .iter()
+                    .take_while(|l| !l.starts_with("$ "))
+                    .map(|l| l.trim_end())
+                    .filter(|l| !l.is_empty() && *l != "...")
+                    .map(str::to_owned)
+                    .collect()
+            } else {
+                Vec::new()
+            };
             commands.push(DocCommand {
                 at,
                 env,
@@ -541,9 +543,7 @@ async fn every_command_of_the_docs_runs_as_shown() {
                 command.args.join(" "),
                 command.exit
             ));
-        } else if let Some(shown) = &command.shown
-            && !out.contains(shown.as_str())
-        {
+        } else if let Some(shown) = command.shown.iter().find(|l| !out.contains(l.as_str())) {
             failures.push(format!(
                 "{}: `dingrelay {}` does not print `{shown}`; it prints:\n{out}",
                 command.at,
@@ -765,7 +765,7 @@ fn the_checks_find_what_is_wrong() {
     assert_eq!(commands.len(), 5, "{commands:#?}");
     assert_eq!((commands[0].at.as_str(), commands[0].exit), ("d.md:4", 2));
     assert_eq!(commands[0].args, ["test", "a.yaml"]);
-    assert_eq!(commands[0].shown.as_deref(), Some("FAIL x"));
+    assert_eq!(commands[0].shown, ["FAIL x"]);
     assert_eq!(
         (
             commands[1].program == Program::Dingrelay,
