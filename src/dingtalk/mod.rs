@@ -4,6 +4,7 @@
 //! DingTalk answers HTTP 200 even when it refuses a message, and renders some malformed messages
 //! silently wrong, so every rule DingTalk enforces (or silently breaks on) is checked here first.
 
+pub mod app_message;
 pub mod message;
 pub mod robot;
 pub mod sign;

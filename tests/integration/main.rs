@@ -2,7 +2,7 @@
 //! binary per file was most of `cargo test`. Run one area with `cargo test --test integration
 //! <module>::`, e.g. `cargo test --test integration serve::`.
 
-mod app_token;
+mod app_api;
 mod cli;
 mod config_errors;
 mod cookbook;

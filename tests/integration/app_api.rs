@@ -1,7 +1,8 @@
-//! The app access-token cache against the stand-in's token endpoint (issue 14): a burst of
+//! Issue 14's first pieces against the stand-in's app APIs. The access-token cache: a burst of
 //! sends costs one fetch, an expiry in the middle of a run costs one more (the refused token is
 //! dropped, a new one fetched, and the call goes again), a token is renewed ahead of expiry, and
-//! a wrong appSecret is refused in words that do not show it.
+//! a wrong appSecret is refused in words that do not show it. And messages mapped to the app
+//! robot API's msgKey and msgParam are taken as they are.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -113,4 +114,80 @@ async fn a_wrong_app_secret_is_a_clear_refusal_without_the_secret() {
         "{text}"
     );
     assert!(!text.contains("s3cret"), "{text}");
+}
+
+/// Every message shape an app robot can take, mapped by `to_app_robot` and posted to the
+/// stand-in's group send: accepted, recorded as sent, and with no warning (no unknown key, no
+/// field DingTalk would ignore).
+#[tokio::test(start_paused = true)]
+async fn mapped_messages_are_taken_by_the_app_robot_api_as_they_are() {
+    use dingrelay::dingtalk::Message;
+    use dingrelay::dingtalk::app_message::to_app_robot;
+
+    const CID: &str = "cidOps==";
+    let mock = MockDingTalk::new()
+        .app(KEY, SECRET)
+        .conversation(CID, &[KEY]);
+    let token = cache(&mock, SECRET).get().await.unwrap();
+    let messages = [
+        json!({"msgtype": "text", "text": {"content": "告警 disk full"}}),
+        json!({"msgtype": "markdown", "markdown": {"title": "Disk", "text": "### Disk\n93%"}}),
+        json!({"msgtype": "link", "link": {"title": "PR #12", "text": "Handle empty input", "messageUrl": "https://example.com/pr/12", "picUrl": "https://example.com/a.png"}}),
+        json!({"msgtype": "actionCard", "actionCard": {"title": "Deploy", "text": "api v2", "singleTitle": "Open", "singleURL": "https://example.com/run"}}),
+        json!({"msgtype": "actionCard", "actionCard": {"title": "Deploy", "text": "api v2", "btnOrientation": "1", "btns": [
+            {"title": "Approve", "actionURL": "https://example.com/ok"}, {"title": "Reject", "actionURL": "https://example.com/no"}]}}),
+        json!({"msgtype": "actionCard", "actionCard": {"title": "Deploy", "text": "api v2", "btns": [
+            {"title": "Logs", "actionURL": "https://example.com/logs"}, {"title": "Runbook", "actionURL": "https://example.com/rb"},
+            {"title": "Silence", "actionURL": "https://example.com/si"}]}}),
+    ];
+    for message in &messages {
+        let message: Message = serde_json::from_value(message.clone()).unwrap();
+        let app = to_app_robot(&message).unwrap();
+        let body = json!({
+            "robotCode": KEY,
+            "openConversationId": CID,
+            "msgKey": app.msg_key,
+            "msgParam": app.msg_param,
+        });
+        let reply = mock
+            .request(
+                "POST",
+                "/v1.0/robot/groupMessages/send",
+                &[(
+                    "x-acs-dingtalk-access-token".to_owned(),
+                    token.expose_secret().to_owned(),
+                )],
+                Some("application/json"),
+                body.to_string().as_bytes(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            reply.answer.status,
+            200,
+            "{}: {}",
+            app.msg_key,
+            String::from_utf8_lossy(&reply.answer.body)
+        );
+    }
+    let recorded = mock.app_messages();
+    assert_eq!(recorded.len(), messages.len());
+    for message in &recorded {
+        assert!(message.warnings.is_empty(), "{:?}", message.record);
+    }
+    let keys: Vec<&str> = recorded
+        .iter()
+        .map(|m| m.record["msgKey"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "sampleText",
+            "sampleMarkdown",
+            "sampleLink",
+            "sampleActionCard",
+            "sampleActionCard6",
+            "sampleActionCard3"
+        ]
+    );
 }
