@@ -11,6 +11,14 @@ pub(super) fn unavailable(context: &str) -> impl FnOnce(rusqlite::Error) -> Outb
     move |error| OutboxError::Unavailable(format!("{context}: {error}"))
 }
 
+/// Each robot's pending and dead messages and its oldest pending one: the outbox gauges. Read
+/// from the `messages_open` index alone (see [`schema`](super::schema)).
+const ROBOT_STATS: &str = "SELECT robot,
+        SUM(state = 'pending'),
+        SUM(state = 'dead'),
+        MIN(CASE WHEN state = 'pending' THEN accepted_at END)
+ FROM messages WHERE state <> 'delivered' GROUP BY robot ORDER BY robot";
+
 /// One caller's batch within a group commit.
 pub(crate) struct Batch<'a> {
     pub messages: &'a [NewMessage],
@@ -219,13 +227,7 @@ impl Store {
     /// one was accepted.
     pub(crate) fn robot_stats(&mut self) -> Result<Vec<RobotStats>, OutboxError> {
         self.conn
-            .prepare_cached(
-                "SELECT robot,
-                        SUM(state = 'pending'),
-                        SUM(state = 'dead'),
-                        MIN(CASE WHEN state = 'pending' THEN accepted_at END)
-                 FROM messages WHERE state <> 'delivered' GROUP BY robot ORDER BY robot",
-            )
+            .prepare_cached(ROBOT_STATS)
             .and_then(|mut s| {
                 s.query_map([], |row| {
                     Ok(RobotStats {
@@ -574,6 +576,20 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let conn = schema::open_daemon(&dir.join(schema::FILE_NAME)).unwrap();
         (Store::new(conn), Temp(dir))
+    }
+
+    #[test]
+    fn the_outbox_gauges_are_read_from_the_index_alone() {
+        let (store, _temp) = store("stats-plan");
+        let plan: Vec<String> = store
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {ROBOT_STATS}"))
+            .unwrap()
+            .query_map([], |row| row.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(plan, ["SCAN messages USING COVERING INDEX messages_open"]);
     }
 
     #[test]
