@@ -191,3 +191,58 @@ async fn mapped_messages_are_taken_by_the_app_robot_api_as_they_are() {
         ]
     );
 }
+
+/// The stand-in's real answers, classified: a one-to-one send that reached one person, found
+/// one unknown and one flow-controlled; an expired token; an unknown robot.
+#[tokio::test(start_paused = true)]
+async fn the_app_api_answers_are_classified_as_the_worker_will_act() {
+    use dingrelay::delivery::app_classify::{AppVerdict, classify_app};
+
+    let mock = MockDingTalk::new()
+        .app(KEY, SECRET)
+        .user("lin", "Lin")
+        .flow_controlled_user("wei", "Wei");
+    let cache = cache(&mock, SECRET);
+    let token = cache.get().await.unwrap();
+    let post = |robot: &str, users: &[&str], token: &SecretString| {
+        let body = json!({
+            "robotCode": robot,
+            "userIds": users,
+            "msgKey": "sampleText",
+            "msgParam": json!({"content": "告警 disk full"}).to_string(),
+        });
+        let mock = mock.clone();
+        let token = token.expose_secret().to_owned();
+        async move {
+            let reply = mock
+                .request(
+                    "POST",
+                    "/v1.0/robot/oToMessages/batchSend",
+                    &[("x-acs-dingtalk-access-token".to_owned(), token)],
+                    Some("application/json"),
+                    body.to_string().as_bytes(),
+                )
+                .await
+                .unwrap();
+            classify_app(Ok(HttpAnswer {
+                status: reply.answer.status,
+                content_type: reply.answer.content_type.clone(),
+                body: reply.answer.body.clone(),
+            }))
+        }
+    };
+    assert_eq!(
+        post(KEY, &["lin", "ghost", "wei"], &token).await,
+        AppVerdict::Sent {
+            invalid: vec!["ghost".into()],
+            flow_controlled: vec!["wei".into()],
+        }
+    );
+    let verdict = post("dingnobody", &["lin"], &token).await;
+    assert!(
+        matches!(&verdict, AppVerdict::Permanent { code, .. } if code.starts_with("invalidParameter.robotCode")),
+        "{verdict:?}"
+    );
+    mock.expire_tokens(Some(KEY));
+    assert_eq!(post(KEY, &["lin"], &token).await, AppVerdict::TokenRefused);
+}
