@@ -25,8 +25,8 @@
 
 use serde::Deserialize;
 
-use super::classify::MAX_ERRMSG_CHARS;
-use super::transport::{HttpAnswer, TransportError, redact_secrets};
+use super::classify::{MAX_ERRMSG_CHARS, clean};
+use super::transport::{HttpAnswer, TransportError};
 
 /// What to do with a message after one answer of the app robot API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,13 +163,9 @@ fn permanent_advice(code: &str) -> Option<&'static str> {
     })
 }
 
-/// `text` as the operator may see it: no control characters, secrets masked, cut.
+/// `text` as the operator may see it, as the webhook classifier keeps `errmsg`.
 fn shown(text: &str) -> String {
-    let clean: String = redact_secrets(text)
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    crate::text::shorten(&clean, MAX_ERRMSG_CHARS)
+    clean(text, MAX_ERRMSG_CHARS)
 }
 
 #[cfg(test)]

@@ -362,7 +362,7 @@ fn security_advice(errmsg: &str) -> &'static str {
 }
 
 /// For the operator's eyes: secrets masked, on one line, at most `max` chars.
-fn clean(text: &str, max: usize) -> String {
+pub(super) fn clean(text: &str, max: usize) -> String {
     crate::text::shorten(&crate::text::one_line(&redact_secrets(text)), max)
 }
 

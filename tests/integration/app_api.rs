@@ -29,30 +29,49 @@ fn cache(mock: &MockDingTalk, secret: &str) -> Arc<AppToken> {
     })))
 }
 
-/// A one-to-one app-robot send with `token`, as the relay will make it.
-async fn send(mock: &MockDingTalk, token: &SecretString) -> HttpAnswer {
-    let body = json!({
-        "robotCode": KEY,
-        "userIds": ["lin"],
-        "msgKey": "sampleText",
-        "msgParam": json!({"content": "告警 disk full"}).to_string(),
-    });
-    let token = token.expose_secret().to_owned();
+/// POSTs `body` to the stand-in's app API at `path` with `token` (the stand-in's own
+/// [`MockDingTalk::post_app`]); the answer as a transport gives it.
+async fn post_app(
+    mock: &MockDingTalk,
+    path: &str,
+    token: &SecretString,
+    body: &serde_json::Value,
+) -> HttpAnswer {
+    let url = Url::parse("https://api.dingtalk.com")
+        .unwrap()
+        .join(path)
+        .unwrap();
     let reply = mock
-        .request(
-            "POST",
-            "/v1.0/robot/oToMessages/batchSend",
-            &[("x-acs-dingtalk-access-token".to_owned(), token)],
-            Some("application/json"),
-            body.to_string().as_bytes(),
-        )
+        .post_app(&url, Some(token.expose_secret()), body)
         .await
         .unwrap();
     HttpAnswer {
         status: reply.answer.status,
-        content_type: reply.answer.content_type.clone(),
-        body: reply.answer.body.clone(),
+        content_type: reply.answer.content_type,
+        body: reply.answer.body,
     }
+}
+
+/// A one-to-one app-robot send of a text from `robot` to `users` with `token`, as the relay
+/// will make it.
+async fn send_to(
+    mock: &MockDingTalk,
+    robot: &str,
+    users: &[&str],
+    token: &SecretString,
+) -> HttpAnswer {
+    let body = json!({
+        "robotCode": robot,
+        "userIds": users,
+        "msgKey": "sampleText",
+        "msgParam": json!({"content": "告警 disk full"}).to_string(),
+    });
+    post_app(mock, "/v1.0/robot/oToMessages/batchSend", token, &body).await
+}
+
+/// [`send_to`] of the app's robot to `lin`.
+async fn send(mock: &MockDingTalk, token: &SecretString) -> HttpAnswer {
+    send_to(mock, KEY, &["lin"], token).await
 }
 
 #[tokio::test(start_paused = true)]
@@ -149,25 +168,13 @@ async fn mapped_messages_are_taken_by_the_app_robot_api_as_they_are() {
             "msgKey": app.msg_key,
             "msgParam": app.msg_param,
         });
-        let reply = mock
-            .request(
-                "POST",
-                "/v1.0/robot/groupMessages/send",
-                &[(
-                    "x-acs-dingtalk-access-token".to_owned(),
-                    token.expose_secret().to_owned(),
-                )],
-                Some("application/json"),
-                body.to_string().as_bytes(),
-            )
-            .await
-            .unwrap();
+        let answer = post_app(&mock, "/v1.0/robot/groupMessages/send", &token, &body).await;
         assert_eq!(
-            reply.answer.status,
+            answer.status,
             200,
             "{}: {}",
             app.msg_key,
-            String::from_utf8_lossy(&reply.answer.body)
+            String::from_utf8_lossy(&answer.body)
         );
     }
     let recorded = mock.app_messages();
@@ -204,32 +211,9 @@ async fn the_app_api_answers_are_classified_as_the_worker_will_act() {
         .flow_controlled_user("wei", "Wei");
     let cache = cache(&mock, SECRET);
     let token = cache.get().await.unwrap();
-    let post = |robot: &str, users: &[&str], token: &SecretString| {
-        let body = json!({
-            "robotCode": robot,
-            "userIds": users,
-            "msgKey": "sampleText",
-            "msgParam": json!({"content": "告警 disk full"}).to_string(),
-        });
-        let mock = mock.clone();
-        let token = token.expose_secret().to_owned();
-        async move {
-            let reply = mock
-                .request(
-                    "POST",
-                    "/v1.0/robot/oToMessages/batchSend",
-                    &[("x-acs-dingtalk-access-token".to_owned(), token)],
-                    Some("application/json"),
-                    body.to_string().as_bytes(),
-                )
-                .await
-                .unwrap();
-            classify_app(Ok(HttpAnswer {
-                status: reply.answer.status,
-                content_type: reply.answer.content_type.clone(),
-                body: reply.answer.body.clone(),
-            }))
-        }
+    let post = |robot: &'static str, users: &'static [&'static str], token: &SecretString| {
+        let (mock, token) = (mock.clone(), token.clone());
+        async move { classify_app(Ok(send_to(&mock, robot, users, &token).await)) }
     };
     assert_eq!(
         post(KEY, &["lin", "ghost", "wei"], &token).await,

@@ -328,6 +328,23 @@ struct Counters {
     app: app::AppState,
 }
 
+impl Counters {
+    /// The armed fault, counted as taken (and disarmed when its count runs out); `None` when
+    /// none is armed. The caller has decided that the request is one the fault hits.
+    fn consume_fault(&mut self) -> Option<Fault> {
+        let fault = self.fault?;
+        if let Some(left) = self.fault_left.as_mut() {
+            *left = left.saturating_sub(1);
+            if *left == 0 {
+                self.fault = None;
+                self.fault_left = None;
+            }
+        }
+        self.faults += 1;
+        Some(fault)
+    }
+}
+
 type WallClock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 struct Shared {
@@ -967,16 +984,7 @@ impl MockDingTalk {
         if !hits {
             return None;
         }
-        let fault = st.fault?;
-        if let Some(left) = st.fault_left.as_mut() {
-            *left = left.saturating_sub(1);
-            if *left == 0 {
-                st.fault = None;
-                st.fault_left = None;
-            }
-        }
-        st.faults += 1;
-        Some(fault)
+        st.consume_fault()
     }
 
     async fn app_fault(&self, family: Family, fault: Fault) -> Result<Reply, Dropped> {
@@ -1169,16 +1177,7 @@ impl MockDingTalk {
         {
             return None;
         }
-        let fault = st.fault?;
-        if let Some(left) = st.fault_left.as_mut() {
-            *left = left.saturating_sub(1);
-            if *left == 0 {
-                st.fault = None;
-                st.fault_left = None;
-            }
-        }
-        st.faults += 1;
-        Some(fault)
+        st.consume_fault()
     }
 
     async fn robot_send(
