@@ -349,46 +349,64 @@ fn every_corpus_payload_renders_as_its_snapshot() {
             let name = snapshot_name(&file);
             names.insert(name.clone());
             let text = render_fixture(&config, &preview, &file, kind);
-            // Every fixture is checked, and every changed one named, before the test fails.
-            let result = std::panic::catch_unwind(|| {
-                insta::with_settings!({
-                    // The snapshots stay in tests/snapshots, where they were made.
-                    snapshot_path => "../snapshots",
-                    prepend_module_to_snapshot => false,
-                    omit_expression => true,
-                    description => format!("tests/fixtures/corpus/{file} through the shipped rules.yaml, now = {NOW}"),
-                }, {
-                    insta::assert_snapshot!(name.as_str(), text);
-                });
-            });
-            if result.is_err() {
+            let description =
+                format!("tests/fixtures/corpus/{file} through the shipped rules.yaml, now = {NOW}");
+            if !matches_snapshot(&name, description, &text) {
                 changed.push(file);
             }
         }
     }
+    assert_none_changed(&changed);
+    // events__*: the synthetic events' snapshots, checked by the test below.
+    let stale = stale_snapshots(|name| !name.starts_with("events__"), &names);
+    assert!(
+        stale.is_empty(),
+        "snapshots without a corpus fixture (delete them): {stale:?}"
+    );
+}
+
+/// Checks `text` against the snapshot `name` in tests/snapshots; false when it differs (insta
+/// has printed the diff), so that every fixture is checked, and every changed one named, before
+/// the test fails.
+fn matches_snapshot(name: &str, description: String, text: &str) -> bool {
+    std::panic::catch_unwind(|| {
+        insta::with_settings!({
+            // The snapshots stay in tests/snapshots, where they were made.
+            snapshot_path => "../snapshots",
+            prepend_module_to_snapshot => false,
+            omit_expression => true,
+            description => description,
+        }, {
+            insta::assert_snapshot!(name, text);
+        });
+    })
+    .is_ok()
+}
+
+/// Fails naming every rendering that differs from its snapshot.
+fn assert_none_changed(changed: &[String]) {
     assert!(
         changed.is_empty(),
         "{} rendering(s) differ from their snapshot in tests/snapshots/: {changed:#?}\n\
          read the diffs above; to accept them: INSTA_UPDATE=always cargo test --test integration snapshots::",
         changed.len()
     );
+}
 
-    // A snapshot whose fixture is gone is stale: nothing checks it any more.
-    let mut stale = Vec::new();
-    for entry in std::fs::read_dir(manifest_dir().join("tests/snapshots")).unwrap() {
-        let file = entry.unwrap().file_name().to_string_lossy().into_owned();
-        // events__*: the synthetic events' snapshots, checked by the test below.
-        if let Some(name) = file.strip_suffix(".snap")
-            && !name.starts_with("events__")
-            && !names.contains(name)
-        {
-            stale.push(file);
-        }
-    }
-    assert!(
-        stale.is_empty(),
-        "snapshots without a corpus fixture (delete them): {stale:?}"
-    );
+/// The snapshot files of tests/snapshots that a test claims (`mine`, by name) but whose payload
+/// is gone (not in `names`): stale, nothing checks them any more.
+fn stale_snapshots(
+    mine: impl Fn(&str) -> bool,
+    names: &std::collections::BTreeSet<String>,
+) -> Vec<String> {
+    std::fs::read_dir(manifest_dir().join("tests/snapshots"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|file| {
+            file.strip_suffix(".snap")
+                .is_some_and(|name| mine(name) && !names.contains(name))
+        })
+        .collect()
 }
 
 /// tests/fixtures/events: one synthetic payload per GitHub event and action
@@ -517,7 +535,7 @@ fn every_event_renders_through_its_template_as_its_snapshot() {
     let config = every_event_config("{ webhook: log }");
     let now: jiff::Timestamp = NOW.parse().unwrap();
     let mut changed = Vec::new();
-    let mut names = std::collections::HashSet::new();
+    let mut names = std::collections::BTreeSet::new();
     for dir in ["github", "gitlab"] {
         let files = event_files(dir);
         assert!(!files.is_empty(), "events/{dir} has payloads");
@@ -541,36 +559,16 @@ fn every_event_renders_through_its_template_as_its_snapshot() {
             assert_eq!(routing.messages.len(), 1, "{dir}/{file}: one message");
             write_routing(&mut text, &file, &routing);
             let name = format!("events__{dir}__{}", file.trim_end_matches(".json"));
-            let result = std::panic::catch_unwind(|| {
-                insta::with_settings!({
-                    snapshot_path => "../snapshots",
-                    prepend_module_to_snapshot => false,
-                    omit_expression => true,
-                    description => format!("tests/fixtures/events/{dir}/{file} through its built-in template, now = {NOW}"),
-                }, {
-                    insta::assert_snapshot!(name.as_str(), text);
-                });
-            });
-            if result.is_err() {
+            let description = format!(
+                "tests/fixtures/events/{dir}/{file} through its built-in template, now = {NOW}"
+            );
+            if !matches_snapshot(&name, description, &text) {
                 changed.push(format!("{dir}/{file}"));
             }
         }
     }
-    assert!(
-        changed.is_empty(),
-        "{} rendering(s) differ from their snapshot in tests/snapshots/: {changed:#?}\n\
-         read the diffs above; to accept them: INSTA_UPDATE=always cargo test --test integration snapshots::",
-        changed.len()
-    );
-    // A snapshot whose payload is gone is stale: nothing checks it any more.
-    let stale: Vec<String> = std::fs::read_dir(manifest_dir().join("tests/snapshots"))
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|file| {
-            file.strip_suffix(".snap")
-                .is_some_and(|name| name.starts_with("events__") && !names.contains(name))
-        })
-        .collect();
+    assert_none_changed(&changed);
+    let stale = stale_snapshots(|name| name.starts_with("events__"), &names);
     assert!(
         stale.is_empty(),
         "snapshots without an event payload (delete them): {stale:?}"
