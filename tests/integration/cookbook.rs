@@ -10,10 +10,11 @@
 //! and in order (trailing spaces aside); a line `# ...` in a snippet leaves out lines of the file
 //! there.
 
-use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::support::{free_port, shell_words};
 
 const COOKBOOK: &str = "tests/fixtures/cookbook";
 const DOC: &str = "docs/cookbook.md";
@@ -302,42 +303,6 @@ fn the_snippet_check_finds_drift() {
     assert_eq!((found[0].file.as_str(), found[0].line), ("r/rules.yaml", 3));
 }
 
-/// Splits a command line as sh would, for the plain commands of the doc: words, single and
-/// double quotes, backslashes; a `#` starting a word starts a comment.
-fn shell_words(line: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut word: Option<String> = None;
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '#' if word.is_none() => break,
-            c if c.is_whitespace() => {
-                if let Some(w) = word.take() {
-                    words.push(w);
-                }
-            }
-            '\'' => {
-                let w = word.get_or_insert_with(String::new);
-                w.extend(chars.by_ref().take_while(|&c| c != '\''));
-            }
-            '"' => {
-                let w = word.get_or_insert_with(String::new);
-                while let Some(c) = chars.next() {
-                    match c {
-                        '"' => break,
-                        '\\' => w.extend(chars.next()),
-                        c => w.push(c),
-                    }
-                }
-            }
-            '\\' => word.get_or_insert_with(String::new).extend(chars.next()),
-            c => word.get_or_insert_with(String::new).push(c),
-        }
-    }
-    words.extend(word);
-    words
-}
-
 /// The `dingrelay` commands of the doc's ```sh blocks: the doc line, the variables set before the
 /// command (`CI_TOKEN=test dingrelay ...`) and the arguments.
 type DocCommand = (usize, Vec<(String, String)>, Vec<String>);
@@ -435,14 +400,6 @@ impl Drop for Daemon {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn wait_listening(port: u16, log: &Path) {

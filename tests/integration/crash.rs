@@ -26,7 +26,6 @@
 //! `DINGRELAY_CRASH_SEED=<seed> cargo test --test integration crash:: -- --nocapture`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -38,6 +37,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
+use crate::support::free_port;
 use crate::support::mock_dingtalk::{MockDingTalk, webhook_url};
 
 /// Events posted in all.
@@ -135,14 +135,6 @@ impl Drop for Relay {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn config_text(listen: u16, mock: std::net::SocketAddr) -> String {

@@ -12,18 +12,11 @@ use std::time::{Duration, Instant};
 use dingrelay::outbox::{Admin, State};
 use serde_json::json;
 
+use crate::support::free_port;
 use crate::support::mock_dingtalk::{MockDingTalk, webhook_url};
 
 const TOKEN: &str = "restart-robot";
 const SECRET: &str = "SECrestart42";
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn write_config(dir: &Path, listen: u16, mock: std::net::SocketAddr, robot_extra: &str) -> PathBuf {
     let path = dir.join("rules.yaml");
