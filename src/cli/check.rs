@@ -7,7 +7,6 @@ use std::path::Path;
 
 use super::output::exit_code;
 use crate::config::{self, Config, ConfigError, Finding};
-use crate::dingtalk::Endpoint;
 use crate::source::{Source, SourceKind};
 use crate::text::plural;
 
@@ -62,12 +61,7 @@ fn report(
 ) -> io::Result<u8> {
     writeln!(out, "{file_name}: loaded")?;
     for robot in config.robots.values() {
-        let target = match &robot.endpoint {
-            Endpoint::DryRun { .. } => {
-                "dry run: prints each request instead of sending it".to_owned()
-            }
-            Endpoint::Webhook { url, .. } => url.redacted(),
-        };
+        let target = robot.endpoint.target();
         let signed = if robot.endpoint.secret().is_some() {
             ", signed (加签)"
         } else {

@@ -757,6 +757,7 @@ mod tests {
             rule: rule.to_owned(),
             source: "alertmanager".to_owned(),
             dedup_key: Some(format!("{robot}-{rule}")),
+            recipients: Vec::new(),
             message: Message {
                 body,
                 at: None,

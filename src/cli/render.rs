@@ -167,7 +167,7 @@ fn print(
     for delivery in &routing.messages {
         let target = match &delivery.robot.endpoint {
             Endpoint::DryRun { .. } => "dry run".to_owned(),
-            Endpoint::Webhook { url, .. } => url.redacted(),
+            endpoint => endpoint.target(),
         };
         let mut notes = Vec::new();
         if delivery.omitted_alerts > 0 {

@@ -83,6 +83,10 @@ pub fn run(config_path: &Path, _out: &mut dyn Write, err: &mut dyn Write) -> u8 
                 tracing::error!("Cannot start: {error}. Check that state_dir exists and is writable by this user.");
                 1
             }
+            Err(error @ daemon::ServeError::App(_)) => {
+                tracing::error!("Cannot start: {error}.");
+                1
+            }
             Err(error) => {
                 tracing::error!("The daemon stopped on an error: {error}.");
                 1

@@ -4,7 +4,7 @@
 //!
 //! Invariant: an error never shows a secret. Known secret keys are masked wherever a line is
 //! shown ([`diagnostic`]); an unknown key where secrets live (at the top level, where
-//! `reload_token` is, and anywhere under `robots.<name>` or `sources.<name>`) may be a
+//! `reload_token` is, and anywhere under `apps.<name>`, `robots.<name>` or `sources.<name>`) may be a
 //! misspelled secret, so its line is shown with the values masked (`secrett: ***`).
 
 use std::collections::HashMap;
@@ -15,7 +15,7 @@ use indexmap::IndexMap;
 
 use super::model::{Config, DEFAULT_LISTEN, DEFAULT_TIMEZONE, DeliverySettings, IntakeSettings};
 use super::raw::{self, RawConfig};
-use super::robots::{build_robot, build_robot_delivery};
+use super::robots::{build_app, build_robot, build_robot_delivery};
 use super::sources::build_source;
 use crate::rules::{DeclaredSource, RuleSet};
 use crate::yaml::locate::Segment;
@@ -130,7 +130,9 @@ fn may_show_a_secret(diagnostic: &Diagnostic, locations: &Locations) -> bool {
     };
     match path.segments() {
         [_] => true,
-        [Segment::Key(section), _, _, ..] => section == "robots" || section == "sources",
+        [Segment::Key(section), _, _, ..] => {
+            section == "robots" || section == "sources" || section == "apps"
+        }
         _ => false,
     }
 }
@@ -236,11 +238,19 @@ fn build(raw: RawConfig, checker: &mut Checker<'_>) -> Option<Config> {
         raw.reload_token_file.as_deref(),
     );
 
+    let mut apps = IndexMap::new();
+    for (name, app) in &raw.apps {
+        let at = root.key("apps").key(name);
+        if let Some(app) = build_app(name, app, &at, checker) {
+            apps.insert(name.clone(), std::sync::Arc::new(app));
+        }
+    }
+
     let mut robots = IndexMap::new();
     let mut robot_delivery = IndexMap::new();
     for (name, robot) in &raw.robots {
         let at = root.key("robots").key(name);
-        if let Some(robot) = build_robot(name, robot, &at, checker) {
+        if let Some(robot) = build_robot(name, robot, &at, &apps, checker) {
             robots.insert(name.clone(), std::sync::Arc::new(robot));
         }
         if let Some(delivery) = build_robot_delivery(name, robot, &at, checker) {
@@ -306,6 +316,7 @@ fn build(raw: RawConfig, checker: &mut Checker<'_>) -> Option<Config> {
         state_dir: state_dir?,
         timezone_name: timezone_name?,
         timezone: timezone?,
+        apps,
         robots,
         sources,
         rules: rules?,

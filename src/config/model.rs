@@ -26,6 +26,8 @@ pub struct Config {
     /// The IANA name, kept for display.
     pub timezone_name: String,
     pub timezone: jiff::tz::TimeZone,
+    /// Enterprise internal apps, by name: their robots hold them too.
+    pub apps: IndexMap<String, std::sync::Arc<crate::dingtalk::App>>,
     pub robots: IndexMap<String, std::sync::Arc<Robot>>,
     pub sources: IndexMap<String, Source>,
     pub rules: RuleSet,

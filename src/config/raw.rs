@@ -52,6 +52,9 @@ pub struct RawConfig {
     pub reload_token: Option<String>,
     #[serde(default)]
     pub reload_token_file: Option<String>,
+    /// Enterprise internal apps whose robots (group, one-to-one, work notifications) send.
+    #[serde(default)]
+    pub apps: IndexMap<String, RawApp>,
     #[serde(default)]
     pub robots: IndexMap<String, RawRobot>,
     #[serde(default)]
@@ -94,6 +97,56 @@ pub struct RawRobot {
     /// Merge when the backlog would take longer than this to drain at the robot's rate.
     #[serde(default)]
     pub digest_after: Option<String>,
+    /// The app (under `apps:`) this robot belongs to; instead of `webhook`.
+    #[serde(default)]
+    pub app: Option<String>,
+    /// `group`, `one_to_one` or `work_notification`; `group` when `conversation` is given.
+    #[serde(default)]
+    pub kind: Option<AppRobotKindName>,
+    /// The robotCode; the app's appKey by default (what DingTalk uses for internal apps).
+    #[serde(default)]
+    pub robot_code: Option<String>,
+    /// A group app robot's `openConversationId` (`cid...==`).
+    #[serde(default)]
+    pub conversation: Option<String>,
+    /// User ids, or templates naming them from the event (`{{ labels.owner }}`).
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// Work notifications: department ids.
+    #[serde(default)]
+    pub departments: Vec<String>,
+}
+
+/// An enterprise internal app: the credentials its robots' access token is fetched with.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApp {
+    /// The AppKey (Client ID), `ding...`.
+    pub app_key: String,
+    /// The AppSecret (Client Secret): `${ENV}`, or in a file (a systemd credential).
+    #[serde(default)]
+    pub app_secret: Option<String>,
+    #[serde(default)]
+    pub app_secret_file: Option<String>,
+    /// The AgentId, for work notifications.
+    #[serde(default)]
+    pub agent_id: Option<u64>,
+    /// Where DingTalk's app APIs are, when not at api.dingtalk.com and oapi.dingtalk.com: one
+    /// address serving both (a stand-in, a proxy).
+    #[serde(default)]
+    pub base_url: Option<String>,
+}
+
+/// How an app robot reaches people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppRobotKindName {
+    /// A group the app's robot was added to.
+    Group,
+    /// The robot's one-to-one chat with each person.
+    OneToOne,
+    /// The app's work notification (工作通知).
+    WorkNotification,
 }
 
 /// A size: a number of bytes, or a string with a unit.

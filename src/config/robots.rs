@@ -1,12 +1,17 @@
-//! Building a robot from its raw entry: its endpoint (webhook URL or dry run), 加签 secret,
-//! keywords, and how its worker delivers (rate, penalty, max age, digests).
+//! Building a robot from its raw entry: its endpoint (webhook URL or dry run, or a robot of an
+//! app), 加签 secret, keywords, and how its worker delivers (rate, penalty, max age, digests);
+//! and building an app from its entry under `apps:`.
 
+use std::sync::Arc;
+
+use indexmap::IndexMap;
 use url::Url;
 
 use super::model::{DINGTALK_HOST, RobotDelivery};
-use super::raw;
+use super::raw::{self, AppRobotKindName};
 use crate::dingtalk::robot::WebhookUrl;
-use crate::dingtalk::{Endpoint, Robot};
+use crate::dingtalk::work_notice;
+use crate::dingtalk::{App, AppRobot, AppRobotKind, Endpoint, Robot};
 use crate::yaml::{Checker, Path};
 
 pub(super) fn build_robot_delivery(
@@ -53,8 +58,28 @@ pub(super) fn build_robot(
     name: &str,
     raw: &raw::RawRobot,
     at: &Path,
+    apps: &IndexMap<String, Arc<App>>,
     checker: &mut Checker<'_>,
 ) -> Option<Robot> {
+    if let Some(app) = &raw.app {
+        return build_app_robot(name, raw, app, at, apps, checker);
+    }
+    for (key, set) in [
+        ("kind", raw.kind.is_some()),
+        ("robot_code", raw.robot_code.is_some()),
+        ("conversation", raw.conversation.is_some()),
+        ("users", !raw.users.is_empty()),
+        ("departments", !raw.departments.is_empty()),
+    ] {
+        if set {
+            checker.error_at_key(
+                &at.key(key),
+                format!(
+                    "`{key}` is for robots of an app: name the app in `app:` (and drop `webhook`)"
+                ),
+            );
+        }
+    }
     let secret = checker.secret(
         at,
         "secret",
@@ -183,5 +208,274 @@ pub(super) fn build_robot(
         name: name.to_owned(),
         endpoint,
         keywords,
+    })
+}
+
+/// DingTalk's app APIs, when an app names no `base_url`.
+const API_URL: &str = "https://api.dingtalk.com";
+const OAPI_URL: &str = "https://oapi.dingtalk.com";
+
+/// Builds the app `name`: its appKey, its appSecret (from the file, env or a systemd credential),
+/// its AgentId and where its APIs are.
+pub(super) fn build_app(
+    name: &str,
+    raw: &raw::RawApp,
+    at: &Path,
+    checker: &mut Checker<'_>,
+) -> Option<App> {
+    let app_key = checker.expand(&at.key("app_key"), &raw.app_key)?;
+    let app_key = app_key.trim().to_owned();
+    if app_key.is_empty() {
+        checker.error(&at.key("app_key"), format!("apps.{name}.app_key: is empty"));
+    }
+    let app_secret = checker.secret(
+        at,
+        "app_secret",
+        raw.app_secret.as_deref(),
+        raw.app_secret_file.as_deref(),
+    );
+    if app_secret.is_none() && raw.app_secret.is_none() && raw.app_secret_file.is_none() {
+        checker.error(
+            at,
+            format!(
+                "apps.{name}: no `app_secret`: give the app's AppSecret (Client Secret) as `app_secret: ${{VAR}}` or `app_secret_file: /path`"
+            ),
+        );
+    }
+    let (api_url, oapi_url) = match &raw.base_url {
+        None => (
+            Url::parse(API_URL).expect("constant URL"),
+            Url::parse(OAPI_URL).expect("constant URL"),
+        ),
+        Some(base) => {
+            let path = at.key("base_url");
+            let base = checker.expand(&path, base)?;
+            match Url::parse(base.trim()) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+                    (url.clone(), url)
+                }
+                _ => {
+                    checker.error(
+                        &path,
+                        format!("apps.{name}.base_url: `{base}` is not an http(s) URL like http://127.0.0.1:8090"),
+                    );
+                    return None;
+                }
+            }
+        }
+    };
+    Some(App {
+        name: name.to_owned(),
+        app_key,
+        app_secret: app_secret?,
+        agent_id: raw.agent_id,
+        api_url,
+        oapi_url,
+    })
+    .filter(|app| !app.app_key.is_empty())
+}
+
+/// Builds a robot of an app: a group robot, one-to-one chats or work notifications.
+fn build_app_robot(
+    name: &str,
+    raw: &raw::RawRobot,
+    app_name: &str,
+    at: &Path,
+    apps: &IndexMap<String, Arc<App>>,
+    checker: &mut Checker<'_>,
+) -> Option<Robot> {
+    for (key, set) in [
+        ("webhook", raw.webhook.is_some()),
+        ("webhook_file", raw.webhook_file.is_some()),
+        ("secret", raw.secret.is_some()),
+        ("secret_file", raw.secret_file.is_some()),
+        ("allow_host", raw.allow_host.is_some()),
+        ("keywords", !raw.keywords.is_empty()),
+    ] {
+        if set {
+            checker.error_at_key(
+                &at.key(key),
+                format!(
+                    "robots.{name}: `{key}` is for group custom robots (webhooks); a robot of an app is reached with the app's access token"
+                ),
+            );
+        }
+    }
+    let app_name = checker.expand(&at.key("app"), app_name)?;
+    let Some(app) = apps.get(app_name.trim()) else {
+        let known: Vec<&str> = apps.keys().map(String::as_str).collect();
+        checker.error(
+            &at.key("app"),
+            if known.is_empty() {
+                format!("robots.{name}: unknown app `{app_name}`: declare it under `apps:`")
+            } else {
+                format!(
+                    "robots.{name}: unknown app `{app_name}` (apps: {})",
+                    known.join(", ")
+                )
+            },
+        );
+        return None;
+    };
+    let robot_code = match &raw.robot_code {
+        Some(code) => checker
+            .expand(&at.key("robot_code"), code)?
+            .trim()
+            .to_owned(),
+        None => app.app_key.clone(),
+    };
+    let conversation = match &raw.conversation {
+        Some(cid) => Some(
+            checker
+                .expand(&at.key("conversation"), cid)?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let mut users = Vec::new();
+    for (i, user) in raw.users.iter().enumerate() {
+        let path = at.key("users").index(i);
+        let user = checker.expand(&path, user)?;
+        if user.trim().is_empty() {
+            checker.error(&path, format!("robots.{name}.users: a user id is empty"));
+        }
+        users.push(user.trim().to_owned());
+    }
+    let mut departments = Vec::new();
+    for (i, department) in raw.departments.iter().enumerate() {
+        let path = at.key("departments").index(i);
+        let department = checker.expand(&path, department)?.trim().to_owned();
+        if department.is_empty() || !department.chars().all(|c| c.is_ascii_digit()) {
+            checker.error(
+                &path,
+                format!(
+                    "robots.{name}.departments: `{department}` is not a department id (a number)"
+                ),
+            );
+        }
+        departments.push(department);
+    }
+    let kind = match raw.kind {
+        Some(kind) => kind,
+        None if conversation.is_some() => AppRobotKindName::Group,
+        None => {
+            checker.error(
+                at,
+                format!(
+                    "robots.{name}: say how this robot of app `{}` sends: `conversation: cid...` for a group, or `kind: one_to_one` or `kind: work_notification` with `users`",
+                    app.name
+                ),
+            );
+            return None;
+        }
+    };
+    let misplaced = |checker: &mut Checker<'_>, key: &str, set: bool, why: &str| {
+        if set {
+            checker.error_at_key(&at.key(key), format!("robots.{name}: `{key}` {why}"));
+        }
+    };
+    let kind = match kind {
+        AppRobotKindName::Group => {
+            misplaced(
+                checker,
+                "users",
+                !users.is_empty(),
+                "is for one-to-one chats and work notifications; a group robot sends to its `conversation`",
+            );
+            misplaced(
+                checker,
+                "departments",
+                !departments.is_empty(),
+                "is for work notifications",
+            );
+            let Some(conversation) = conversation.filter(|c| !c.is_empty()) else {
+                checker.error(
+                    at,
+                    format!("robots.{name}: a group app robot needs `conversation`: the group's openConversationId (cid...==)"),
+                );
+                return None;
+            };
+            AppRobotKind::Group {
+                robot_code,
+                conversation,
+            }
+        }
+        AppRobotKindName::OneToOne => {
+            misplaced(
+                checker,
+                "conversation",
+                conversation.is_some(),
+                "is for group robots",
+            );
+            misplaced(
+                checker,
+                "departments",
+                !departments.is_empty(),
+                "is for work notifications",
+            );
+            if users.is_empty() {
+                checker.error(
+                    at,
+                    format!("robots.{name}: one-to-one chats need `users`: user ids, or templates such as '{{{{ labels.owner }}}}'"),
+                );
+                return None;
+            }
+            AppRobotKind::OneToOne { robot_code, users }
+        }
+        AppRobotKindName::WorkNotification => {
+            misplaced(
+                checker,
+                "conversation",
+                conversation.is_some(),
+                "is for group robots",
+            );
+            misplaced(
+                checker,
+                "robot_code",
+                raw.robot_code.is_some(),
+                "is for app robots; work notifications use the app's `agent_id`",
+            );
+            if users.is_empty() && departments.is_empty() {
+                checker.error(
+                    at,
+                    format!("robots.{name}: work notifications need `users` or `departments`"),
+                );
+                return None;
+            }
+            if departments.len() > work_notice::MAX_DEPARTMENTS {
+                checker.error(
+                    &at.key("departments"),
+                    format!(
+                        "robots.{name}.departments: DingTalk takes at most {} departments, found {}",
+                        work_notice::MAX_DEPARTMENTS,
+                        departments.len()
+                    ),
+                );
+            }
+            let Some(agent_id) = app.agent_id else {
+                checker.error(
+                    at,
+                    format!(
+                        "robots.{name}: work notifications need the app's AgentId: add `agent_id` under apps.{}",
+                        app.name
+                    ),
+                );
+                return None;
+            };
+            AppRobotKind::WorkNotice {
+                agent_id,
+                users,
+                departments,
+            }
+        }
+    };
+    Some(Robot {
+        name: name.to_owned(),
+        endpoint: Endpoint::App(AppRobot {
+            app: app.clone(),
+            kind,
+        }),
+        keywords: Vec::new(),
     })
 }

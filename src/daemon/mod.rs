@@ -37,6 +37,8 @@ use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::config::{Audit, Config, ConfigError};
+use crate::delivery::app_send::AppClient;
+use crate::delivery::app_token::TokenError;
 use crate::delivery::transport::Transport;
 use crate::delivery::worker::{DryRunOutput, RobotRuntime, Worker};
 use crate::intake::refusals::RefusalLog;
@@ -62,6 +64,9 @@ pub enum ServeError {
     Outbox(#[from] OutboxError),
     #[error("the HTTP server failed: {0}")]
     Http(std::io::Error),
+    /// DingTalk refused an app's appKey or appSecret: nothing of that app could ever be sent.
+    #[error("{0}; fix the app's `app_key` and `app_secret` in the config")]
+    App(TokenError),
 }
 
 /// Why a reload was refused; the running config stays. Its `Display` is what the operator reads
@@ -81,6 +86,9 @@ pub enum ReloadError {
     /// The task loading the file failed.
     #[error("the reload task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// DingTalk refused the appKey or appSecret of an app the new config changes.
+    #[error("{0}; fix the app's `app_key` and `app_secret`")]
+    App(TokenError),
 }
 
 /// How often delivered rows past `keep_delivered` are pruned.
@@ -103,6 +111,9 @@ pub struct Daemon {
     outbox: Outbox,
     intake: Arc<Intake>,
     workers: HashMap<String, RunningWorker>,
+    /// Each app's token cache and pace, by app name; kept across reloads while the app's
+    /// credentials stay the same.
+    apps: HashMap<String, Arc<AppClient>>,
     pruner: JoinHandle<()>,
     /// Routes stored events into messages.
     router: JoinHandle<()>,
@@ -167,11 +178,15 @@ impl Daemon {
             }
             .run(),
         );
+        let apps = verified_apps(&config, &HashMap::new(), &services)
+            .await
+            .map_err(ServeError::App)?;
         let mut daemon = Daemon {
             live,
             outbox,
             intake,
             workers: HashMap::new(),
+            apps,
             pruner,
             router,
             pruner_stop,
@@ -227,6 +242,10 @@ impl Daemon {
                 dry_run: self.services.dry_run.clone(),
                 runtime: runtime.clone(),
                 metrics: self.services.metrics.clone(),
+                app: robot
+                    .endpoint
+                    .app()
+                    .and_then(|robot| self.apps.get(&robot.app.name).cloned()),
             };
             wake.insert(robot.name.clone(), notify);
             self.workers.insert(
@@ -349,8 +368,12 @@ impl Daemon {
                 "A robot was removed; its queued messages stay in the outbox until it is configured again."
             );
         }
+        let apps = verified_apps(&loaded, &self.apps, &self.services)
+            .await
+            .map_err(ReloadError::App)?;
         let deadline = tokio::time::Instant::now() + RELOAD_WORKER_GRACE;
         self.workers = self.stop_workers(deadline).await;
+        self.apps = apps;
         self.start_workers(Arc::new(loaded)).await;
         // Runtimes of removed robots are dropped with their entries.
         let current = self.config();
@@ -482,6 +505,34 @@ pub async fn run(
     }
     tracing::info!("Stopped; pending messages stay in the outbox for the next start.");
     Ok(())
+}
+
+/// The app clients of `config`: those of `running` whose app is unchanged, and a new one, with a
+/// token fetched at once, for every other app, so that a wrong appSecret is said now rather than
+/// at the first alert. DingTalk unreachable is only a warning: the workers fetch when they send.
+async fn verified_apps(
+    config: &Config,
+    running: &HashMap<String, Arc<AppClient>>,
+    services: &Services,
+) -> Result<HashMap<String, Arc<AppClient>>, TokenError> {
+    let mut apps = HashMap::new();
+    for (name, app) in &config.apps {
+        if let Some(client) = running.get(name).filter(|client| client.serves(app)) {
+            apps.insert(name.clone(), client.clone());
+            continue;
+        }
+        let client = AppClient::new(app.clone(), services.transport.clone());
+        match client.verify(config.delivery.send_timeout).await {
+            Ok(()) => tracing::info!(app = %name, "Fetched the app's access token."),
+            Err(error @ TokenError::Refused { .. }) => return Err(error),
+            Err(error) => tracing::warn!(
+                app = %name,
+                "Could not verify the app's credentials now; its robots fetch a token when they send: {error}."
+            ),
+        }
+        apps.insert(name.clone(), client);
+    }
+    Ok(apps)
 }
 
 /// Completes when the flag turns true (or its sender is gone).

@@ -135,6 +135,82 @@ pub fn classify_app(answer: Result<HttpAnswer, TransportError>) -> AppVerdict {
     }
 }
 
+/// Classifies one answer of `asyncsend_v2` (work notifications), in the old OAPI family's shape:
+/// HTTP 200 with `errcode` 0 and a `task_id` is a send (DingTalk delivers asynchronously; over its
+/// per-person limits it still answers 0); `errcode` 88 wraps token, permission and throttle
+/// errors in `sub_code`.
+///
+/// | answer | verdict |
+/// |---|---|
+/// | errcode 0 | `Sent` |
+/// | 40014, 42001, 40001 (or 88 with one as `sub_code`) | `TokenRefused` |
+/// | 90018, 90002, 41046–41048 (or 88 with 90018/90002) | `Throttled` |
+/// | 40056 (agent id), 33012 (user id), 41049 (content), 60011 (permission), 60020 (IP whitelist) | `Permanent` |
+/// | anything else, HTTP 5xx, no answer, non-JSON | `Transient` |
+pub fn classify_work_notice(answer: Result<HttpAnswer, TransportError>) -> AppVerdict {
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(error) => {
+            return AppVerdict::Transient {
+                reason: shown(&error.to_string()),
+            };
+        }
+    };
+    let status = answer.status;
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(&answer.body) else {
+        return AppVerdict::Transient {
+            reason: format!(
+                "HTTP {status} with {} bytes that are not DingTalk's JSON",
+                answer.body.len()
+            ),
+        };
+    };
+    let errcode = value["errcode"].as_i64();
+    let errmsg = shown(value["errmsg"].as_str().unwrap_or(""));
+    let sub_code = value["sub_code"]
+        .as_str()
+        .and_then(|code| code.parse::<i64>().ok());
+    let code = match (errcode, sub_code) {
+        (Some(88), Some(sub)) => sub,
+        (Some(code), _) => code,
+        (None, _) => {
+            return AppVerdict::Transient {
+                reason: format!("HTTP {status} with JSON without an errcode"),
+            };
+        }
+    };
+    if code == 0 && (200..300).contains(&status) {
+        return AppVerdict::Sent {
+            invalid: Vec::new(),
+            flow_controlled: Vec::new(),
+        };
+    }
+    let shown_code = code.to_string();
+    match code {
+        40014 | 42001 | 40001 => AppVerdict::TokenRefused,
+        90018 | 90002 | 41046..=41048 => AppVerdict::Throttled {
+            code: shown_code,
+            message: errmsg,
+        },
+        40056 | 33012 | 41049 | 60011 | 60020 if status < 500 => AppVerdict::Permanent {
+            code: shown_code,
+            message: errmsg,
+            advice: match code {
+                40056 => {
+                    "check the app's agent_id (the AgentId in the developer console, not the AppKey)"
+                }
+                33012 => "check the user ids the robot sends to",
+                41049 => "DingTalk's content moderation refused the message",
+                60011 => "give the app the permission to send work notifications",
+                _ => "add this machine's egress IP to the app's IP whitelist",
+            },
+        },
+        _ => AppVerdict::Transient {
+            reason: format!("HTTP {status}, errcode {code}: {errmsg}"),
+        },
+    }
+}
+
 /// What the operator should do about a permanent refusal, or `None` for a code not known to be
 /// permanent.
 fn permanent_advice(code: &str) -> Option<&'static str> {

@@ -289,6 +289,7 @@ mod tests {
             rule: "alerts".to_owned(),
             source: "alertmanager".to_owned(),
             message,
+            recipients: Vec::new(),
             attempts: 0,
             accepted_at: 1_700_000_000_000 + id,
             age_from: 1_700_000_000_000 + id,

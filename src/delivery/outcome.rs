@@ -20,6 +20,7 @@
 
 use std::time::Duration;
 
+use super::app_classify::AppVerdict;
 use super::backoff::{DEFAULT_BASE, DEFAULT_CAP, retry_delay};
 use super::classify::Verdict;
 use crate::config::RobotDelivery;
@@ -43,7 +44,7 @@ pub enum DeliveryOutcome<'r> {
     },
     /// DingTalk answered "too fast": the robot and the rows wait for `throttle_penalty`.
     Throttled {
-        errcode: i64,
+        code: Code,
         errmsg: String,
         /// `throttle_penalty`.
         pause: Duration,
@@ -73,12 +74,39 @@ pub enum DeliveryOutcome<'r> {
     Unencodable(DeadLetter<'r>),
 }
 
+/// DingTalk's code for an answer: a custom robot's numeric errcode, or an app API's code (a
+/// string such as `send.too.fast`, or an OAPI errcode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Code {
+    Errcode(i64),
+    App(String),
+}
+
+impl Code {
+    /// The bare code, for the `errcode` field of log lines.
+    pub fn value(&self) -> String {
+        match self {
+            Code::Errcode(code) => code.to_string(),
+            Code::App(code) => code.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Code::Errcode(code) => write!(f, "errcode {code}"),
+            Code::App(code) => write!(f, "code {code}"),
+        }
+    }
+}
+
 /// Rows given up on, and why: the worker moves them to the dead letters; an operator must act.
 #[derive(Debug)]
 pub struct DeadLetter<'r> {
     pub rows: Vec<&'r StoredMessage>,
-    /// DingTalk's errcode, when it refused them.
-    pub errcode: Option<i64>,
+    /// DingTalk's code, when it refused them.
+    pub code: Option<Code>,
     /// Why, for the log and the rows' `last_error`.
     pub reason: String,
     /// When they were given up on (Unix ms).
@@ -118,48 +146,94 @@ impl<'r> DeliveryOutcome<'r> {
         match answer {
             Verdict::Delivered => DeliveryOutcome::Delivered { dry_run, at: now },
             Verdict::Throttled { errcode, errmsg } => DeliveryOutcome::Throttled {
-                errcode,
+                code: Code::Errcode(errcode),
                 errmsg,
                 pause: settings.throttle_penalty,
                 until: now + settings.throttle_penalty.as_millis() as i64,
             },
-            Verdict::Transient { reason } => {
-                let max_age = settings.max_age.as_millis() as i64;
-                let (expired, alive): (Vec<&StoredMessage>, Vec<&StoredMessage>) =
-                    rows.iter().partition(|r| now - r.age_from >= max_age);
-                let expired = (!expired.is_empty()).then(|| DeadLetter {
-                    rows: expired,
-                    errcode: None,
-                    reason: format!(
-                        "still failing after the maximum age of {}s: {reason}",
-                        settings.max_age.as_secs()
-                    ),
-                    at: now,
-                });
-                let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(0);
-                let delay = retry_delay(attempts, DEFAULT_BASE, DEFAULT_CAP, rng);
-                DeliveryOutcome::Failed {
-                    reason,
-                    attempt: attempts + 1,
-                    delay,
-                    until: now + delay.as_millis() as i64,
-                    expired,
-                    alive,
-                }
-            }
+            Verdict::Transient { reason } => failed(reason, rows, settings, now, rng),
             Verdict::Permanent {
                 errcode,
                 errmsg,
                 advice,
-            } => DeliveryOutcome::Refused(DeadLetter {
-                rows: rows.iter().collect(),
-                errcode: Some(errcode),
-                reason: format!(
-                    "DingTalk refused the message (errcode {errcode}: {errmsg}); {advice}"
-                ),
-                at: now,
-            }),
+            } => refused(Code::Errcode(errcode), &errmsg, advice, rows, now),
         }
+    }
+
+    /// What an app API's answer (classified by [`classify_app`](super::app_classify::classify_app)
+    /// or [`classify_work_notice`](super::app_classify::classify_work_notice)) means for `rows`,
+    /// all of which go to the same people. When DingTalk names one of them invalid, the rows are
+    /// dead-lettered with that reason; flow-controlled, they are retried after a backoff.
+    pub fn of_app(
+        answer: AppVerdict,
+        rows: &'r [StoredMessage],
+        settings: &RobotDelivery,
+        now: i64,
+        rng: &mut impl rand::Rng,
+    ) -> DeliveryOutcome<'r> {
+        match answer {
+            AppVerdict::Sent {
+                invalid,
+                flow_controlled,
+            } => {
+                if !invalid.is_empty() {
+                    return DeliveryOutcome::Refused(DeadLetter {
+                        rows: rows.iter().collect(),
+                        code: Some(Code::App("invalidStaffIdList".to_owned())),
+                        reason: format!(
+                            "DingTalk reports user id {} invalid (invalidStaffIdList): check the user ids the robot sends to",
+                            invalid.join(", ")
+                        ),
+                        at: now,
+                    });
+                }
+                if !flow_controlled.is_empty() {
+                    let reason = format!(
+                        "DingTalk flow-controlled user {} (flowControlledStaffIdList); retried later",
+                        flow_controlled.join(", ")
+                    );
+                    return failed(reason, rows, settings, now, rng);
+                }
+                DeliveryOutcome::Delivered {
+                    dry_run: false,
+                    at: now,
+                }
+            }
+            AppVerdict::TokenRefused => failed(
+                "DingTalk refused the app's access token, and a freshly fetched one too".to_owned(),
+                rows,
+                settings,
+                now,
+                rng,
+            ),
+            AppVerdict::Throttled { code, message } => DeliveryOutcome::Throttled {
+                code: Code::App(code),
+                errmsg: message,
+                pause: settings.throttle_penalty,
+                until: now + settings.throttle_penalty.as_millis() as i64,
+            },
+            AppVerdict::Transient { reason } => failed(reason, rows, settings, now, rng),
+            AppVerdict::Permanent {
+                code,
+                message,
+                advice,
+            } => refused(Code::App(code), &message, advice, rows, now),
+        }
+    }
+
+    /// Rows that cannot be sent for a reason of dingrelay's own (a message to people that names
+    /// none), at `now`: every row is dead-lettered with `reason`.
+    pub fn undeliverable(
+        reason: String,
+        rows: &'r [StoredMessage],
+        now: i64,
+    ) -> DeliveryOutcome<'r> {
+        DeliveryOutcome::Refused(DeadLetter {
+            rows: rows.iter().collect(),
+            code: None,
+            reason,
+            at: now,
+        })
     }
 
     /// The message of `rows` could not be encoded, at `now`.
@@ -170,7 +244,7 @@ impl<'r> DeliveryOutcome<'r> {
     ) -> DeliveryOutcome<'r> {
         DeliveryOutcome::Unencodable(DeadLetter {
             rows: rows.iter().collect(),
-            errcode: None,
+            code: None,
             reason: format!("the message could not be encoded: {error}"),
             at: now,
         })
@@ -189,14 +263,14 @@ impl<'r> DeliveryOutcome<'r> {
     pub fn retry(&self, rows: &[StoredMessage]) -> Option<Retry> {
         match self {
             DeliveryOutcome::Throttled {
-                errcode,
+                code,
                 errmsg,
                 until,
                 ..
             } => Some(Retry {
                 ids: ids(rows.iter()),
                 at: *until,
-                reason: format!("DingTalk throttled the robot (errcode {errcode}: {errmsg})"),
+                reason: format!("DingTalk throttled the robot ({code}: {errmsg})"),
             }),
             DeliveryOutcome::Failed {
                 reason,
@@ -262,7 +336,7 @@ impl<'r> DeliveryOutcome<'r> {
                 }
             }
             DeliveryOutcome::Throttled {
-                errcode,
+                code,
                 errmsg,
                 pause,
                 ..
@@ -270,7 +344,7 @@ impl<'r> DeliveryOutcome<'r> {
                 target: LOG_TARGET,
                 robot = %robot,
                 rules = %rules(rows.iter()),
-                errcode,
+                errcode = %code.value(),
                 errmsg = %errmsg,
                 action = "pause the robot for the penalty, then resume; nothing is lost",
                 pause_secs = pause.as_secs(),
@@ -317,13 +391,63 @@ impl DeadLetter<'_> {
             target: LOG_TARGET,
             robot = %robot,
             rules = %rules(self.rows.iter().copied()),
-            errcode = self.errcode.map_or_else(|| "none".to_owned(), |c| c.to_string()),
+            errcode = self.code.as_ref().map_or_else(|| "none".to_owned(), Code::value),
             errmsg = %self.reason,
             messages = ?self.ids().as_slice(),
             action = "dead-lettered: see `dingrelay outbox list`, fix the cause, then `dingrelay outbox retry`",
             "DingTalk will not take these messages."
         );
     }
+}
+
+/// A failure worth retrying: the robot pauses for a backoff; the rows younger than `max_age` are
+/// retried after it, the others dead-lettered with `reason`.
+fn failed<'r>(
+    reason: String,
+    rows: &'r [StoredMessage],
+    settings: &RobotDelivery,
+    now: i64,
+    rng: &mut impl rand::Rng,
+) -> DeliveryOutcome<'r> {
+    let max_age = settings.max_age.as_millis() as i64;
+    let (expired, alive): (Vec<&StoredMessage>, Vec<&StoredMessage>) =
+        rows.iter().partition(|r| now - r.age_from >= max_age);
+    let expired = (!expired.is_empty()).then(|| DeadLetter {
+        rows: expired,
+        code: None,
+        reason: format!(
+            "still failing after the maximum age of {}s: {reason}",
+            settings.max_age.as_secs()
+        ),
+        at: now,
+    });
+    let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(0);
+    let delay = retry_delay(attempts, DEFAULT_BASE, DEFAULT_CAP, rng);
+    DeliveryOutcome::Failed {
+        reason,
+        attempt: attempts + 1,
+        delay,
+        until: now + delay.as_millis() as i64,
+        expired,
+        alive,
+    }
+}
+
+/// A permanent refusal: every row is dead-lettered with DingTalk's code and the advice.
+fn refused<'r>(
+    code: Code,
+    message: &str,
+    advice: &str,
+    rows: &'r [StoredMessage],
+    now: i64,
+) -> DeliveryOutcome<'r> {
+    let reason = format!("DingTalk refused the message ({code}: {message}); {advice}");
+    DeliveryOutcome::Refused(DeadLetter {
+        rows: rows.iter().collect(),
+        code: Some(code),
+        reason,
+        at: now,
+    })
 }
 
 fn ids<'a>(rows: impl Iterator<Item = &'a StoredMessage>) -> Vec<i64> {
@@ -368,6 +492,7 @@ mod tests {
             age_from,
             next_attempt_at: age_from,
             last_error: None,
+            recipients: Vec::new(),
         }
     }
 
@@ -439,7 +564,7 @@ mod tests {
         assert_eq!(outcome.next(), Next::PauseUntil(*until));
         let dead = outcome.dead_letter().expect("the old row is given up on");
         assert_eq!(dead.ids(), [1]);
-        assert_eq!(dead.errcode, None);
+        assert_eq!(dead.code, None);
         assert_eq!(
             dead.reason,
             "still failing after the maximum age of 3600s: timed out"
@@ -478,7 +603,7 @@ mod tests {
         assert_eq!(outcome.retry(&rows), None);
         let dead = outcome.dead_letter().expect("dead-lettered");
         assert_eq!(dead.ids(), [1, 2]);
-        assert_eq!(dead.errcode, Some(300001));
+        assert_eq!(dead.code, Some(Code::Errcode(300001)));
         assert_eq!(
             dead.reason,
             "DingTalk refused the message (errcode 300001: token is not exist); copy the webhook URL again"

@@ -28,6 +28,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 /// An HTTP answer, whatever its status: DingTalk answers 200 for refusals too, so the body is
@@ -70,7 +71,25 @@ pub trait Transport: Send + Sync + 'static {
         let _ = messages;
         self.post(url, body)
     }
+
+    /// Posts a JSON body to one of DingTalk's api-family endpoints (`/v1.0/...`), with the app's
+    /// access token in header `x-acs-dingtalk-access-token` (the only place they read it). A
+    /// transport that cannot (a dry run) answers with an error, never a silent success.
+    fn post_with_token<'a>(
+        &'a self,
+        url: &'a Url,
+        token: &'a SecretString,
+        body: Vec<u8>,
+    ) -> PostFuture<'a> {
+        let _ = (url, token, body);
+        Box::pin(std::future::ready(Err(TransportError::Other(
+            "this transport cannot call DingTalk's app APIs".to_owned(),
+        ))))
+    }
 }
+
+/// The header DingTalk's api family reads the access token from.
+pub const TOKEN_HEADER: &str = "x-acs-dingtalk-access-token";
 
 /// The most of an answer body that is read: DingTalk's answers are a few dozen bytes; anything
 /// longer is an error page, and the rest of it is dropped.
@@ -132,15 +151,26 @@ impl HttpTransport {
             .map_err(|error| TransportError::Other(describe(&error.without_url())))
     }
 
-    async fn send(&self, url: &Url, body: Vec<u8>) -> Result<HttpAnswer, TransportError> {
-        let mut response = self
+    async fn send(
+        &self,
+        url: &Url,
+        token: Option<&SecretString>,
+        body: Vec<u8>,
+    ) -> Result<HttpAnswer, TransportError> {
+        let mut request = self
             .client
             .post(url.clone())
-            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
-            .body(body)
-            .send()
-            .await
-            .map_err(map_error)?;
+            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE);
+        if let Some(token) = token {
+            let mut value =
+                reqwest::header::HeaderValue::from_str(token.expose_secret()).map_err(|_| {
+                    TransportError::Other("the access token is not a valid header value".into())
+                })?;
+            // Kept out of reqwest's and hyper's debug output.
+            value.set_sensitive(true);
+            request = request.header(TOKEN_HEADER, value);
+        }
+        let mut response = request.body(body).send().await.map_err(map_error)?;
         let status = response.status().as_u16();
         let content_type = response
             .headers()
@@ -167,7 +197,16 @@ impl HttpTransport {
 
 impl Transport for HttpTransport {
     fn post<'a>(&'a self, url: &'a Url, body: Vec<u8>) -> PostFuture<'a> {
-        Box::pin(self.send(url, body))
+        Box::pin(self.send(url, None, body))
+    }
+
+    fn post_with_token<'a>(
+        &'a self,
+        url: &'a Url,
+        token: &'a SecretString,
+        body: Vec<u8>,
+    ) -> PostFuture<'a> {
+        Box::pin(self.send(url, Some(token), body))
     }
 }
 

@@ -27,6 +27,7 @@ use rand::rngs::StdRng;
 use tokio::sync::{Notify, watch};
 use url::Url;
 
+use super::app_send::{AppClient, no_recipient};
 use super::classify::{Verdict, classify};
 use super::digest;
 use super::dry_run::{self, DryRunTransport};
@@ -35,7 +36,7 @@ use super::outcome::{DeadLetter, DeliveryOutcome, Next};
 use super::transport::{Transport, TransportError};
 use crate::clock::Clock;
 use crate::config::RobotDelivery;
-use crate::dingtalk::{Endpoint, Message, Robot, sign};
+use crate::dingtalk::{AppRobotKind, Endpoint, Message, Robot, sign};
 use crate::metrics::Metrics;
 use crate::outbox::{Due, Outbox, StoredMessage};
 
@@ -93,13 +94,25 @@ pub struct Worker {
     /// Kept across reloads (see [`RobotRuntime`]).
     pub runtime: Arc<RobotRuntime>,
     pub metrics: Arc<Metrics>,
+    /// For a robot of an app: the app's token cache and pace, shared with its other robots.
+    pub app: Option<Arc<AppClient>>,
 }
 
 /// Where the robot's requests go, and what carries them (chosen once, when the worker starts).
-struct Destination {
-    /// The webhook, or for a dry-run robot [`dry_run::URL`]; signed afresh for every attempt.
-    url: Url,
-    transport: Arc<dyn Transport>,
+enum Destination {
+    Webhook {
+        /// The webhook, or for a dry-run robot [`dry_run::URL`]; signed afresh for every attempt.
+        url: Url,
+        transport: Arc<dyn Transport>,
+    },
+    /// A robot of an app, through the app's client.
+    App {
+        kind: AppRobotKind,
+        client: Arc<AppClient>,
+    },
+    /// A robot of an app whose client the daemon did not provide (which it always does): every
+    /// send fails, retried, and says why.
+    Unwired,
 }
 
 impl Worker {
@@ -189,13 +202,20 @@ impl Worker {
     /// through a [`DryRunTransport`].
     fn destination(&self) -> Destination {
         match &self.robot.endpoint {
-            Endpoint::DryRun { .. } => Destination {
+            Endpoint::DryRun { .. } => Destination::Webhook {
                 url: Url::parse(dry_run::URL).expect("constant URL"),
                 transport: Arc::new(DryRunTransport::new(&self.robot.name, self.dry_run.clone())),
             },
-            Endpoint::Webhook { url, .. } => Destination {
+            Endpoint::Webhook { url, .. } => Destination::Webhook {
                 url: url.expose().clone(),
                 transport: self.transport.clone(),
+            },
+            Endpoint::App(robot) => match &self.app {
+                Some(client) => Destination::App {
+                    kind: robot.kind.clone(),
+                    client: client.clone(),
+                },
+                None => Destination::Unwired,
             },
         }
     }
@@ -256,6 +276,18 @@ impl Worker {
 
     /// The head message, or a digest of the backlog when it would take too long to drain.
     async fn next_message(&self, due: &[StoredMessage]) -> (Message, Vec<StoredMessage>) {
+        // A digest merges messages to the same people only (one-to-one chats: one person).
+        let same_people: Vec<StoredMessage>;
+        let due = if due.iter().any(|r| r.recipients != due[0].recipients) {
+            same_people = due
+                .iter()
+                .filter(|r| r.recipients == due[0].recipients)
+                .cloned()
+                .collect();
+            &same_people[..]
+        } else {
+            due
+        };
         if let Some(after) = self.settings.digest_after
             && due.len() > 1
         {
@@ -298,15 +330,40 @@ impl Worker {
         rows: &[StoredMessage],
         rng: &mut StdRng,
     ) -> Next {
-        let outcome = match serde_json::to_vec(&message) {
-            Ok(body) => {
-                let answer = self.post(destination, body, rows).await;
-                let dry_run = matches!(self.robot.endpoint, Endpoint::DryRun { .. });
-                let now = self.clock.now_ms();
-                DeliveryOutcome::of(answer, rows, &self.settings, dry_run, now, rng)
+        let outcome = match destination {
+            Destination::Webhook { url, transport } => match serde_json::to_vec(&message) {
+                Ok(body) => {
+                    let answer = self.post(url, transport, body, rows).await;
+                    let dry_run = matches!(self.robot.endpoint, Endpoint::DryRun { .. });
+                    let now = self.clock.now_ms();
+                    DeliveryOutcome::of(answer, rows, &self.settings, dry_run, now, rng)
+                }
+                // Cannot happen for a validated message; never lose it silently if it does.
+                Err(error) => DeliveryOutcome::unencodable(&error, rows, self.clock.now_ms()),
+            },
+            Destination::App { kind, client } => {
+                let recipients = &rows[0].recipients;
+                if let Some(reason) = no_recipient(kind, recipients) {
+                    DeliveryOutcome::undeliverable(reason.to_owned(), rows, self.clock.now_ms())
+                } else {
+                    self.record_attempt().await;
+                    let answer = client
+                        .send(kind, &message, recipients, self.send_timeout)
+                        .await;
+                    let now = self.clock.now_ms();
+                    DeliveryOutcome::of_app(answer, rows, &self.settings, now, rng)
+                }
             }
-            // Cannot happen for a validated message; never lose it silently if it does.
-            Err(error) => DeliveryOutcome::unencodable(&error, rows, self.clock.now_ms()),
+            Destination::Unwired => DeliveryOutcome::of(
+                Verdict::Transient {
+                    reason: "the app robot has no app client (a bug: please report it)".into(),
+                },
+                rows,
+                &self.settings,
+                false,
+                self.clock.now_ms(),
+                rng,
+            ),
         };
         self.apply(&outcome, rows).await;
         outcome.record(&self.metrics, &self.robot.name, rows);
@@ -314,22 +371,29 @@ impl Worker {
         outcome.next()
     }
 
+    /// Counts a request in the outbox before it is sent, so a restarted worker knows what
+    /// DingTalk saw in the last minute.
+    async fn record_attempt(&self) {
+        let robot = &self.robot.name;
+        if let Err(error) = self.outbox.record_attempt(robot, self.clock.now_ms()).await {
+            tracing::warn!(robot = %robot, "Could not record a send attempt: {error}.");
+        }
+    }
+
     /// Records the attempt, signs a fresh URL and posts `body`; classifies the answer.
     async fn post(
         &self,
-        destination: &Destination,
+        url: &Url,
+        transport: &Arc<dyn Transport>,
         body: Vec<u8>,
         rows: &[StoredMessage],
     ) -> Verdict {
-        let robot = &self.robot.name;
-        let now = self.clock.now_ms();
-        if let Err(error) = self.outbox.record_attempt(robot, now).await {
-            tracing::warn!(robot = %robot, "Could not record a send attempt: {error}.");
-        }
+        self.record_attempt().await;
         // A fresh timestamp and sign for every attempt.
-        let url = sign::signed_url(&destination.url, self.robot.endpoint.secret(), now);
+        let now = self.clock.now_ms();
+        let url = sign::signed_url(url, self.robot.endpoint.secret(), now);
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        let post = destination.transport.post_messages(&url, body, &ids);
+        let post = transport.post_messages(&url, body, &ids);
         let answer = tokio::time::timeout(self.send_timeout, post)
             .await
             .unwrap_or(Err(TransportError::Timeout));

@@ -64,7 +64,7 @@ use url::Url;
 
 use super::message::{ActionCard, CardAction, FeedLink};
 use super::message::{Message, MessageBody};
-use super::robot::Robot;
+use super::robot::{AppRobotKind, Robot};
 
 /// DingTalk refuses bodies over 20,000 bytes (errcode 460101).
 pub const MAX_BODY_BYTES: usize = 20_000;
@@ -136,7 +136,15 @@ pub struct Prepared {
 /// # Errors
 ///
 /// The first rule the message breaks, as the DingTalk field at fault (or `keywords`) and why.
-pub fn prepare(message: Message, robot: &Robot) -> Result<Prepared, InvalidMessage> {
+pub fn prepare(mut message: Message, robot: &Robot) -> Result<Prepared, InvalidMessage> {
+    if let Some(app) = robot.endpoint.app() {
+        // App robots and work notifications cannot @ anyone (`check` says so at the rule): the
+        // mentions are left out rather than appended as plain `@id` text.
+        message.at = None;
+        let prepared = prepare_as_is(message, robot)?;
+        check_app_mapping(&prepared.message, &app.kind)?;
+        return Ok(prepared);
+    }
     if robot_keywords(robot).is_empty() {
         return prepare_as_is(message, robot);
     }
@@ -152,6 +160,39 @@ pub fn prepare(message: Message, robot: &Robot) -> Result<Prepared, InvalidMessa
     }
 }
 
+/// Whether the app robot's API can take `message` as it is: what it cannot express (a
+/// feedCard, more than 5 buttons) is refused here, so that the rule's fallback goes instead, never
+/// a send that DingTalk refuses.
+fn check_app_mapping(message: &Message, kind: &AppRobotKind) -> Result<(), InvalidMessage> {
+    let mapped = match kind {
+        AppRobotKind::Group { .. } | AppRobotKind::OneToOne { .. } => {
+            super::app_message::to_app_robot(message).map(drop)
+        }
+        AppRobotKind::WorkNotice { .. } => super::work_notice::to_work_notice(message).map(drop),
+    };
+    mapped.map_err(|error| {
+        InvalidMessage::new(
+            "msgtype",
+            format!("{error} ({} cannot express it)", kind.describe()),
+        )
+    })
+}
+
+/// How many bytes a message for `robot` may weigh encoded as a custom robot's body (without
+/// `msgUuid`), so that what its API gets fits that API's own limit: 20,000 bytes for a webhook
+/// (less room for the `msgUuid`); 15,000 for an app robot's `msgParam`, less a margin for
+/// parameter names longer than the webhook's (`actionTitle3` for `title`); 2,048 for a work
+/// notification's `msg`, less a margin for its snake_case keys.
+pub fn body_budget(robot: &Robot) -> usize {
+    match robot.endpoint.app().map(|app| &app.kind) {
+        None => BUDGET,
+        Some(AppRobotKind::Group { .. } | AppRobotKind::OneToOne { .. }) => {
+            super::app_message::MSG_PARAM_MAX - 300
+        }
+        Some(AppRobotKind::WorkNotice { .. }) => super::work_notice::MSG_MAX - 160,
+    }
+}
+
 /// The field an [`InvalidMessage`] names when none of the robot's keywords appears.
 const KEYWORDS: &str = "keywords";
 
@@ -162,7 +203,8 @@ fn prepare_as_is(mut message: Message, robot: &Robot) -> Result<Prepared, Invali
     let (mentions, note) = clean_mentions(&mut message)?;
     let original_len = append_mentions(&mut message.body, &mentions, &note);
     let title_cut_bytes = cap_titles(&mut message.body);
-    let cut_bytes = fit(&mut message, original_len, &mentions, &note)?;
+    let budget = body_budget(robot);
+    let cut_bytes = fit(&mut message, original_len, &mentions, &note, budget)?;
     check_keywords(&message, robot)?;
     Ok(Prepared {
         message,
@@ -516,14 +558,15 @@ fn fit(
     original_len: usize,
     mentions: &[String],
     note: &str,
+    budget: usize,
 ) -> Result<usize, InvalidMessage> {
-    if encoded_len(message) <= BUDGET {
+    if encoded_len(message) <= budget {
         return Ok(0);
     }
     if matches!(message.body, MessageBody::FeedCard { .. }) {
-        drop_links(message)
+        drop_links(message, budget)
     } else {
-        cut_main_text(message, original_len, mentions, note)
+        cut_main_text(message, original_len, mentions, note, budget)
     }
 }
 
@@ -534,23 +577,25 @@ fn cut_main_text(
     original_len: usize,
     mentions: &[String],
     note: &str,
+    budget: usize,
 ) -> Result<usize, InvalidMessage> {
     let markdown = matches!(message.body, MessageBody::Markdown { .. });
     let Some((field, text)) = message.body.main_text_mut() else {
-        return Err(too_big(message, "as it is"));
+        return Err(too_big(message, budget, "as it is"));
     };
     let original = text.get(..original_len).unwrap_or(text.as_str()).to_owned();
     let mut keep = original.len();
     // Each round keeps a strictly shorter prefix, so this ends: at the latest when nothing of
     // the original is kept.
     loop {
-        let excess = encoded_len(message).saturating_sub(BUDGET);
+        let excess = encoded_len(message).saturating_sub(budget);
         if excess == 0 {
             return Ok(original.len() - keep);
         }
         if keep == 0 {
             return Err(too_big(
                 message,
+                budget,
                 &format!("even with {field} cut to nothing"),
             ));
         }
@@ -600,10 +645,10 @@ fn escaped_len(c: char) -> usize {
 }
 
 /// Drops links from the end of a feedCard until it fits; returns the encoded bytes dropped.
-fn drop_links(message: &mut Message) -> Result<usize, InvalidMessage> {
+fn drop_links(message: &mut Message, budget: usize) -> Result<usize, InvalidMessage> {
     let before = encoded_len(message);
     let MessageBody::FeedCard { feed_card } = &mut message.body else {
-        return Err(too_big(message, "as it is"));
+        return Err(too_big(message, budget, "as it is"));
     };
     let mut links = std::mem::take(&mut feed_card.links);
     let total = links.len();
@@ -615,7 +660,7 @@ fn drop_links(message: &mut Message) -> Result<usize, InvalidMessage> {
         size = size
             .saturating_add(json_len(link))
             .saturating_add(usize::from(i > 0));
-        if size > BUDGET {
+        if size > budget {
             break;
         }
         keep = i + 1;
@@ -628,6 +673,7 @@ fn drop_links(message: &mut Message) -> Result<usize, InvalidMessage> {
         }
         return Err(too_big(
             message,
+            budget,
             &format!("even with only the first of its {total} links kept"),
         ));
     }
@@ -636,7 +682,7 @@ fn drop_links(message: &mut Message) -> Result<usize, InvalidMessage> {
         feed_card.links = links;
     }
     // The arithmetic above is exact for serde_json's compact output; this only guards it.
-    while encoded_len(message) > BUDGET {
+    while encoded_len(message) > budget {
         match &mut message.body {
             MessageBody::FeedCard { feed_card } if feed_card.links.len() > 1 => {
                 feed_card.links.pop();
@@ -644,6 +690,7 @@ fn drop_links(message: &mut Message) -> Result<usize, InvalidMessage> {
             _ => {
                 return Err(too_big(
                     message,
+                    budget,
                     &format!("even with only the first of its {total} links kept"),
                 ));
             }
@@ -653,15 +700,19 @@ fn drop_links(message: &mut Message) -> Result<usize, InvalidMessage> {
 }
 
 /// The refusal for a message that cannot fit `how` it was cut: names its biggest field.
-fn too_big(message: &Message, how: &str) -> InvalidMessage {
+fn too_big(message: &Message, budget: usize, how: &str) -> InvalidMessage {
     let (field, size) = largest_field(message)
         .unwrap_or_else(|| (message.body.msgtype().to_owned(), encoded_len(message)));
+    let limit = if budget == BUDGET {
+        format!(
+            "DingTalk's {MAX_BODY_BYTES}-byte body limit ({MSG_UUID_RESERVE} bytes kept for msgUuid)"
+        )
+    } else {
+        format!("the {budget} bytes this robot's API takes")
+    };
     InvalidMessage::new(
         field,
-        format!(
-            "is {size} bytes encoded: the message cannot fit DingTalk's {MAX_BODY_BYTES}-byte body \
-             limit ({MSG_UUID_RESERVE} bytes kept for msgUuid) {how}"
-        ),
+        format!("is {size} bytes encoded: the message cannot fit {limit} {how}"),
     )
 }
 

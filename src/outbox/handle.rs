@@ -707,6 +707,7 @@ mod tests {
             rule: "rule".to_owned(),
             source: "src".to_owned(),
             dedup_key: None,
+            recipients: Vec::new(),
             message: Message {
                 body: MessageBody::Text {
                     text: Text {

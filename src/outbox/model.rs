@@ -18,6 +18,9 @@ pub struct NewMessage {
     pub dedup_key: Option<String>,
     /// The validated message, without `msgUuid` (the outbox sets it from the row).
     pub message: Message,
+    /// Whom it goes to, for robots that address people (an app robot's one-to-one chats, work
+    /// notifications): user ids. Empty for a group.
+    pub recipients: Vec<String>,
 }
 
 /// What happened to one message of an enqueued batch.
@@ -36,6 +39,8 @@ pub struct StoredMessage {
     pub source: String,
     /// The message with `msgUuid` set from the row, so a resend after a crash carries the same key.
     pub message: Message,
+    /// Whom it goes to (see [`NewMessage::recipients`]); empty for a group.
+    pub recipients: Vec<String>,
     /// Attempts so far that got an answer or may have reached DingTalk.
     pub attempts: u32,
     /// When it was accepted (Unix ms).

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 pub const FILE_NAME: &str = "outbox.sqlite3";
 
 /// The schema version this build writes and reads (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// How long a connection waits for another one's write lock before failing.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -61,7 +61,8 @@ CREATE TABLE messages (
     next_attempt_at INTEGER NOT NULL,
     delivered_at    INTEGER,
     dead_at         INTEGER,
-    last_error      TEXT
+    last_error      TEXT,
+    recipients      TEXT
 ) STRICT;
 ";
 
@@ -70,9 +71,8 @@ CREATE TABLE messages (
 /// 100,000 pending messages, 29 ms instead of 169 ms a scrape.
 const MESSAGES_INDEX: &str = "CREATE INDEX messages_open ON messages (robot, id, state, accepted_at) WHERE state <> 'delivered'";
 
-/// Older builds of schema version 2 made `messages_open` on `(robot, id)` alone. Either index
-/// serves every query of either build, so the version stays 2 (an older build still opens the
-/// file); the daemon replaces the old one when it opens the file.
+/// Older builds of schema version 2 made `messages_open` on `(robot, id)` alone; the daemon
+/// replaces it when it opens such a file (and migrates it to version 3).
 const OLD_MESSAGES_INDEX: &str =
     "CREATE INDEX messages_open ON messages (robot, id) WHERE state <> 'delivered'";
 
@@ -96,6 +96,10 @@ CREATE TABLE in_flight (
     since   INTEGER NOT NULL
 ) STRICT;
 ";
+
+/// Version 2 to 3: `recipients`, the people a message to an app robot's one-to-one chats or a
+/// work notification goes to (a JSON array of user ids; NULL for a group).
+const MIGRATE_V2_V3: &str = "ALTER TABLE messages ADD COLUMN recipients TEXT;";
 
 /// Version 1 to 2: adds the event log, rebuilds `messages` without `AUTOINCREMENT`, the `uuid`
 /// UNIQUE index and the dedup index, and drops the attempts index.
@@ -178,6 +182,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), String> {
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| format!("cannot start the schema transaction: {e}"))?;
     let version = user_version(&tx).map_err(|e| format!("cannot read the schema version: {e}"))?;
+    let mut drop_old_index = false;
     let created = match version {
         0 => {
             tx.execute_batch(&format!(
@@ -191,6 +196,12 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), String> {
                 "{MIGRATE_V1_V2}{EVENTS}{MESSAGES}{COPY_V1_V2}{MESSAGES_INDEX};{IN_FLIGHT}"
             ))
             .map_err(|e| format!("cannot migrate the schema from version 1: {e}"))?;
+            false
+        }
+        2 => {
+            tx.execute_batch(MIGRATE_V2_V3)
+                .map_err(|e| format!("cannot migrate the schema from version 2: {e}"))?;
+            drop_old_index = true;
             false
         }
         SCHEMA_VERSION => {
@@ -209,8 +220,11 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), String> {
         tracing::info!(
             from = version,
             version = SCHEMA_VERSION,
-            "Migrated the outbox schema: added the event log."
+            "Migrated the outbox schema."
         );
+    }
+    if drop_old_index {
+        return cover_open_messages(conn);
     }
     Ok(())
 }
@@ -303,12 +317,16 @@ mod tests {
     }
 
     #[test]
-    fn an_older_version_2_index_is_replaced_by_the_covering_one() {
+    fn a_version_2_outbox_gets_recipients_and_the_covering_index() {
         let path = temp_file("v2-index");
         drop(open_daemon(&path).unwrap());
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch(&format!("DROP INDEX messages_open; {OLD_MESSAGES_INDEX};"))
-            .unwrap();
+        // Version 2 as an older build left it: no `recipients`, the narrower index.
+        conn.execute_batch(&format!(
+            "DROP INDEX messages_open; ALTER TABLE messages DROP COLUMN recipients; \
+             {OLD_MESSAGES_INDEX}; PRAGMA user_version = 2;"
+        ))
+        .unwrap();
         conn.execute_batch(
             "INSERT INTO messages (uuid, robot, rule, source, body, summary, accepted_at, \
              age_from, next_attempt_at) VALUES ('u1', 'ops', 'r', 's', '{}', 'one', 5, 5, 9)",
@@ -326,15 +344,13 @@ mod tests {
         drop(conn);
         let conn = open_daemon(&path).unwrap();
         assert_eq!(index(&conn), MESSAGES_INDEX);
-        assert_eq!(
-            user_version(&conn).unwrap(),
-            2,
-            "an older build still opens it"
-        );
-        let count: i64 = conn
-            .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+        assert_eq!(user_version(&conn).unwrap(), 3);
+        let (count, recipients): (i64, Option<String>) = conn
+            .query_row("SELECT count(*), max(recipients) FROM messages", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .unwrap();
-        assert_eq!(count, 1);
+        assert_eq!((count, recipients), (1, None), "kept, to a group");
         drop(conn);
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }

@@ -160,7 +160,7 @@ impl Store {
                     .conn
                     .prepare_cached(
                         "SELECT id, uuid, robot, rule, source, body, attempts, accepted_at, \
-                         age_from, next_attempt_at, last_error FROM messages \
+                         age_from, next_attempt_at, last_error, recipients FROM messages \
                          WHERE robot = ?1 AND state <> 'delivered' AND state = 'pending' \
                          AND next_attempt_at <= ?2 AND id > ?3 ORDER BY id LIMIT ?4",
                     )
@@ -483,13 +483,17 @@ pub(super) fn insert_message(
     let mut insert = conn
         .prepare_cached(
             "INSERT INTO messages (uuid, event_id, robot, rule, source, dedup_key, body, summary, \
-             link, state, attempts, accepted_at, age_from, next_attempt_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', 0, ?10, ?10, ?10)",
+             link, state, attempts, accepted_at, age_from, next_attempt_at, recipients) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', 0, ?10, ?10, ?10, ?11)",
         )
         .map_err(|e| e.to_string())?;
     let mut message = new.message.clone();
     message.msg_uuid = None;
     let body = serde_json::to_string(&message).map_err(|e| e.to_string())?;
+    let recipients = (!new.recipients.is_empty())
+        .then(|| serde_json::to_string(&new.recipients))
+        .transpose()
+        .map_err(|e| e.to_string())?;
     insert
         .execute(params![
             msg_uuid(now_ms),
@@ -502,6 +506,7 @@ pub(super) fn insert_message(
             message.summary(),
             message.link(),
             now_ms,
+            recipients,
         ])
         .map_err(|e| e.to_string())?;
     Ok(conn.last_insert_rowid())
@@ -525,6 +530,15 @@ fn stored_message(row: &Row<'_>) -> rusqlite::Result<Result<StoredMessage, (i64,
         Err(error) => return Ok(Err((id, error.to_string()))),
     };
     message.msg_uuid = Some(uuid);
+    let recipients: Option<String> = row.get("recipients")?;
+    let recipients = match recipients
+        .as_deref()
+        .map(serde_json::from_str::<Vec<String>>)
+    {
+        None => Vec::new(),
+        Some(Ok(recipients)) => recipients,
+        Some(Err(error)) => return Ok(Err((id, format!("recipients: {error}")))),
+    };
     let attempts: i64 = row.get("attempts")?;
     Ok(Ok(StoredMessage {
         id,
@@ -532,6 +546,7 @@ fn stored_message(row: &Row<'_>) -> rusqlite::Result<Result<StoredMessage, (i64,
         rule: row.get("rule")?,
         source: row.get("source")?,
         message,
+        recipients,
         attempts: u32::try_from(attempts.max(0)).unwrap_or(u32::MAX),
         accepted_at: row.get("accepted_at")?,
         age_from: row.get("age_from")?,
@@ -555,6 +570,7 @@ mod tests {
             rule: "rule".to_owned(),
             source: "src".to_owned(),
             dedup_key: None,
+            recipients: Vec::new(),
             message: Message::text(content),
         }
     }

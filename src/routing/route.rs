@@ -6,7 +6,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::fallback::fallback;
 use crate::config::Config;
-use crate::dingtalk::{Message, Robot, prepare};
+use crate::dingtalk::{AppRobotKind, Message, Robot, prepare, work_notice};
 use crate::outbox::{Failure, NewMessage, Outcome, RoutedEvent, StoredEvent};
 use crate::source::{Event, Inbound};
 
@@ -54,13 +54,16 @@ pub fn route_event(config: &Config, stored: &StoredEvent, now_ms: i64) -> Routed
         if !routed.outcome.rules.contains(&rendered.rule) {
             routed.outcome.rules.push(rendered.rule.clone());
         }
-        routed.messages.push(NewMessage {
-            robot: rendered.robot.name.clone(),
-            rule: rendered.rule.clone(),
-            source: stored.source.clone(),
-            dedup_key: rendered.dedup_key(stored.dedup_key.as_deref()),
-            message: rendered.message.clone(),
-        });
+        for recipients in rows_of(&rendered.robot, &rendered.recipients) {
+            routed.messages.push(NewMessage {
+                robot: rendered.robot.name.clone(),
+                rule: rendered.rule.clone(),
+                source: stored.source.clone(),
+                dedup_key: rendered.dedup_key(stored.dedup_key.as_deref()),
+                message: rendered.message.clone(),
+                recipients,
+            });
+        }
     }
     for error in &routing.errors {
         let reason = format!("{}: {}", error.field, error.reason);
@@ -81,6 +84,9 @@ pub fn route_event(config: &Config, stored: &StoredEvent, now_ms: i64) -> Routed
                 source: stored.source.clone(),
                 dedup_key: None,
                 message: fallback_for(&event, robot, &error.rule, &reason),
+                // A robot that addresses people gets the fallback with no one to send it to:
+                // its worker dead-letters it, saying why, rather than guess a person.
+                recipients: Vec::new(),
             });
         }
         if !routed.outcome.rules.contains(&error.rule) {
@@ -107,6 +113,22 @@ pub fn route_event(config: &Config, stored: &StoredEvent, now_ms: i64) -> Routed
         });
     }
     routed
+}
+
+/// The rows a message for `robot` becomes: one per person for an app robot's one-to-one chats
+/// (each person's delivery is retried or dead-lettered on its own), one per hundred people for
+/// work notifications (DingTalk's limit per call), one for a group. A message for people that
+/// names none is still one row, which the worker dead-letters with the reason.
+fn rows_of(robot: &Robot, recipients: &[String]) -> Vec<Vec<String>> {
+    let per_row = match robot.endpoint.app().map(|app| &app.kind) {
+        Some(AppRobotKind::OneToOne { .. }) => 1,
+        Some(AppRobotKind::WorkNotice { .. }) => work_notice::MAX_USERS,
+        _ => return vec![Vec::new()],
+    };
+    if recipients.is_empty() {
+        return vec![Vec::new()];
+    }
+    recipients.chunks(per_row).map(<[String]>::to_vec).collect()
 }
 
 /// The fallback for a failed rule, validated for the robot. [`fallback`] always validates; should

@@ -17,8 +17,8 @@ use super::model::{
 };
 use super::raw::{self, BoolOrTemplate, Orientation, RawRule};
 use super::templates::{RawMessage, Templates};
-use crate::dingtalk::Robot;
 use crate::dingtalk::message::BtnOrientation;
+use crate::dingtalk::{AppRobotKind, Robot};
 use crate::source::SourceKind;
 use crate::yaml::{Checker, Diagnostic, Path};
 
@@ -117,7 +117,42 @@ impl RuleSet {
                 }
             }
         }
-        (checker.diagnostics.len() == errors_before).then_some(RuleSet { env, rules, dedup })
+        let mut recipients = std::collections::HashMap::new();
+        for (name, robot) in robots {
+            let Some(app) = robot.endpoint.app() else {
+                continue;
+            };
+            let mut fields = Vec::new();
+            for (i, text) in app.kind.user_templates().iter().enumerate() {
+                let path = Path::root()
+                    .key("robots")
+                    .key(name.as_str())
+                    .key("users")
+                    .index(i);
+                let id = format!("robots.{name}.users[{i}]");
+                match env.add_template_owned(id.clone(), text.clone()) {
+                    Ok(()) => fields.push(FieldTemplate {
+                        id,
+                        name: format!("users[{i}]"),
+                        location: checker.locations.value(&path),
+                        block: false,
+                    }),
+                    Err(error) => {
+                        let message = format!("robots.{name}: {}", template_error("users", &error));
+                        checker.error(&path, message);
+                    }
+                }
+            }
+            if !fields.is_empty() {
+                recipients.insert(name.clone(), fields);
+            }
+        }
+        (checker.diagnostics.len() == errors_before).then_some(RuleSet {
+            env,
+            rules,
+            dedup,
+            recipients,
+        })
     }
 }
 
@@ -216,6 +251,10 @@ impl RuleCompiler<'_, '_> {
             .map(|a| self.at(a))
             .unwrap_or_default();
 
+        if let Some(message) = &message {
+            self.app_robots_can_send(raw, message, &at_template, &rule_robots);
+        }
+
         if self.checker.diagnostics.len() > errors_before {
             return None;
         }
@@ -230,6 +269,85 @@ impl RuleCompiler<'_, '_> {
             at: at_template,
             location: self.checker.locations.value(&at),
         })
+    }
+
+    /// Reports, at the rule's `to`, what a robot of an app cannot express of the rule's message:
+    /// an error for what it could never send (a feedCard, more than 5 buttons, side-by-side
+    /// buttons other than 2), a warning for mentions, which it shows as plain text.
+    fn app_robots_can_send(
+        &mut self,
+        raw: &RawRule,
+        message: &MessageTemplate,
+        at: &AtTemplate,
+        robots: &[Arc<Robot>],
+    ) {
+        for robot in robots {
+            let Some(app) = robot.endpoint.app() else {
+                continue;
+            };
+            let work_notice = matches!(app.kind, AppRobotKind::WorkNotice { .. });
+            let cannot = match message {
+                MessageTemplate::FeedCard { .. } => Some(
+                    "a feedCard (DingTalk's app APIs have none): send it a link or markdown message through another rule"
+                        .to_owned(),
+                ),
+                MessageTemplate::ActionCard {
+                    action: CardActionTemplate::Buttons(buttons),
+                    orientation,
+                    ..
+                } if !work_notice => {
+                    let horizontal = *orientation == Some(BtnOrientation::Horizontal);
+                    if buttons.len() > 5 {
+                        Some(format!(
+                            "an action card with {} buttons (app robots take at most 5)",
+                            buttons.len()
+                        ))
+                    } else if horizontal && buttons.len() > 2 {
+                        Some(format!(
+                            "{} buttons side by side (app robots lay out 2 side by side, or up to 5 one under another)",
+                            buttons.len()
+                        ))
+                    } else {
+                        None
+                    }
+                }
+                _ => None,
+            };
+            let path = self.robot_path(raw, &robot.name);
+            if let Some(what) = cannot {
+                self.error(
+                    &path,
+                    format!(
+                        "robot `{}` sends through {}, which cannot express {what}",
+                        robot.name,
+                        app.kind.describe()
+                    ),
+                );
+            }
+            let mentions = !at.mobiles.is_empty()
+                || !at.user_ids.is_empty()
+                || !matches!(at.all, AllTemplate::No);
+            if mentions {
+                self.checker.warnings.push(format!(
+                    "rule `{}`: robot `{}` sends through {}, which cannot @ anyone: its messages leave the mentions out",
+                    self.name,
+                    robot.name,
+                    app.kind.describe()
+                ));
+            }
+        }
+    }
+
+    /// Where the rule names `robot` in its `to`.
+    fn robot_path(&self, raw: &RawRule, robot: &str) -> Path {
+        let at = self.rule_at.key("to");
+        match &raw.to {
+            raw::OneOrMany::One(_) => at,
+            raw::OneOrMany::Many(targets) => targets
+                .iter()
+                .position(|t| t == robot)
+                .map_or(at.clone(), |i| at.index(i)),
+        }
     }
 
     /// Compiles one template field at `path` (relative to the rule, e.g. `markdown.text`).

@@ -16,6 +16,9 @@ pub struct RuleSet {
     pub(super) rules: Vec<Rule>,
     /// json sources' `dedup` templates, by source name.
     pub(super) dedup: std::collections::HashMap<String, FieldTemplate>,
+    /// The `users` templates of robots that address people (an app robot's one-to-one chats,
+    /// work notifications), by robot name: rendered for each message.
+    pub(super) recipients: std::collections::HashMap<String, Vec<FieldTemplate>>,
 }
 
 impl std::fmt::Debug for RuleSet {
@@ -39,6 +42,9 @@ pub struct Rendered {
     pub keyword_tag: Option<String>,
     /// Alerts left out of the message (with an "...and N more alerts" marker) to fit the limit.
     pub omitted_alerts: usize,
+    /// Whom the message goes to, for a robot that addresses people: the user ids its `users`
+    /// rendered for the event, each once, in order. Empty for a group.
+    pub recipients: Vec<String>,
     /// Which part of the event the message is about, when a rule sends one message per alert
     /// (`per_alert`): the alert's fingerprint. Part of the message's dedup key.
     pub part: Option<String>,

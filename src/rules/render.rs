@@ -60,14 +60,30 @@ impl RuleSet {
         let mut errors = Vec::new();
         for (part, event) in parts(rule, event) {
             // A per-alert part has its own context; the whole event can reuse the caller's.
-            let ctx = if part.is_none() { full_ctx } else { None };
-            let (message, omitted_alerts) = match self.render_fitting(rule, &event, now, ctx) {
+            let built;
+            let ctx = match full_ctx.filter(|_| part.is_none()) {
+                Some(ctx) => ctx,
+                None => {
+                    built = context(&event, None, now).0;
+                    &built
+                }
+            };
+            let (message, omitted_alerts) = match self.render_fitting(rule, &event, now, Some(ctx))
+            {
                 Ok(rendered) => rendered,
                 Err(error) => return (Vec::new(), vec![error]),
             };
             for robot in &rule.robots {
+                let recipients = match self.recipients(rule, &robot.name, ctx) {
+                    Ok(recipients) => recipients,
+                    Err(error) => {
+                        errors.push(error);
+                        continue;
+                    }
+                };
                 match prepare(message.clone(), robot) {
                     Ok(prepared) => deliveries.push(Rendered {
+                        recipients,
                         rule: rule.name.clone(),
                         robot: robot.clone(),
                         message: prepared.message,
@@ -87,6 +103,30 @@ impl RuleSet {
             }
         }
         (deliveries, errors)
+    }
+
+    /// The user ids a robot that addresses people sends this message to: its `users` rendered
+    /// with the event's context, split at commas and spaces (a label may name several people),
+    /// each once, in order. Empty for a group robot, and when every template renders empty (the
+    /// worker then dead-letters the message, saying so).
+    fn recipients(&self, rule: &Rule, robot: &str, ctx: &Value) -> Result<Vec<String>, RuleError> {
+        let Some(fields) = self.recipients.get(robot) else {
+            return Ok(Vec::new());
+        };
+        let mut users: Vec<String> = Vec::new();
+        for field in fields {
+            let rendered = self.render_field(rule, field, ctx).map_err(|mut error| {
+                error.robot = Some(robot.to_owned());
+                error.field = format!("robots.{robot}.{}", field.name);
+                error
+            })?;
+            for user in rendered.split(|c: char| c == ',' || c.is_whitespace()) {
+                if !user.is_empty() && !users.iter().any(|u| u == user) {
+                    users.push(user.to_owned());
+                }
+            }
+        }
+        Ok(users)
     }
 
     /// Renders the message, with fewer alerts if all of them would not fit.

@@ -163,7 +163,14 @@ fn render_one(out: &mut String, file_name: &str, source: &str, diagnostic: &Diag
 
 /// Keys whose values are secrets: a config line shown in an error masks them, since `check`
 /// output can end up in a journal.
-const SECRET_KEYS: &[&str] = &["secret", "bearer", "password", "token", "reload_token"];
+const SECRET_KEYS: &[&str] = &[
+    "secret",
+    "app_secret",
+    "bearer",
+    "password",
+    "token",
+    "reload_token",
+];
 
 /// The line with secret values replaced by `***`: the value of an `access_token=` query
 /// parameter, and inline values of secret keys (`${VAR}` references and `log` are kept).

@@ -49,6 +49,7 @@ fn msg(robot: &str, content: &str) -> NewMessage {
         source: "source".to_owned(),
         dedup_key: None,
         message: Message::text(content),
+        recipients: Vec::new(),
     }
 }
 

@@ -5,6 +5,7 @@
 #![allow(dead_code, unused_imports)]
 
 use dingrelay::delivery::transport::{HttpAnswer, PostFuture, Transport, TransportError};
+use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 pub use ::mock_dingtalk::*;
@@ -27,6 +28,30 @@ impl Transport for MockTransport {
                     status,
                     content_type,
                     body,
+                }),
+                Err(dropped) => Err(TransportError::Other(dropped.to_string())),
+            }
+        })
+    }
+
+    fn post_with_token<'a>(
+        &'a self,
+        url: &'a Url,
+        token: &'a SecretString,
+        body: Vec<u8>,
+    ) -> PostFuture<'a> {
+        Box::pin(async move {
+            let body: serde_json::Value = serde_json::from_slice(&body)
+                .map_err(|error| TransportError::Other(format!("not JSON: {error}")))?;
+            match self
+                .0
+                .post_app(url, Some(token.expose_secret()), &body)
+                .await
+            {
+                Ok(reply) => Ok(HttpAnswer {
+                    status: reply.answer.status,
+                    content_type: reply.answer.content_type,
+                    body: reply.answer.body,
                 }),
                 Err(dropped) => Err(TransportError::Other(dropped.to_string())),
             }

@@ -1,0 +1,256 @@
+//! Sending through an enterprise internal app: one [`AppClient`] per app holds its token cache and
+//! its pace, and every robot of the app (group, one-to-one, work notifications) sends through it.
+//!
+//! Invariants:
+//! - **one token for all the app's robots**, fetched on demand, refreshed ahead of expiry by one
+//!   fetch at a time ([`AppToken`]);
+//! - **an expired or refused token never reaches the outbox as a failure**: the call is sent
+//!   again, once, with a freshly fetched token; only a second refusal is a failure (retried);
+//! - **DingTalk's 20 calls a second per app** are kept: every call of the app's robots waits for
+//!   the app's limiter (one call every 1/20 s at most), on top of each robot's own limiter;
+//! - a refused appSecret is a failure to retry (the messages wait for the operator to fix the
+//!   secret, they are not dead-lettered for it), and is said at start-up and by `check`;
+//! - the token travels only in the `x-acs-dingtalk-access-token` header (api family) or the
+//!   `access_token` query parameter (oapi, work notifications), which the transport masks in
+//!   every error; it is never logged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+use url::Url;
+
+use super::app_classify::{AppVerdict, classify_app, classify_work_notice};
+use super::app_token::{ApiTokenSource, AppToken, TokenError};
+use super::limiter::RateLimiter;
+use super::transport::{HttpAnswer, Transport, TransportError};
+use crate::dingtalk::app_message::to_app_robot;
+use crate::dingtalk::work_notice::to_work_notice;
+use crate::dingtalk::{App, AppRobotKind, Message};
+
+/// DingTalk's limit on calls of one app to one API: 20 a second. As a per-minute rate for the
+/// [`RateLimiter`], whose margin of one keeps it just below.
+pub const APP_CALLS_PER_MINUTE: u32 = 20 * 60;
+
+/// An app's token cache and pace, shared by its robots' workers and kept across reloads while
+/// the app's credentials stay the same.
+pub struct AppClient {
+    pub app: Arc<App>,
+    pub token: AppToken,
+    pub limiter: RateLimiter,
+    transport: Arc<dyn Transport>,
+}
+
+impl std::fmt::Debug for AppClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppClient")
+            .field("app", &self.app)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A request ready to go, built once per message and sent again as it is after a token refusal.
+enum Request {
+    /// An api-family call: the token goes in a header.
+    Api { url: Url, body: Vec<u8> },
+    /// A work notification: the token goes in the query.
+    WorkNotice { url: Url, body: Vec<u8> },
+}
+
+impl AppClient {
+    /// The client of `app`, fetching tokens and sending over `transport`.
+    pub fn new(app: Arc<App>, transport: Arc<dyn Transport>) -> Arc<AppClient> {
+        let url = ApiTokenSource::endpoint(&app.api_url).unwrap_or_else(|_| app.api_url.clone());
+        let source = ApiTokenSource {
+            app: app.name.clone(),
+            transport: transport.clone(),
+            url,
+            app_key: app.app_key.clone(),
+            app_secret: app.app_secret.clone(),
+        };
+        Arc::new(AppClient {
+            token: AppToken::new(Arc::new(source)),
+            limiter: RateLimiter::new(APP_CALLS_PER_MINUTE),
+            app,
+            transport,
+        })
+    }
+
+    /// Whether this client serves `app` as configured now (same key, secret and addresses), so a
+    /// reload keeps its token and pace.
+    pub fn serves(&self, app: &App) -> bool {
+        self.app.app_key == app.app_key
+            && self.app.app_secret.expose_secret() == app.app_secret.expose_secret()
+            && self.app.api_url == app.api_url
+            && self.app.oapi_url == app.oapi_url
+    }
+
+    /// Fetches a token now: what start-up and `check` do to tell a wrong appSecret at once.
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError::Refused`] for a wrong appKey or appSecret; [`TokenError::Unavailable`] when
+    /// DingTalk could not be asked.
+    pub async fn verify(&self, timeout: Duration) -> Result<(), TokenError> {
+        match tokio::time::timeout(timeout, self.token.get()).await {
+            Ok(result) => result.map(drop),
+            Err(_) => Err(TokenError::Unavailable {
+                app: self.app.name.clone(),
+                reason: format!("no answer within {}s", timeout.as_secs()),
+            }),
+        }
+    }
+
+    /// Sends `message` through the robot `kind` of this app to `recipients` (for a group: none),
+    /// each call bounded by `timeout`; a token DingTalk refuses is dropped and the call made
+    /// again, once, with a new one.
+    pub async fn send(
+        &self,
+        kind: &AppRobotKind,
+        message: &Message,
+        recipients: &[String],
+        timeout: Duration,
+    ) -> AppVerdict {
+        let request = match self.request(kind, message, recipients) {
+            Ok(request) => request,
+            Err(reason) => {
+                return AppVerdict::Permanent {
+                    code: "dingrelay.unsendable".to_owned(),
+                    message: reason,
+                    advice: "dingrelay's validation should have caught this: please report it",
+                };
+            }
+        };
+        for attempt in 0..2 {
+            let token = match self.token.get().await {
+                Ok(token) => token,
+                Err(error) => {
+                    return AppVerdict::Transient {
+                        reason: error.to_string(),
+                    };
+                }
+            };
+            self.limiter.until_ready().await;
+            let answer = tokio::time::timeout(timeout, self.post(&request, &token))
+                .await
+                .unwrap_or(Err(TransportError::Timeout));
+            let verdict = match request {
+                Request::Api { .. } => classify_app(answer),
+                Request::WorkNotice { .. } => classify_work_notice(answer),
+            };
+            if verdict == AppVerdict::TokenRefused && attempt == 0 {
+                tracing::info!(
+                    app = %self.app.name,
+                    "DingTalk refused the app's access token (expired or revoked); fetching a new one and sending again."
+                );
+                self.token.invalidate(&token).await;
+                continue;
+            }
+            return verdict;
+        }
+        AppVerdict::TokenRefused
+    }
+
+    async fn post(
+        &self,
+        request: &Request,
+        token: &SecretString,
+    ) -> Result<HttpAnswer, TransportError> {
+        match request {
+            Request::Api { url, body } => {
+                self.transport
+                    .post_with_token(url, token, body.clone())
+                    .await
+            }
+            Request::WorkNotice { url, body } => {
+                let mut url = url.clone();
+                url.query_pairs_mut()
+                    .append_pair("access_token", token.expose_secret());
+                self.transport.post(&url, body.clone()).await
+            }
+        }
+    }
+
+    /// The request for `message`: the api family's body (robotCode, msgKey, msgParam and where it
+    /// goes) or a work notification's.
+    fn request(
+        &self,
+        kind: &AppRobotKind,
+        message: &Message,
+        recipients: &[String],
+    ) -> Result<Request, String> {
+        let join = |base: &Url, path: &str| base.join(path).map_err(|e| e.to_string());
+        match kind {
+            AppRobotKind::Group {
+                robot_code,
+                conversation,
+            } => {
+                let mapped = to_app_robot(message).map_err(|e| e.to_string())?;
+                let body = json!({
+                    "robotCode": robot_code,
+                    "openConversationId": conversation,
+                    "msgKey": mapped.msg_key,
+                    "msgParam": mapped.msg_param,
+                });
+                Ok(Request::Api {
+                    url: join(&self.app.api_url, "/v1.0/robot/groupMessages/send")?,
+                    body: body.to_string().into_bytes(),
+                })
+            }
+            AppRobotKind::OneToOne { robot_code, .. } => {
+                let mapped = to_app_robot(message).map_err(|e| e.to_string())?;
+                let body = json!({
+                    "robotCode": robot_code,
+                    "userIds": recipients,
+                    "msgKey": mapped.msg_key,
+                    "msgParam": mapped.msg_param,
+                });
+                Ok(Request::Api {
+                    url: join(&self.app.api_url, "/v1.0/robot/oToMessages/batchSend")?,
+                    body: body.to_string().into_bytes(),
+                })
+            }
+            AppRobotKind::WorkNotice {
+                agent_id,
+                departments,
+                ..
+            } => {
+                let msg = to_work_notice(message).map_err(|e| e.to_string())?;
+                let mut body = json!({"agent_id": agent_id, "msg": msg});
+                if !recipients.is_empty() {
+                    body["userid_list"] = json!(recipients.join(","));
+                }
+                if !departments.is_empty() {
+                    body["dept_id_list"] = json!(departments.join(","));
+                }
+                Ok(Request::WorkNotice {
+                    url: join(
+                        &self.app.oapi_url,
+                        "/topapi/message/corpconversation/asyncsend_v2",
+                    )?,
+                    body: body.to_string().into_bytes(),
+                })
+            }
+        }
+    }
+}
+
+/// Why a message for `kind` with these `recipients` has nowhere to go, if it has not: a
+/// one-to-one message naming nobody, a work notification naming neither people nor departments.
+pub fn no_recipient(kind: &AppRobotKind, recipients: &[String]) -> Option<&'static str> {
+    match kind {
+        AppRobotKind::Group { .. } => None,
+        AppRobotKind::OneToOne { .. } if recipients.is_empty() => Some(
+            "no one to send it to: the robot's `users` rendered no user id for this event (a label missing?), or the rule failed and its fallback names nobody",
+        ),
+        AppRobotKind::WorkNotice { departments, .. }
+            if recipients.is_empty() && departments.is_empty() =>
+        {
+            Some(
+                "no one to send it to: the robot's `users` rendered no user id for this event (a label missing?), and it names no department",
+            )
+        }
+        _ => None,
+    }
+}
