@@ -5,26 +5,87 @@
 use std::io::{self, Write};
 use std::path::Path;
 
+use std::sync::Arc;
+
 use super::output::exit_code;
 use crate::config::{self, Config, ConfigError, Finding};
+use crate::delivery::app_send::AppClient;
+use crate::delivery::app_token::TokenError;
+use crate::delivery::transport::HttpTransport;
 use crate::source::{Source, SourceKind};
 use crate::text::plural;
 
 /// Runs `check` on the config at `path`: what loaded and what rendered goes to `out`, every
 /// error and warning to `err`. Returns the exit code: 0 only when the config loads and every
 /// rule renders valid messages.
-pub fn run(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+pub fn run(path: &Path, online: bool, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let config = match Config::load(path) {
         Ok(config) => config,
         Err(error) => return exit_code(load_failed(path, &error, err), 1),
     };
-    check(
+    let code = check(
         &config,
         &path.display().to_string(),
         jiff::Timestamp::now(),
         out,
         err,
-    )
+    );
+    if online && !config.apps.is_empty() {
+        let apps = exit_code(verify_apps(&config, out, err), 1);
+        return code.max(apps);
+    }
+    code
+}
+
+/// Asks DingTalk for each app's access token, as the daemon does at start-up: a refused appKey
+/// or appSecret is an error (exit 1), DingTalk out of reach a warning. Neither shows the secret.
+fn verify_apps(config: &Config, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<u8> {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            writeln!(err, "error: cannot start the async runtime: {error}")?;
+            return Ok(1);
+        }
+    };
+    let transport = match HttpTransport::new(
+        config.delivery.connect_timeout,
+        config.delivery.send_timeout,
+    ) {
+        Ok(transport) => Arc::new(transport),
+        Err(error) => {
+            writeln!(err, "error: cannot build the HTTP client: {error}")?;
+            return Ok(1);
+        }
+    };
+    let mut code = 0;
+    for (name, app) in &config.apps {
+        let client = AppClient::new(app.clone(), transport.clone());
+        match runtime.block_on(client.verify(config.delivery.send_timeout)) {
+            Ok(()) => writeln!(
+                out,
+                "ok     app `{name}`: DingTalk gave an access token for appKey {}",
+                app.app_key
+            )?,
+            Err(error @ TokenError::Refused { .. }) => {
+                writeln!(
+                    err,
+                    "error: {error}; fix apps.{name}.app_key and app_secret (the app's Client ID and Client Secret)"
+                )?;
+                code = 1;
+            }
+            Err(error) => writeln!(
+                err,
+                "warning: {error}; the appKey and appSecret are not verified (--offline skips this)"
+            )?,
+        }
+    }
+    if code != 0 {
+        writeln!(err, "check failed: DingTalk refused an app's credentials")?;
+    }
+    Ok(code)
 }
 
 /// The report of a config that does not load: its errors and their count.

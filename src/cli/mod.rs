@@ -125,6 +125,9 @@ Errors read `rules.yaml:LINE:COL: what is wrong`, with the offending line, on st
         /// The config file.
         #[arg(long, env = "DINGRELAY_CONFIG", default_value = "rules.yaml")]
         config: PathBuf,
+        /// Do not ask DingTalk for each app's access token (which tells a wrong appSecret).
+        #[arg(long)]
+        offline: bool,
     },
     /// Print the exact DingTalk request bodies a payload would produce.
     #[command(after_help = "\
@@ -205,7 +208,11 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             };
             outbox::run(&state_dir, &command, out, err)
         }
-        Command::Check { file, config } => check::run(&file.unwrap_or(config), out, err),
+        Command::Check {
+            file,
+            config,
+            offline,
+        } => check::run(&file.unwrap_or(config), !offline, out, err),
         Command::Render {
             payload,
             source,

@@ -123,11 +123,20 @@ impl AppClient {
             }
         };
         for attempt in 0..2 {
-            let token = match self.token.get().await {
-                Ok(token) => token,
-                Err(error) => {
+            let token = match tokio::time::timeout(timeout, self.token.get()).await {
+                Ok(Ok(token)) => token,
+                Ok(Err(error)) => {
                     return AppVerdict::Transient {
                         reason: error.to_string(),
+                    };
+                }
+                Err(_) => {
+                    return AppVerdict::Transient {
+                        reason: format!(
+                            "could not get app `{}`'s access token: no answer within {}s",
+                            self.app.name,
+                            timeout.as_secs()
+                        ),
                     };
                 }
             };

@@ -3,6 +3,7 @@
 //! <module>::`, e.g. `cargo test --test integration serve::`.
 
 mod app_api;
+mod app_robots;
 mod cli;
 mod config_errors;
 mod cookbook;
