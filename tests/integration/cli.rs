@@ -331,3 +331,90 @@ fn outbox_errors_go_to_stderr() {
         stderr(&output)
     );
 }
+
+/// A config with an app whose appSecret is `secret`, its APIs at `base`.
+fn app_config(base: &str, secret: &str) -> String {
+    format!(
+        r#"
+apps:
+  oncall:
+    app_key: dingoncallapp
+    app_secret: {secret}
+    base_url: {base}
+robots:
+  ops-app:
+    app: oncall
+    conversation: "cidOPS=="
+sources:
+  am: {{ kind: alertmanager }}
+rules:
+  - name: all
+    source: am
+    to: ops-app
+    markdown: {{ title: "{{{{ status }}}}", text: "{{{{ commonLabels.alertname }}}}" }}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_asks_dingtalk_whether_an_apps_secret_is_right_without_showing_it() {
+    let mock = crate::support::mock_dingtalk::MockDingTalk::new()
+        .app("dingoncallapp", "the-right-s3cret")
+        .conversation("cidOPS==", &[]);
+    let (addr, server) = mock.serve().await;
+    let base = format!("http://{addr}");
+
+    let right = temp_config("app-right", &app_config(&base, "the-right-s3cret"));
+    let output =
+        tokio::task::spawn_blocking(move || dingrelay(&["check", right.to_str().unwrap()]))
+            .await
+            .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains(
+            "ok     app `oncall`: DingTalk gave an access token for appKey dingoncallapp"
+        ),
+        "{}",
+        stdout(&output)
+    );
+
+    let wrong = temp_config("app-wrong", &app_config(&base, "wrong-s3cret-4711"));
+    let output =
+        tokio::task::spawn_blocking(move || dingrelay(&["check", wrong.to_str().unwrap()]))
+            .await
+            .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains("error: DingTalk refused app `oncall`'s appKey or appSecret (HTTP 400, invalidClientIdOrSecret"),
+        "{err}"
+    );
+    assert!(
+        err.contains("fix apps.oncall.app_key and app_secret"),
+        "{err}"
+    );
+    assert!(!err.contains("wrong-s3cret-4711"), "{err}");
+    assert!(!stdout(&output).contains("wrong-s3cret-4711"));
+
+    // --offline does not ask; DingTalk out of reach is a warning, not a failure.
+    let offline = temp_config("app-offline", &app_config(&base, "wrong-s3cret-4711"));
+    let output = tokio::task::spawn_blocking(move || {
+        dingrelay(&["check", "--offline", offline.to_str().unwrap()])
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    server.abort();
+    let _ = server.await;
+    let unreachable = temp_config("app-gone", &app_config(&base, "wrong-s3cret-4711"));
+    let output =
+        tokio::task::spawn_blocking(move || dingrelay(&["check", unreachable.to_str().unwrap()]))
+            .await
+            .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("warning: could not get app `oncall`'s access token"),
+        "{}",
+        stderr(&output)
+    );
+}

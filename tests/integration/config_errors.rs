@@ -578,3 +578,165 @@ fn errors_found_by_rendering_show_the_field_with_a_caret() {
         "{report}"
     );
 }
+
+const APP: &str = r#"
+apps:
+  oncall:
+    app_key: dingoncallapp
+    app_secret: ${APP_SECRET}
+    agent_id: 4000001
+robots:
+  ops:
+    webhook: log
+  group:
+    app: oncall
+    conversation: "cidOPS=="
+  owner:
+    app: oncall
+    kind: one_to_one
+    users: ['{{ commonLabels.owner }}', lin]
+  notice:
+    app: oncall
+    kind: work_notification
+    departments: ["1"]
+sources:
+  am: { kind: alertmanager }
+rules:
+  - name: all
+    source: am
+    to: [ops, group, owner, notice]
+    markdown:
+      title: "{{ status }}"
+      text: "{{ commonLabels.alertname }}"
+"#;
+
+fn app_env(name: &str) -> Option<String> {
+    (name == "APP_SECRET").then(|| "app-s3cret".to_owned())
+}
+
+#[test]
+fn robots_of_an_app_load_and_say_where_they_send() {
+    let config = load_with(APP, &app_env).unwrap();
+    let targets: Vec<String> = config
+        .robots
+        .values()
+        .map(|r| r.endpoint.target())
+        .collect();
+    assert_eq!(
+        targets[1..],
+        [
+            "app `oncall`, group robot in cidOPS==",
+            "app `oncall`, one-to-one chats with {{ commonLabels.owner }}, lin",
+            "app `oncall`, work notifications to department 1",
+        ]
+    );
+    assert!(!format!("{config:?}").contains("app-s3cret"));
+}
+
+#[test]
+fn what_an_app_robot_cannot_send_is_reported_at_the_rule() {
+    let text = APP.replace(
+        "    markdown:\n      title: \"{{ status }}\"\n      text: \"{{ commonLabels.alertname }}\"",
+        "    feed_card:\n      links:\n        - { title: t, message_url: \"https://example.com\", pic_url: \"https://example.com/p.png\" }",
+    );
+    let error = load_with(&text, &app_env).unwrap_err();
+    for robot in ["group", "owner", "notice"] {
+        assert!(
+            error.contains(&format!("rule `all`: robot `{robot}` sends through")),
+            "{error}"
+        );
+    }
+    assert!(error.contains("which cannot express a feedCard"), "{error}");
+    // At the robot's name in the rule's `to`.
+    let (line, column) = position_of(&error, "robot `owner` sends through");
+    assert_eq!(line, 26, "{error}");
+    assert!(column > 10, "{error}");
+    assert!(!error.contains("robot `ops` sends"), "{error}");
+
+    let six = (1..=6)
+        .map(|i| format!("        - {{ title: b{i}, url: \"https://example.com/{i}\" }}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let text = APP.replace(
+        "    markdown:\n      title: \"{{ status }}\"\n      text: \"{{ commonLabels.alertname }}\"",
+        &format!("    action_card:\n      title: t\n      text: x\n      buttons:\n{six}"),
+    );
+    let error = load_with(&text, &app_env).unwrap_err();
+    assert!(
+        error.contains("an action card with 6 buttons (app robots take at most 5)"),
+        "{error}"
+    );
+    assert!(
+        !error.contains("robot `notice` sends"),
+        "work notifications take any number: {error}"
+    );
+}
+
+#[test]
+fn mentions_to_an_app_robot_are_a_warning() {
+    let text = APP.replace(
+        "      text: \"{{ commonLabels.alertname }}\"",
+        "      text: \"{{ commonLabels.alertname }}\"\n    at: { user_ids: [lin] }",
+    );
+    let config = load_with(&text, &app_env).unwrap();
+    let warning = config
+        .warnings
+        .iter()
+        .find(|w| w.contains("robot `group`"))
+        .unwrap_or_else(|| panic!("{:?}", config.warnings));
+    assert!(warning.contains("cannot @ anyone"), "{warning}");
+}
+
+#[test]
+fn app_robot_mistakes_are_located() {
+    let cases = [
+        (
+            "    app: oncall\n    conversation: \"cidOPS==\"",
+            "    app: oncal\n    conversation: \"cidOPS==\"",
+            "unknown app `oncal` (apps: oncall)",
+        ),
+        (
+            "    conversation: \"cidOPS==\"\n",
+            "    conversation: \"cidOPS==\"\n    secret: SECx\n",
+            "`secret` is for group custom robots",
+        ),
+        (
+            "    kind: one_to_one\n    users: ['{{ commonLabels.owner }}', lin]",
+            "    kind: one_to_one",
+            "one-to-one chats need `users`",
+        ),
+        (
+            "    agent_id: 4000001\n",
+            "",
+            "work notifications need the app's AgentId",
+        ),
+        (
+            "    departments: [\"1\"]",
+            "    departments: [sales]",
+            "`sales` is not a department id",
+        ),
+        ("    app_secret: ${APP_SECRET}\n", "", "no `app_secret`"),
+        (
+            "    users: ['{{ commonLabels.owner }}', lin]",
+            "    users: ['{{ commonLabels.owner ']",
+            "robots.owner: ",
+        ),
+    ];
+    for (from, to, expected) in cases {
+        assert!(APP.contains(from), "{from}");
+        let error = load_with(&APP.replacen(from, to, 1), &app_env).unwrap_err();
+        assert!(error.contains(expected), "{expected}:\n{error}");
+        assert!(error.starts_with("rules.yaml:"), "located: {error}");
+        assert!(!error.contains("app-s3cret"), "{error}");
+    }
+    // The app's secret line is masked when shown.
+    let error = load_with(
+        &APP.replace(
+            "    agent_id: 4000001",
+            "    agent_id: 4000001\n    app_secrett: plain-s3cret",
+        ),
+        &app_env,
+    )
+    .unwrap_err();
+    assert!(!error.contains("plain-s3cret"), "{error}");
+}
