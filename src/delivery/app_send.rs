@@ -225,7 +225,7 @@ impl AppClient {
                 departments,
                 ..
             } => {
-                let msg = to_work_notice(message).map_err(|e| e.to_string())?;
+                let msg = to_work_notice(&with_reference(message)).map_err(|e| e.to_string())?;
                 let mut body = json!({"agent_id": agent_id, "msg": msg});
                 if !recipients.is_empty() {
                     body["userid_list"] = json!(recipients.join(","));
@@ -243,6 +243,22 @@ impl AppClient {
             }
         }
     }
+}
+
+/// `message` with a short reference (the end of its msgUuid) on a last line of its main text:
+/// DingTalk silently drops a work notification whose content the person already got that day,
+/// and an alert repeated by its sender (Alertmanager's `repeat_interval`) is the same content.
+/// The reference makes each message differ, and is the same for every try of one message.
+fn with_reference(message: &Message) -> Message {
+    let mut message = message.clone();
+    let Some(uuid) = message.msg_uuid.clone() else {
+        return message;
+    };
+    let reference = uuid.get(uuid.len().saturating_sub(8)..).unwrap_or(&uuid);
+    if let Some((_, text)) = message.body.main_text_mut() {
+        text.push_str(&format!("\n\nref {reference}"));
+    }
+    message
 }
 
 /// Why a message for `kind` with these `recipients` has nowhere to go, if it has not: a

@@ -489,3 +489,22 @@ async fn a_crash_mid_send_loses_nothing_for_app_robots() {
     assert!(admin.list(Some(State::Dead), None).unwrap().is_empty());
     restarted.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_repeated_alert_reaches_the_person_again_by_work_notification() {
+    let harness = start(stand_in(), "notice", "").await;
+    post_alert(&harness.router, "db-1", "lin").await;
+    // Alertmanager repeats the alert after its repeat_interval, past the dedup window.
+    tokio::time::sleep(Duration::from_secs(4 * 3600)).await;
+    post_alert(&harness.router, "db-1", "lin").await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+
+    let notices = harness.mock.app_messages();
+    assert_eq!(notices.len(), 2, "{notices:#?}");
+    for notice in &notices {
+        // DingTalk drops the same content to the same person within a day, answering errcode 0.
+        assert_eq!(notice.delivered, ["lin"], "{notice:#?}");
+        assert_eq!(notice.record["forbidden"], json!([]), "{notice:#?}");
+    }
+    harness.stop().await;
+}
