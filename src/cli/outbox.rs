@@ -480,6 +480,7 @@ fn show(admin: &Admin, id: i64, out: &mut dyn Write, tz: &TimeZone) -> Reported 
         delivered_at,
         dead_at,
         last_error,
+        recipients,
     } = d;
     let opt_time = |ms: Option<i64>| ms.map_or_else(|| "-".to_owned(), |ms| local_time(ms, tz));
     let next = match state {
@@ -506,6 +507,9 @@ fn show(admin: &Admin, id: i64, out: &mut dyn Write, tz: &TimeZone) -> Reported 
     writeln!(out, "message {id}").map_err(io)?;
     for (name, value) in fields {
         writeln!(out, "  {name:<16} {value}").map_err(io)?;
+        if name == "robot" && !recipients.is_empty() {
+            writeln!(out, "  {:<16} {}", "to", recipients.join(", ")).map_err(io)?;
+        }
     }
     match serde_json::from_str::<serde_json::Value>(&body)
         .and_then(|v| serde_json::to_string_pretty(&v))

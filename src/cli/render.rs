@@ -7,7 +7,9 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::output::exit_code;
 use crate::config::Config;
+use crate::delivery::app_send::{no_recipient, request_body};
 use crate::dingtalk::Endpoint;
+use crate::routing::rows_of;
 use crate::source::{Inbound, Source, SourceKind};
 
 /// What to render.
@@ -190,17 +192,36 @@ fn print(
         } else {
             format!("; {}", notes.join("; "))
         };
-        writeln!(
-            out,
-            "# rule `{}` -> robot `{}` ({target}){notes}",
-            delivery.rule, delivery.robot.name
-        )?;
-        let json = if request.pretty {
-            serde_json::to_string_pretty(&delivery.message)
-        } else {
-            serde_json::to_string(&delivery.message)
+        let Some(app) = delivery.robot.endpoint.app() else {
+            writeln!(
+                out,
+                "# rule `{}` -> robot `{}` ({target}){notes}",
+                delivery.rule, delivery.robot.name
+            )?;
+            writeln!(out, "{}", to_json(&delivery.message, request.pretty))?;
+            continue;
         };
-        writeln!(out, "{}", json.unwrap_or_default())?;
+        // A robot of an app: the body of its API's request, one per row the daemon queues.
+        for recipients in rows_of(&delivery.robot, &delivery.recipients) {
+            let to = if recipients.is_empty() {
+                String::new()
+            } else {
+                format!(" to {}", recipients.join(", "))
+            };
+            writeln!(
+                out,
+                "# rule `{}` -> robot `{}`{to} ({target}){notes}",
+                delivery.rule, delivery.robot.name
+            )?;
+            if let Some(reason) = no_recipient(&app.kind, &recipients) {
+                writeln!(err, "error: robot `{}`: {reason}", delivery.robot.name)?;
+                continue;
+            }
+            match request_body(&app.kind, &delivery.message, &recipients) {
+                Ok(body) => writeln!(out, "{}", to_json(&body, request.pretty))?,
+                Err(error) => writeln!(err, "error: robot `{}`: {error}", delivery.robot.name)?,
+            }
+        }
     }
     for error in &routing.errors {
         writeln!(
@@ -275,4 +296,14 @@ fn choose_source<'c>(
                 .join(", ")
         ))),
     }
+}
+
+/// `value` as JSON, indented when `pretty`.
+fn to_json(value: &impl serde::Serialize, pretty: bool) -> String {
+    let json = if pretty {
+        serde_json::to_string_pretty(value)
+    } else {
+        serde_json::to_string(value)
+    };
+    json.unwrap_or_default()
 }

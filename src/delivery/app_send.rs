@@ -181,66 +181,85 @@ impl AppClient {
         }
     }
 
-    /// The request for `message`: the api family's body (robotCode, msgKey, msgParam and where it
-    /// goes) or a work notification's.
+    /// The request for `message`: [`request_body`] and the URL it goes to.
     fn request(
         &self,
         kind: &AppRobotKind,
         message: &Message,
         recipients: &[String],
     ) -> Result<Request, String> {
+        let body = request_body(kind, message, recipients)?
+            .to_string()
+            .into_bytes();
         let join = |base: &Url, path: &str| base.join(path).map_err(|e| e.to_string());
-        match kind {
-            AppRobotKind::Group {
-                robot_code,
-                conversation,
-            } => {
-                let mapped = to_app_robot(message).map_err(|e| e.to_string())?;
-                let body = json!({
-                    "robotCode": robot_code,
-                    "openConversationId": conversation,
-                    "msgKey": mapped.msg_key,
-                    "msgParam": mapped.msg_param,
-                });
-                Ok(Request::Api {
-                    url: join(&self.app.api_url, "/v1.0/robot/groupMessages/send")?,
-                    body: body.to_string().into_bytes(),
-                })
+        Ok(match kind {
+            AppRobotKind::Group { .. } => Request::Api {
+                url: join(&self.app.api_url, "/v1.0/robot/groupMessages/send")?,
+                body,
+            },
+            AppRobotKind::OneToOne { .. } => Request::Api {
+                url: join(&self.app.api_url, "/v1.0/robot/oToMessages/batchSend")?,
+                body,
+            },
+            AppRobotKind::WorkNotice { .. } => Request::WorkNotice {
+                url: join(
+                    &self.app.oapi_url,
+                    "/topapi/message/corpconversation/asyncsend_v2",
+                )?,
+                body,
+            },
+        })
+    }
+}
+
+/// The body of the request that sends `message` through the robot `kind` to `recipients`: the
+/// api family's robotCode, msgKey, msgParam and where it goes, or a work notification's
+/// agent_id, userid_list, dept_id_list and msg. What `dingrelay render` prints for such a robot.
+///
+/// # Errors
+///
+/// What the API cannot express (which validation refuses before a message is queued).
+pub fn request_body(
+    kind: &AppRobotKind,
+    message: &Message,
+    recipients: &[String],
+) -> Result<serde_json::Value, String> {
+    match kind {
+        AppRobotKind::Group {
+            robot_code,
+            conversation,
+        } => {
+            let mapped = to_app_robot(message).map_err(|e| e.to_string())?;
+            Ok(json!({
+                "robotCode": robot_code,
+                "openConversationId": conversation,
+                "msgKey": mapped.msg_key,
+                "msgParam": mapped.msg_param,
+            }))
+        }
+        AppRobotKind::OneToOne { robot_code, .. } => {
+            let mapped = to_app_robot(message).map_err(|e| e.to_string())?;
+            Ok(json!({
+                "robotCode": robot_code,
+                "userIds": recipients,
+                "msgKey": mapped.msg_key,
+                "msgParam": mapped.msg_param,
+            }))
+        }
+        AppRobotKind::WorkNotice {
+            agent_id,
+            departments,
+            ..
+        } => {
+            let msg = to_work_notice(&with_reference(message)).map_err(|e| e.to_string())?;
+            let mut body = json!({"agent_id": agent_id, "msg": msg});
+            if !recipients.is_empty() {
+                body["userid_list"] = json!(recipients.join(","));
             }
-            AppRobotKind::OneToOne { robot_code, .. } => {
-                let mapped = to_app_robot(message).map_err(|e| e.to_string())?;
-                let body = json!({
-                    "robotCode": robot_code,
-                    "userIds": recipients,
-                    "msgKey": mapped.msg_key,
-                    "msgParam": mapped.msg_param,
-                });
-                Ok(Request::Api {
-                    url: join(&self.app.api_url, "/v1.0/robot/oToMessages/batchSend")?,
-                    body: body.to_string().into_bytes(),
-                })
+            if !departments.is_empty() {
+                body["dept_id_list"] = json!(departments.join(","));
             }
-            AppRobotKind::WorkNotice {
-                agent_id,
-                departments,
-                ..
-            } => {
-                let msg = to_work_notice(&with_reference(message)).map_err(|e| e.to_string())?;
-                let mut body = json!({"agent_id": agent_id, "msg": msg});
-                if !recipients.is_empty() {
-                    body["userid_list"] = json!(recipients.join(","));
-                }
-                if !departments.is_empty() {
-                    body["dept_id_list"] = json!(departments.join(","));
-                }
-                Ok(Request::WorkNotice {
-                    url: join(
-                        &self.app.oapi_url,
-                        "/topapi/message/corpconversation/asyncsend_v2",
-                    )?,
-                    body: body.to_string().into_bytes(),
-                })
-            }
+            Ok(body)
         }
     }
 }

@@ -68,6 +68,8 @@ pub struct Detail {
     pub delivered_at: Option<i64>,
     pub dead_at: Option<i64>,
     pub last_error: Option<String>,
+    /// Whom it goes to (user ids), for a robot that addresses people; empty for a group.
+    pub recipients: Vec<String>,
 }
 
 /// How many messages of one robot are in each state.
@@ -187,7 +189,7 @@ impl Admin {
             .query_row(
                 "SELECT id, uuid, robot, rule, source, dedup_key, body, summary, link, state, \
                  attempts, accepted_at, age_from, next_attempt_at, delivered_at, dead_at, \
-                 last_error FROM messages WHERE id = ?1",
+                 last_error, recipients FROM messages WHERE id = ?1",
                 [id],
                 |row| {
                     Ok(Detail {
@@ -208,6 +210,10 @@ impl Admin {
                         delivered_at: row.get("delivered_at")?,
                         dead_at: row.get("dead_at")?,
                         last_error: row.get("last_error")?,
+                        recipients: row
+                            .get::<_, Option<String>>("recipients")?
+                            .and_then(|json| serde_json::from_str(&json).ok())
+                            .unwrap_or_default(),
                     })
                 },
             )

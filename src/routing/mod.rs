@@ -40,7 +40,7 @@ use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 pub use failures::FailureLog;
 pub use renderer::Renderer;
-pub use route::route_event;
+pub use route::{route_event, rows_of};
 
 /// What a reload swaps at once: the config, and the wake-ups of the workers serving its robots.
 pub struct Live {

@@ -119,7 +119,7 @@ pub fn route_event(config: &Config, stored: &StoredEvent, now_ms: i64) -> Routed
 /// (each person's delivery is retried or dead-lettered on its own), one per hundred people for
 /// work notifications (DingTalk's limit per call), one for a group. A message for people that
 /// names none is still one row, which the worker dead-letters with the reason.
-fn rows_of(robot: &Robot, recipients: &[String]) -> Vec<Vec<String>> {
+pub fn rows_of(robot: &Robot, recipients: &[String]) -> Vec<Vec<String>> {
     let per_row = match robot.endpoint.app().map(|app| &app.kind) {
         Some(AppRobotKind::OneToOne { .. }) => 1,
         Some(AppRobotKind::WorkNotice { .. }) => work_notice::MAX_USERS,

@@ -418,3 +418,56 @@ async fn check_asks_dingtalk_whether_an_apps_secret_is_right_without_showing_it(
         stderr(&output)
     );
 }
+
+#[test]
+fn render_prints_the_app_apis_request_bodies_one_per_person() {
+    let config = temp_config(
+        "app-render",
+        r#"
+apps:
+  oncall: { app_key: dingoncallapp, app_secret: s, agent_id: 4000001 }
+robots:
+  owners: { app: oncall, kind: one_to_one, users: ['{{ commonLabels.owner }}', lin] }
+  notice: { app: oncall, kind: work_notification, users: [lin], departments: ["7"] }
+sources:
+  am: { kind: alertmanager }
+rules:
+  - name: page
+    source: am
+    to: [owners, notice]
+    markdown: { title: "{{ commonLabels.alertname }}", text: "**{{ status }}**" }
+"#,
+    );
+    let payload = config.with_file_name("alert.json");
+    std::fs::write(
+        &payload,
+        r#"{"version":"4","status":"firing","receiver":"r","groupKey":"g","groupLabels":{},
+           "commonLabels":{"alertname":"DiskFull","owner":"wang"},"commonAnnotations":{},
+           "externalURL":"http://am","alerts":[]}"#,
+    )
+    .unwrap();
+    let output = dingrelay(&[
+        "render",
+        "--config",
+        config.to_str().unwrap(),
+        "--payload",
+        payload.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[1],
+        "# rule `page` -> robot `owners` to wang (app `oncall`, one-to-one chats with {{ commonLabels.owner }}, lin)",
+        "{out}"
+    );
+    assert_eq!(
+        lines[2],
+        r#"{"robotCode":"dingoncallapp","userIds":["wang"],"msgKey":"sampleMarkdown","msgParam":"{\"title\":\"DiskFull\",\"text\":\"**firing**\"}"}"#
+    );
+    assert!(lines[3].contains("robot `owners` to lin"), "{out}");
+    assert_eq!(
+        lines[6],
+        r#"{"agent_id":4000001,"msg":{"msgtype":"markdown","markdown":{"title":"DiskFull","text":"**firing**"}},"userid_list":"lin","dept_id_list":"7"}"#
+    );
+}
