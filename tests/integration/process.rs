@@ -685,3 +685,62 @@ fn sigterm_at_once_logs_the_shutdown_every_time() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 14: a wrong appSecret is a clear error at start-up, from the real binary, without the
+/// secret in it; DingTalk (the stand-in on loopback) is asked for the app's token before serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_app_secret_stops_start_up_with_one_clear_line() {
+    let mock = MockDingTalk::new()
+        .app("dingoncallapp", "the-right-s3cret")
+        .conversation("cidOPS==", &[]);
+    let (addr, server) = mock.serve().await;
+    let dir = crate::support::scratch_dir().join(format!("dingrelay-app-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("rules.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:0\nstate_dir: ./state\n\
+             apps: {{ oncall: {{ app_key: dingoncallapp, app_secret: wrong-s3cret-4711, base_url: 'http://{addr}' }} }}\n\
+             robots: {{ group: {{ app: oncall, conversation: 'cidOPS==' }} }}\n\
+             sources: {{ ci: {{ kind: json }} }}\n\
+             rules: [ {{ name: a, source: ci, to: group, text: {{ content: \"{{{{ text }}}}\" }} }} ]\n"
+        ),
+    )
+    .unwrap();
+    let (code, text) = tokio::task::spawn_blocking(move || {
+        let child = Command::new(env!("CARGO_BIN_EXE_dingrelay"))
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A daemon that starts would serve forever: stopped after 20 s, and the test fails.
+        let mut child = KillOnDrop(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child.0.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.0.kill();
+        use std::io::Read;
+        let mut text = String::new();
+        if let Some(mut stdout) = child.0.stdout.take() {
+            let _ = stdout.read_to_string(&mut text);
+        }
+        if let Some(mut stderr) = child.0.stderr.take() {
+            let _ = stderr.read_to_string(&mut text);
+        }
+        (child.0.wait().unwrap().code(), text)
+    })
+    .await
+    .unwrap();
+    server.abort();
+    assert_eq!(code, Some(1), "{text}");
+    assert_eq!(text.matches("Cannot start").count(), 1, "{text}");
+    assert!(
+        text.contains("DingTalk refused app `oncall`'s appKey or appSecret"),
+        "{text}"
+    );
+    assert!(!text.contains("wrong-s3cret-4711"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
