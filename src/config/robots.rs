@@ -228,13 +228,22 @@ pub(super) fn build_app(
     if app_key.is_empty() {
         checker.error(&at.key("app_key"), format!("apps.{name}.app_key: is empty"));
     }
+    let errors_before = checker.diagnostics.len();
     let app_secret = checker.secret(
         at,
         "app_secret",
         raw.app_secret.as_deref(),
         raw.app_secret_file.as_deref(),
     );
-    if app_secret.is_none() && raw.app_secret.is_none() && raw.app_secret_file.is_none() {
+    if app_secret.is_none()
+        && raw.app_secret.is_some()
+        && checker.diagnostics.len() == errors_before
+    {
+        checker.error(
+            &at.key("app_secret"),
+            format!("apps.{name}.app_secret: is empty (an unset variable?)"),
+        );
+    } else if app_secret.is_none() && raw.app_secret.is_none() && raw.app_secret_file.is_none() {
         checker.error(
             at,
             format!(

@@ -1,5 +1,6 @@
 //! The cookbook (docs/cookbook.md) and the configs behind it, one directory per recipe under
-//! tests/fixtures/cookbook/: every recipe's rules.yaml passes `dingrelay check`, its
+//! tests/fixtures/cookbook/: every recipe's rules.yaml passes `dingrelay check --offline` (a
+//! recipe's app credentials are examples), its
 //! rules.test.yaml passes `dingrelay test` and expects every rule of the recipe at least once;
 //! the doc names every recipe, every YAML snippet of the doc is a piece of the file it names, and
 //! every `dingrelay` command of the doc runs. Last, what rule tests cannot show for the CI recipe
@@ -86,7 +87,14 @@ fn every_recipe_passes_check_and_its_rule_tests() {
     for recipe in recipes() {
         let dir = format!("{COOKBOOK}/{recipe}");
         let env = test_env(&recipe);
-        let (code, out) = dingrelay(&["check".into(), format!("{dir}/rules.yaml")], &env);
+        let (code, out) = dingrelay(
+            &[
+                "check".into(),
+                "--offline".into(),
+                format!("{dir}/rules.yaml"),
+            ],
+            &env,
+        );
         if code != Some(0) || !out.contains("check passed") {
             failures.push(format!(
                 "dingrelay check {dir}/rules.yaml: exit {code:?}\n{out}"

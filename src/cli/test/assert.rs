@@ -317,6 +317,7 @@ fn check_message(problems: &mut Vec<String>, expected: &Expected, delivery: &Ren
     check_text(problems, expected, &text, tag);
     check_text_parts(problems, expected, &text);
     check_mentions(problems, expected, message);
+    check_to(problems, expected, &delivery.recipients);
     check_at_all(problems, expected, message);
     check_buttons(problems, expected, message);
     check_links(problems, expected, message);
@@ -425,6 +426,20 @@ fn check_mentions(problems: &mut Vec<String>, expected: &Expected, message: &Mes
             "mentions (atMobiles and atUserIds): expected {}, got {}",
             list(want),
             list(&got)
+        ));
+    }
+}
+
+/// `to`: the people a robot of an app sends the message to, in order.
+fn check_to(problems: &mut Vec<String>, expected: &Expected, recipients: &[String]) {
+    let Some(want) = &expected.to else {
+        return;
+    };
+    if want != recipients {
+        problems.push(format!(
+            "to (the people it goes to): expected {}, got {}",
+            list(want),
+            list(recipients)
         ));
     }
 }

@@ -447,6 +447,7 @@ impl<'a> TestChecker<'a> {
             text_contains: texts(&raw.text_contains),
             text_not_contains: texts(&raw.text_not_contains),
             mentions: scalars(&raw.mentions),
+            to: scalars(&raw.to),
             at_all: raw.at_all,
             buttons: scalars(&raw.buttons),
             links: raw.links,

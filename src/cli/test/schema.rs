@@ -75,6 +75,9 @@ pub(super) struct RawExpect {
     pub(super) text_not_contains: Option<Texts>,
     #[serde(default)]
     pub(super) mentions: Option<Vec<Scalar>>,
+    /// Whom a robot that addresses people sends the message to (user ids).
+    #[serde(default)]
+    pub(super) to: Option<Vec<Scalar>>,
     #[serde(default)]
     pub(super) at_all: Option<bool>,
     #[serde(default)]

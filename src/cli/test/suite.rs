@@ -66,6 +66,8 @@ pub(super) struct Expected {
     pub(super) text_not_contains: Vec<String>,
     /// `atMobiles` and `atUserIds` together, in any order.
     pub(super) mentions: Option<Vec<String>>,
+    /// Whom a robot of an app sends it to (user ids), in order.
+    pub(super) to: Option<Vec<String>>,
     pub(super) at_all: Option<bool>,
     /// An actionCard's button titles, in order.
     pub(super) buttons: Option<Vec<String>>,
