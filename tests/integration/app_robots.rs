@@ -508,3 +508,57 @@ async fn a_repeated_alert_reaches_the_person_again_by_work_notification() {
     }
     harness.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn no_app_secret_or_access_token_reaches_the_logs_or_metrics() {
+    let captured = crate::support::output::SharedBuffer::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .finish();
+    // A current-thread runtime: the daemon's tasks log on this thread.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    // Every path that logs: deliveries, a token refused mid-run, a person DingTalk does not
+    // know, an outage of the app API.
+    let harness = start(stand_in(), "ops-app, owner, notice", "    digest: false").await;
+    let mut tokens = vec![
+        harness
+            .mock
+            .current_token(APP_KEY)
+            .expect("fetched at start"),
+    ];
+    post_alert(&harness.router, "db-1", "lin").await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    harness.mock.expire_tokens(Some(APP_KEY));
+    post_alert(&harness.router, "db-2", "ghost").await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    tokens.push(harness.mock.current_token(APP_KEY).expect("fetched again"));
+    harness
+        .mock
+        .set_fault_for(&[Family::Api, Family::Oapi], Fault::Http500, Some(3));
+    post_alert(&harness.router, "db-3", "wang").await;
+    tokio::time::sleep(Duration::from_secs(120)).await;
+
+    let request = Request::get("/metrics").body(Body::empty()).unwrap();
+    let response = harness.router.clone().oneshot(request).await.unwrap();
+    let metrics = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics).into_owned();
+    harness.stop().await;
+
+    let logs = captured.text();
+    assert!(
+        logs.contains("DingTalk refused the app's access token"),
+        "{logs}"
+    );
+    assert!(logs.contains("ghost"), "the dead letter was logged: {logs}");
+    assert_ne!(tokens[0], tokens[1]);
+    for secret in [APP_SECRET, &tokens[0], &tokens[1]] {
+        assert!(!logs.contains(secret), "in the logs: {secret}");
+        assert!(!metrics.contains(secret), "in the metrics: {secret}");
+    }
+}
