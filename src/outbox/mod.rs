@@ -37,6 +37,11 @@
 //!   after a restart sends that same message again, alone, before anything else: the repeat
 //!   carries the same `msgUuid`, so DingTalk can drop it, and the message never goes out again
 //!   under another one (inside a digest, say). The record goes once none of its rows is pending.
+//!   The robots of an app are the exception: their APIs take no `msgUuid`, so the repeat of a send
+//!   in flight at a crash can show its message twice (once per person for one-to-one chats).
+//! - A message for people (an app robot's one-to-one chats, work notifications) keeps whom it goes
+//!   to in `recipients`; one-to-one messages are stored one row per person, so each person's
+//!   delivery is retried or dead-lettered on its own.
 //! - A delivery the outbox cannot record (a full disk) is kept in memory and the robot sends
 //!   nothing else until the record is written: it is not sent again in a loop.
 //! - A message that can never be delivered (refused by DingTalk, too old, or a stored body that
