@@ -52,6 +52,13 @@
 //!   queued for a robot that a reload removed stay visible (and the oldest-pending alert can fire
 //!   for them) until they are delivered to it again or purged; then its series go.
 //!
+//! Apps (enterprise internal apps, whose robots send with the app's access token):
+//!
+//! - `dingrelay_app_token_fetches_total{app,result}`: access-token fetches, `result="ok"`,
+//!   `"refused"` (DingTalk refused the appKey or appSecret: fix the config) or `"unavailable"`
+//!   (no usable answer). One per app at start-up, then about one per expiry (7200 s): more means
+//!   tokens are refused early (revoked, or fetched elsewhere).
+//!
 //! Configuration and process:
 //!
 //! - `dingrelay_config_reloads_total{result}`: reloads, `result="ok"` or `"invalid"` (the running
@@ -228,6 +235,30 @@ struct ReloadLabels {
     result: ReloadResult,
 }
 
+/// How an access-token fetch ended (`dingrelay_app_token_fetches_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TokenFetch {
+    Ok,
+    Refused,
+    Unavailable,
+}
+
+impl EncodeLabelValue for TokenFetch {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
+        encoder.write_str(match self {
+            TokenFetch::Ok => "ok",
+            TokenFetch::Refused => "refused",
+            TokenFetch::Unavailable => "unavailable",
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct TokenFetchLabels {
+    app: Name,
+    result: TokenFetch,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
@@ -269,6 +300,7 @@ pub struct Metrics {
     /// for the whole of a report, so two scrapes at once leave the series of one of them.
     outbox_robots: Mutex<BTreeSet<String>>,
     reloads: Counters<ReloadLabels>,
+    token_fetches: Counters<TokenFetchLabels>,
     config_robots: Gauge,
     config_sources: Gauge,
     config_rules: Gauge,
@@ -311,6 +343,7 @@ impl Metrics {
             outbox_oldest_pending_age: Family::default(),
             outbox_robots: Mutex::new(BTreeSet::new()),
             reloads: Family::default(),
+            token_fetches: Family::default(),
             config_robots: Gauge::default(),
             config_sources: Gauge::default(),
             config_rules: Gauge::default(),
@@ -438,6 +471,11 @@ impl Metrics {
             "dingrelay_config_reloads",
             "Configuration reloads by result; on invalid the running configuration was kept",
             self.reloads.clone(),
+        );
+        r.register(
+            "dingrelay_app_token_fetches",
+            "Access-token fetches of each app, by result",
+            self.token_fetches.clone(),
         );
         r.register(
             "dingrelay_config_robots",
@@ -622,6 +660,17 @@ impl Metrics {
     /// A configuration reload ended with `result`.
     pub fn reload(&self, result: ReloadResult) {
         self.reloads.get_or_create(&ReloadLabels { result }).inc();
+    }
+
+    // Apps.
+
+    /// An access token of `app` was fetched (or the fetch failed).
+    pub fn token_fetch(&self, app: &str, result: TokenFetch) {
+        let labels = TokenFetchLabels {
+            app: Name::new(app),
+            result,
+        };
+        self.token_fetches.get_or_create(&labels).inc();
     }
 
     /// The size of the configuration in force.

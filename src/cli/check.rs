@@ -62,7 +62,11 @@ fn verify_apps(config: &Config, out: &mut dyn Write, err: &mut dyn Write) -> io:
     };
     let mut code = 0;
     for (name, app) in &config.apps {
-        let client = AppClient::new(app.clone(), transport.clone());
+        let client = AppClient::new(
+            app.clone(),
+            transport.clone(),
+            Arc::new(crate::metrics::Metrics::new()),
+        );
         match runtime.block_on(client.verify(config.delivery.send_timeout)) {
             Ok(()) => writeln!(
                 out,

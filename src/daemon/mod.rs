@@ -521,7 +521,11 @@ async fn verified_apps(
             apps.insert(name.clone(), client.clone());
             continue;
         }
-        let client = AppClient::new(app.clone(), services.transport.clone());
+        let client = AppClient::new(
+            app.clone(),
+            services.transport.clone(),
+            services.metrics.clone(),
+        );
         match client.verify(config.delivery.send_timeout).await {
             Ok(()) => tracing::info!(app = %name, "Fetched the app's access token."),
             Err(error @ TokenError::Refused { .. }) => return Err(error),

@@ -22,12 +22,13 @@ use serde_json::json;
 use url::Url;
 
 use super::app_classify::{AppVerdict, classify_app, classify_work_notice};
-use super::app_token::{ApiTokenSource, AppToken, TokenError};
+use super::app_token::{ApiTokenSource, AppToken, FetchFuture, TokenError, TokenSource};
 use super::limiter::RateLimiter;
 use super::transport::{HttpAnswer, Transport, TransportError};
 use crate::dingtalk::app_message::to_app_robot;
 use crate::dingtalk::work_notice::to_work_notice;
 use crate::dingtalk::{App, AppRobotKind, Message};
+use crate::metrics::{Metrics, TokenFetch};
 
 /// DingTalk's limit on calls of one app to one API: 20 a second. As a per-minute rate for the
 /// [`RateLimiter`], whose margin of one keeps it just below.
@@ -50,6 +51,27 @@ impl std::fmt::Debug for AppClient {
     }
 }
 
+/// The app's token endpoint, each fetch counted in `dingrelay_app_token_fetches_total`.
+struct CountedSource {
+    source: ApiTokenSource,
+    metrics: Arc<Metrics>,
+}
+
+impl TokenSource for CountedSource {
+    fn fetch(&self) -> FetchFuture<'_> {
+        Box::pin(async move {
+            let fetched = self.source.fetch().await;
+            let result = match &fetched {
+                Ok(_) => TokenFetch::Ok,
+                Err(TokenError::Refused { .. }) => TokenFetch::Refused,
+                Err(TokenError::Unavailable { .. }) => TokenFetch::Unavailable,
+            };
+            self.metrics.token_fetch(&self.source.app, result);
+            fetched
+        })
+    }
+}
+
 /// A request ready to go, built once per message and sent again as it is after a token refusal.
 enum Request {
     /// An api-family call: the token goes in a header.
@@ -59,8 +81,13 @@ enum Request {
 }
 
 impl AppClient {
-    /// The client of `app`, fetching tokens and sending over `transport`.
-    pub fn new(app: Arc<App>, transport: Arc<dyn Transport>) -> Arc<AppClient> {
+    /// The client of `app`, fetching tokens and sending over `transport`; its token fetches are
+    /// counted in `metrics`.
+    pub fn new(
+        app: Arc<App>,
+        transport: Arc<dyn Transport>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<AppClient> {
         let url = ApiTokenSource::endpoint(&app.api_url).unwrap_or_else(|_| app.api_url.clone());
         let source = ApiTokenSource {
             app: app.name.clone(),
@@ -69,6 +96,7 @@ impl AppClient {
             app_key: app.app_key.clone(),
             app_secret: app.app_secret.clone(),
         };
+        let source = CountedSource { source, metrics };
         Arc::new(AppClient {
             token: AppToken::new(Arc::new(source)),
             limiter: RateLimiter::new(APP_CALLS_PER_MINUTE),

@@ -187,6 +187,16 @@ async fn post_alert(router: &axum::Router, instance: &str, owner: &str) {
     assert_eq!(response.status(), StatusCode::ACCEPTED);
 }
 
+/// What `/metrics` serves.
+async fn scrape(router: &axum::Router) -> String {
+    let request = Request::get("/metrics").body(Body::empty()).unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&body).into_owned()
+}
+
 /// The app messages the stand-in took on `channel`, as (delivered users, msgParam text).
 fn app_sent(mock: &MockDingTalk, channel: &str) -> Vec<(Vec<String>, String)> {
     mock.app_messages()
@@ -256,6 +266,11 @@ async fn a_token_expiring_mid_run_costs_one_fetch_and_no_failure() {
         harness.mock.token_fetches(APP_KEY),
         2,
         "one fetch at start, one after the expiry, none per send"
+    );
+    let metrics = scrape(&harness.router).await;
+    assert!(
+        metrics.contains("dingrelay_app_token_fetches_total{app=\"oncall\",result=\"ok\"} 2"),
+        "{metrics}"
     );
     let group = app_sent(&harness.mock, "app_robot_group");
     let person = app_sent(&harness.mock, "app_robot_oto");
@@ -542,12 +557,7 @@ async fn no_app_secret_or_access_token_reaches_the_logs_or_metrics() {
     post_alert(&harness.router, "db-3", "wang").await;
     tokio::time::sleep(Duration::from_secs(120)).await;
 
-    let request = Request::get("/metrics").body(Body::empty()).unwrap();
-    let response = harness.router.clone().oneshot(request).await.unwrap();
-    let metrics = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    let metrics = String::from_utf8_lossy(&metrics).into_owned();
+    let metrics = scrape(&harness.router).await;
     harness.stop().await;
 
     let logs = captured.text();
