@@ -572,3 +572,48 @@ async fn no_app_secret_or_access_token_reaches_the_logs_or_metrics() {
         assert!(!metrics.contains(secret), "in the metrics: {secret}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_keeps_the_apps_token_and_refuses_a_wrong_app_secret() {
+    let clock = Clock::starting_at(START_MS);
+    let mock = stand_in().clock(move || clock.now_ms());
+    let state_dir = temp_dir("reload");
+    let path = state_dir.join("rules.yaml");
+    std::fs::write(&path, config_text(&state_dir, APP_SECRET, "ops-app", "")).unwrap();
+    let mut services = services(&mock, clock);
+    services.config_path = Some(path.clone());
+    let mut daemon = Daemon::start(Config::load(&path).unwrap(), services)
+        .await
+        .unwrap();
+    let router = daemon.router();
+    assert_eq!(mock.token_fetches(APP_KEY), 1);
+
+    // The same app, another rule: its client (token and pace) is kept.
+    std::fs::write(
+        &path,
+        config_text(&state_dir, APP_SECRET, "ops-app, owner", ""),
+    )
+    .unwrap();
+    daemon.reload().await.expect("reloaded");
+    assert_eq!(mock.token_fetches(APP_KEY), 1, "no new fetch");
+
+    // A wrong secret: refused, without the secret; the running config keeps sending.
+    std::fs::write(
+        &path,
+        config_text(&state_dir, "wrong-s3cret-4711", "ops-app", ""),
+    )
+    .unwrap();
+    let error = daemon.reload().await.expect_err("refused");
+    assert!(
+        error.contains("DingTalk refused app `oncall`'s appKey or appSecret"),
+        "{error}"
+    );
+    assert!(!error.contains("wrong-s3cret-4711"), "{error}");
+    post_alert(&router, "db-1", "lin").await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(app_sent(&mock, "app_robot_group").len(), 1);
+    assert_eq!(app_sent(&mock, "app_robot_oto").len(), 1, "the kept rule");
+    daemon
+        .stop(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
+}
