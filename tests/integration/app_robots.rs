@@ -617,3 +617,54 @@ async fn a_reload_keeps_the_apps_token_and_refuses_a_wrong_app_secret() {
         .stop(tokio::time::Instant::now() + Duration::from_secs(5))
         .await;
 }
+
+/// Through real sockets and the production HTTP client: the token goes in the
+/// `x-acs-dingtalk-access-token` header (api family) and the `access_token` query (work
+/// notifications), and the stand-in on loopback takes both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_production_client_carries_the_token_where_each_api_reads_it() {
+    use dingrelay::delivery::transport::HttpTransport;
+
+    let (addr, server) = stand_in().serve().await;
+    let state_dir = temp_dir("http");
+    let text = config_text(&state_dir, APP_SECRET, "ops-app, owner, notice", "").replace(
+        "base_url: http://mock.test",
+        &format!("base_url: http://{addr}"),
+    );
+    let transport = HttpTransport::new(Duration::from_secs(2), Duration::from_secs(5)).unwrap();
+    let services = Services {
+        transport: Arc::new(transport) as Arc<dyn Transport>,
+        clock: Clock::system(),
+        dry_run: Arc::new(Mutex::new(Box::new(std::io::sink()))),
+        config_path: None,
+        metrics: Arc::new(Metrics::new()),
+    };
+    let daemon = Daemon::start(load(&text), services).await.unwrap();
+    post_alert(&daemon.router(), "db-1", "lin").await;
+
+    let client = reqwest::Client::new();
+    let channels = ["app_robot_group", "app_robot_oto", "work_notice"];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let records = loop {
+        let text = client
+            .get(format!("http://{addr}/_messages"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if channels.iter().all(|c| text.contains(c)) || tokio::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    daemon
+        .stop(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
+    server.abort();
+    for channel in channels {
+        assert!(records.contains(channel), "{channel}: {records}");
+    }
+    assert!(records.contains("disk full on db-1"), "{records}");
+}
