@@ -388,6 +388,11 @@ async fn a_storm_to_app_robots_stays_within_their_rate_and_everything_arrives() 
 
     let group = app_sent(&harness.mock, "app_robot_group");
     let person = app_sent(&harness.mock, "app_robot_oto");
+    eprintln!(
+        "storm: 200 alerts reached the group in {} messages, the person in {}",
+        group.len(),
+        person.len()
+    );
     for (kind, sent) in [("group", &group), ("one-to-one", &person)] {
         let text: String = sent.iter().map(|(_, t)| t.as_str()).collect();
         let missing: Vec<String> = (0..200)
