@@ -476,19 +476,35 @@ fn start_up_refuses_with_one_clear_line() {
         crate::support::scratch_dir().join(format!("dingrelay-refuse-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    // Each of these must refuse to start: one that starts is stopped after 20 s (exit `None`),
+    // so the test fails instead of hanging.
     let serve = |text: &str| {
         let config = dir.join("rules.yaml");
         std::fs::write(&config, text).unwrap();
-        let output = Command::new(env!("CARGO_BIN_EXE_dingrelay"))
+        let log = dir.join("refused.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_dingrelay"))
             .args(["serve", "--config", config.to_str().unwrap()])
-            .output()
+            .stdout(std::fs::File::create(dir.join("refused.out")).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
             .unwrap();
+        let mut child = KillOnDrop(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let code = loop {
+            if let Some(status) = child.0.try_wait().unwrap() {
+                break status.code();
+            }
+            if Instant::now() > deadline {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
         let text = format!(
             "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
+            std::fs::read_to_string(dir.join("refused.out")).unwrap_or_default(),
+            std::fs::read_to_string(&log).unwrap_or_default()
         );
-        (output.status.code(), text)
+        (code, text)
     };
     let good = |listen: &str, state_dir: &str| {
         format!(
@@ -552,8 +568,18 @@ fn start_up_refuses_with_one_clear_line() {
     )
     .unwrap();
     let mut first = spawn(&first_config, &dir.join("first.log"));
+    // Started once it says so (it holds the state directory by then): its port answering alone
+    // could be another process that took the port meanwhile.
     let deadline = Instant::now() + Duration::from_secs(15);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !std::fs::read_to_string(dir.join("first.log"))
+        .unwrap_or_default()
+        .contains("Ready to receive webhooks")
+    {
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the first daemon exited: {}",
+            std::fs::read_to_string(dir.join("first.log")).unwrap_or_default()
+        );
         assert!(Instant::now() < deadline, "the first daemon did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
