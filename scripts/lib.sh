@@ -1,4 +1,5 @@
-# Shared by scripts/storm.sh, crash.sh, outage.sh and badinput.sh (sourced, not run).
+# shellcheck shell=bash
+# Shared by scripts/storm.sh, crash.sh, outage.sh, badinput.sh and apps.sh (sourced, not run).
 #
 # A caller sets NAME (the prefix of its output lines) and `set -euo pipefail`, then sources this
 # file, which: goes to the repository root, checks the common tools, creates $TMP, and installs the
@@ -16,13 +17,15 @@
 #
 # Exit status convention: 0 PASS, 1 FAIL, 2 setup error (`die`). Everything is on 127.0.0.1.
 
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit
+# shellcheck disable=SC2034 # for the callers
 ROOT=$(pwd)
 
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 MOCK=${MOCK_DINGTALK:-$TARGET_DIR/release/mock-dingtalk}
 BIN=${DINGRELAY_BIN:-$TARGET_DIR/release/dingrelay}
 RATE=20                                  # what the stand-in allows per robot per 60 s
+# shellcheck disable=SC2153 # NAME is the caller's
 TOKEN=$NAME-robot-token
 SECRET=SEC${NAME}0123456789abcdef0123456789abcdef0123456789abcdef01234567
 KEYWORD=告警
@@ -38,7 +41,9 @@ die() {
 # Checks that the value of variable $1 is an integer in [$2, $3].
 check_int() {
     local name=$1 min=$2 max=$3 value=${!1}
-    [[ $value =~ ^[0-9]+$ ]] && ((value >= min && value <= max)) || die "$name must be $min..$max (got '$value')"
+    if ! [[ $value =~ ^[0-9]+$ ]] || ((value < min || value > max)); then
+        die "$name must be $min..$max (got '$value')"
+    fi
 }
 
 for tool in python3 curl timeout; do
@@ -120,9 +125,11 @@ build_release() {
 }
 
 # ---- the DingTalk stand-in -----------------------------------------------------------------------
+# MOCK_ARGS: more of the stand-in's options (apps, users, groups, ...), after the robot's.
+MOCK_ARGS=()
 start_mock() {
     "$MOCK" --host 127.0.0.1 --port-file "$TMP/mock.port" \
-        --robot "$TOKEN:$SECRET:$KEYWORD" --rate "$RATE" >"$TMP/mock.log" 2>&1 &
+        --robot "$TOKEN:$SECRET:$KEYWORD" --rate "$RATE" "${MOCK_ARGS[@]}" >"$TMP/mock.log" 2>&1 &
     MOCK_PID=$!
     wait_for 10 test -s "$TMP/mock.port" || { cat "$TMP/mock.log" >&2; die "the stand-in did not start"; }
     MOCK_PORT=$(cat "$TMP/mock.port")
@@ -149,10 +156,7 @@ except Exception: print(0)'
 # token, one rule. Extra top-level YAML lines come from $1.
 write_config() {
     local extra=${1:-}
-    RELAY_PORT=$(free_port)
-    RELAY_URL=http://127.0.0.1:$RELAY_PORT
-    HOOK_URL=$RELAY_URL/hooks/alertmanager
-    mkdir -p "$TMP/state" "$TMP/alerts"
+    relay_address
     cat >"$TMP/rules.yaml" <<YAML
 # Written by scripts/$NAME.sh.
 listen: 127.0.0.1:$RELAY_PORT
@@ -184,6 +188,20 @@ rules:
         - {{ alert.labels.relay_id }} on {{ alert.labels.instance }}
         {% endfor %}
 YAML
+    check_config
+}
+
+# Picks dingrelay's port (RELAY_PORT, RELAY_URL, HOOK_URL) and makes $TMP/state and $TMP/alerts,
+# for a $TMP/rules.yaml written by the caller (write_config, or a script's own).
+relay_address() {
+    RELAY_PORT=$(free_port)
+    RELAY_URL=http://127.0.0.1:$RELAY_PORT
+    HOOK_URL=$RELAY_URL/hooks/alertmanager
+    mkdir -p "$TMP/state" "$TMP/alerts"
+}
+
+# Runs `dingrelay check` on $TMP/rules.yaml (output in $TMP/check.log); a refusal is a setup error.
+check_config() {
     timeout 60 "$BIN" check "$TMP/rules.yaml" >"$TMP/check.log" 2>&1 || {
         cat "$TMP/check.log" >&2
         die "dingrelay check refused the config"
@@ -221,12 +239,13 @@ relay_pending() {
 
 # ---- alerts --------------------------------------------------------------------------------------
 # Writes the Alertmanager payload for alert number $1 (id "$NAME-%04d") to $TMP/alerts/$1.json.
+# $2 (optional): more labels, as JSON members (`"owner":"lin"`), in the alert's and the common labels.
 make_alert() {
-    local i=$1 id fingerprint
+    local i=$1 id fingerprint more=${2:+,$2}
     id=$(printf '%s-%04d' "$NAME" "$i")
     fingerprint=$(printf '%016x' $((0x5707a000 + i)))
     cat >"$TMP/alerts/$i.json" <<JSON
-{"receiver":"dingtalk","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"${NAME^}Alert","relay_id":"$id","instance":"node-$i:9100","severity":"warning"},"annotations":{"summary":"$NAME alert $id"},"startsAt":"$(date -u +%Y-%m-%dT%H:%M:%S.000Z)","endsAt":"0001-01-01T00:00:00Z","generatorURL":"http://127.0.0.1/graph","fingerprint":"$fingerprint"}],"groupLabels":{"relay_id":"$id"},"commonLabels":{"alertname":"${NAME^}Alert","relay_id":"$id"},"commonAnnotations":{},"externalURL":"http://127.0.0.1:9093","version":"4","groupKey":"{}:{relay_id=\"$id\"}","truncatedAlerts":0}
+{"receiver":"dingtalk","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"${NAME^}Alert","relay_id":"$id","instance":"node-$i:9100","severity":"warning"$more},"annotations":{"summary":"$NAME alert $id"},"startsAt":"$(date -u +%Y-%m-%dT%H:%M:%S.000Z)","endsAt":"0001-01-01T00:00:00Z","generatorURL":"http://127.0.0.1/graph","fingerprint":"$fingerprint"}],"groupLabels":{"relay_id":"$id"},"commonLabels":{"alertname":"${NAME^}Alert","relay_id":"$id"$more},"commonAnnotations":{},"externalURL":"http://127.0.0.1:9093","version":"4","groupKey":"{}:{relay_id=\"$id\"}","truncatedAlerts":0}
 JSON
 }
 
