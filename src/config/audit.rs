@@ -219,6 +219,17 @@ pub fn audit(config: &Config, now: jiff::Timestamp) -> Audit {
                             msgtype: rendered.message.body.msgtype(),
                             bytes: crate::dingtalk::validate::encoded_len(&rendered.message),
                         });
+                        // A robot for people whose `users` name nobody here: said, since the
+                        // daemon would dead-letter such a message (the example may lack a label
+                        // real events carry).
+                        if let Some(app) = rendered.robot.endpoint.app()
+                            && app.kind.no_recipient(&rendered.recipients).is_some()
+                        {
+                            findings.push(Finding::Note(format!(
+                                "rule `{}` -> robot `{}`: its `users` name no one on example `{}`; such a message is dead-lettered (a default such as `... or \"lead0001\"` avoids it)",
+                                rule.name, rendered.robot.name, example.name
+                            )));
+                        }
                     }
                     matched_any = true;
                 }

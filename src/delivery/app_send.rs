@@ -308,21 +308,8 @@ fn with_reference(message: &Message) -> Message {
     message
 }
 
-/// Why a message for `kind` with these `recipients` has nowhere to go, if it has not: a
-/// one-to-one message naming nobody, a work notification naming neither people nor departments.
+/// Why a message for `kind` with these `recipients` has nowhere to go, if it has not
+/// ([`AppRobotKind::no_recipient`]).
 pub fn no_recipient(kind: &AppRobotKind, recipients: &[String]) -> Option<&'static str> {
-    match kind {
-        AppRobotKind::Group { .. } => None,
-        AppRobotKind::OneToOne { .. } if recipients.is_empty() => Some(
-            "no one to send it to: the robot's `users` rendered no user id for this event (a label missing?), or the rule failed and its fallback names nobody",
-        ),
-        AppRobotKind::WorkNotice { departments, .. }
-            if recipients.is_empty() && departments.is_empty() =>
-        {
-            Some(
-                "no one to send it to: the robot's `users` rendered no user id for this event (a label missing?), and it names no department",
-            )
-        }
-        _ => None,
-    }
+    kind.no_recipient(recipients)
 }

@@ -156,6 +156,26 @@ impl AppRobotKind {
         }
     }
 
+    /// Why a message for this robot with these `recipients` has nowhere to go, if it has not: a
+    /// one-to-one message naming nobody, a work notification naming neither people nor
+    /// departments.
+    pub fn no_recipient(&self, recipients: &[String]) -> Option<&'static str> {
+        match self {
+            AppRobotKind::Group { .. } => None,
+            AppRobotKind::OneToOne { .. } if recipients.is_empty() => Some(
+                "no one to send it to: the robot's `users` rendered no user id for this event (a label missing?), or the rule failed and its fallback names nobody",
+            ),
+            AppRobotKind::WorkNotice { departments, .. }
+                if recipients.is_empty() && departments.is_empty() =>
+            {
+                Some(
+                    "no one to send it to: the robot's `users` rendered no user id for this event (a label missing?), and it names no department",
+                )
+            }
+            _ => None,
+        }
+    }
+
     /// What this kind is called in messages to people.
     pub fn describe(&self) -> &'static str {
         match self {

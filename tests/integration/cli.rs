@@ -471,3 +471,42 @@ rules:
         r#"{"agent_id":4000001,"msg":{"msgtype":"markdown","markdown":{"title":"DiskFull","text":"**firing**"}},"userid_list":"lin","dept_id_list":"7"}"#
     );
 }
+
+#[test]
+fn check_notes_a_one_to_one_robot_whose_users_name_no_one_on_an_example() {
+    let text = |users: &str| {
+        format!(
+            r#"
+apps:
+  oncall: {{ app_key: dingoncallapp, app_secret: s }}
+robots:
+  owner: {{ app: oncall, kind: one_to_one, users: ['{users}'] }}
+sources:
+  am: {{ kind: alertmanager }}
+rules:
+  - {{ name: page, source: am, to: owner, template: alertmanager }}
+"#
+        )
+    };
+    let bare = temp_config("oto-bare", &text("{{ commonLabels.owner }}"));
+    let output = dingrelay(&["check", "--offline", bare.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains(
+            "note   rule `page` -> robot `owner`: its `users` name no one on example `firing`; such a message is dead-lettered"
+        ),
+        "{}",
+        stdout(&output)
+    );
+    let defaulted = temp_config(
+        "oto-default",
+        &text("{{ commonLabels.owner or \"lead0001\" }}"),
+    );
+    let output = dingrelay(&["check", "--offline", defaulted.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        !stdout(&output).contains("name no one"),
+        "{}",
+        stdout(&output)
+    );
+}
