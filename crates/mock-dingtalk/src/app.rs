@@ -192,6 +192,8 @@ pub(crate) struct AppState {
     pub(crate) work_to_all: HashMap<(i64, i64), usize>,
     /// Makes tokens, request ids and query keys unique.
     pub(crate) serial: u64,
+    /// 免登 auth codes: code -> (userid, appKey, expiry).
+    pub(crate) auth_codes: HashMap<String, (String, String, Instant)>,
 }
 
 impl AppState {

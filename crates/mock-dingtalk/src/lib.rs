@@ -52,6 +52,7 @@
 
 mod app;
 mod app_robot;
+mod login;
 mod token;
 mod work;
 
@@ -714,6 +715,42 @@ impl MockDingTalk {
         token::expire(&mut self.lock().state.app, app_key, Instant::now())
     }
 
+    /// A one-time 免登 auth code for `user_id` with app `app_key`, valid for
+    /// [`login::AUTH_CODE_TTL`]: what `requestAuthCode` gives a page inside DingTalk.
+    pub fn issue_auth_code(&self, user_id: &str, app_key: &str) -> String {
+        let mut shared = self.lock();
+        let st = &mut shared.state.app;
+        let code = format!("authcode{}", st.fresh_hex("authcode", 24));
+        st.auth_codes.insert(
+            code.clone(),
+            (
+                user_id.to_owned(),
+                app_key.to_owned(),
+                Instant::now() + login::AUTH_CODE_TTL,
+            ),
+        );
+        code
+    }
+
+    /// `POST /_authcode?userid=U&appkey=K`: [`MockDingTalk::issue_auth_code`], as `{"code"}`.
+    fn authcode_control(&self, query: &str) -> Answer {
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        let get = |k: &str| {
+            pairs
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+        };
+        match (get("userid"), get("appkey")) {
+            (Some(user), Some(app)) => {
+                json_answer(200, &json!({ "code": self.issue_auth_code(&user, &app) }))
+            }
+            _ => json_answer(400, &json!({ "error": "give userid and appkey" })),
+        }
+    }
+
     /// Every accepted message, oldest first.
     pub fn messages(&self) -> Vec<Recorded> {
         self.lock().state.messages.clone()
@@ -843,6 +880,7 @@ impl MockDingTalk {
             }
             ("POST", "/_fault") => Ok(self.fault_control(body)),
             ("POST", "/_expire") => Ok(self.expire_control(query, body)),
+            ("POST", "/_authcode") => Ok(self.authcode_control(query)),
             _ => {
                 return self
                     .app_route(method, path, query, headers, content_type, body)
@@ -875,6 +913,7 @@ impl MockDingTalk {
                 (Family::Oapi, "work_result", work::getsendprogress)
             }
             "/v1.0/oauth2/accessToken" => (Family::Api, "token", token::access_token),
+            "/topapi/v2/user/getuserinfo" => (Family::Oapi, "login", login::getuserinfo_v2),
             "/v1.0/robot/groupMessages/send" => {
                 (Family::Api, "app_robot_group", app_robot::group_send)
             }
