@@ -35,6 +35,7 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod delivery;
 pub mod dingtalk;

@@ -22,7 +22,9 @@ use serde_json::json;
 use url::Url;
 
 use super::app_classify::{AppVerdict, classify_app, classify_work_notice};
-use super::app_token::{ApiTokenSource, AppToken, FetchFuture, TokenError, TokenSource};
+use super::app_token::{
+    ApiTokenSource, AppToken, FetchFuture, TokenError, TokenSource, is_token_refusal,
+};
 use super::limiter::RateLimiter;
 use super::transport::{HttpAnswer, Transport, TransportError};
 use crate::dingtalk::app_message::to_app_robot;
@@ -76,7 +78,7 @@ impl TokenSource for CountedSource {
 enum Request {
     /// An api-family call: the token goes in a header.
     Api { url: Url, body: Vec<u8> },
-    /// A work notification: the token goes in the query.
+    /// An oapi call (work notifications, 免登): the token goes in the query.
     WorkNotice { url: Url, body: Vec<u8> },
 }
 
@@ -187,6 +189,49 @@ impl AppClient {
             return verdict;
         }
         AppVerdict::TokenRefused
+    }
+
+    /// Posts `body` to the app's oapi `path` (`/topapi/v2/user/getuserinfo`, ...) with the token
+    /// in the query, and returns the answer. A token DingTalk refuses is dropped and the call
+    /// made again, once, with a new one: what the console's 免登 and JSAPI calls share with the
+    /// robots.
+    ///
+    /// # Errors
+    ///
+    /// No token, or no answer within `timeout`, as a sentence without the token.
+    pub async fn call_oapi(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        timeout: Duration,
+    ) -> Result<HttpAnswer, String> {
+        let url = self.app.oapi_url.join(path).map_err(|e| e.to_string())?;
+        let request = Request::WorkNotice {
+            url,
+            body: body.to_string().into_bytes(),
+        };
+        let mut attempt = 0;
+        loop {
+            let token = match tokio::time::timeout(timeout, self.token.get()).await {
+                Ok(result) => result.map_err(|e| e.to_string())?,
+                Err(_) => {
+                    return Err(format!(
+                        "could not get app `{}`'s access token in time",
+                        self.app.name
+                    ));
+                }
+            };
+            let answer = tokio::time::timeout(timeout, self.post(&request, &token))
+                .await
+                .unwrap_or(Err(TransportError::Timeout))
+                .map_err(|e| e.to_string())?;
+            if attempt == 0 && is_token_refusal(&answer) {
+                self.token.invalidate(&token).await;
+                attempt += 1;
+                continue;
+            }
+            return Ok(answer);
+        }
     }
 
     async fn post(

@@ -19,7 +19,7 @@ use syn::visit::Visit;
 /// The top-level modules of `src/`, lowest first: each may import only from those before it.
 const LAYERS: &[&str] = &[
     "text", "clock", "metrics", "yaml", "dingtalk", "source", "rules", "config", "outbox",
-    "routing", "delivery", "intake", "daemon", "cli",
+    "routing", "delivery", "intake", "console", "daemon", "cli",
 ];
 
 /// A file's module path: `src/rules/compile.rs` is `["rules", "compile"]`, `src/lib.rs` is `[]`.

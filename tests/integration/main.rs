@@ -6,6 +6,7 @@ mod app_api;
 mod app_robots;
 mod cli;
 mod config_errors;
+mod console;
 mod cookbook;
 mod corpus;
 mod crash;

@@ -1,0 +1,204 @@
+//! Signed, expiring tokens: the console's session cookie and the links its buttons open.
+//!
+//! A token is `base64url(payload) "." base64url(HMAC-SHA256(key, payload))`, the payload
+//! `purpose \n subject \n expires_at_ms`. Invariants:
+//! - **a token says what it is for**: a session token is not a link token and the other way round
+//!   (`purpose` is signed), so one cannot stand for the other;
+//! - **it expires**: past `expires_at_ms` it is refused, however well signed;
+//! - **it cannot be forged or altered** without the key: the MAC is compared in constant time
+//!   ([`hmac::Mac::verify_slice`]), and any change of purpose, subject or expiry breaks it;
+//! - a link names *what* to act on, never *who* acts: the person acting is the one signed in, so a
+//!   forwarded message cannot act as the person it was sent to;
+//! - the key is never shown; [`Signer`]'s `Debug` leaves it out.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+/// What a token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// The console's session: the subject is the signed-in DingTalk user id.
+    Session,
+    /// A link from a message's button: the subject is what it acts on (`silence:<fingerprint>`).
+    Link,
+}
+
+impl Purpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Session => "session",
+            Purpose::Link => "link",
+        }
+    }
+}
+
+/// Why a token is refused. Its text is safe to show on a page: it says nothing of the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenRefusal {
+    #[error("the link or session is not one of this console's")]
+    Malformed,
+    #[error("the link or session was not signed by this console (altered or forged)")]
+    Forged,
+    #[error("the link or session is for something else")]
+    WrongPurpose,
+    #[error("the link or session has expired")]
+    Expired,
+}
+
+/// Signs and verifies tokens with one key (held by the daemon; restarting with a new key signs
+/// everyone out).
+#[derive(Clone)]
+pub struct Signer {
+    key: Vec<u8>,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Signer { .. }")
+    }
+}
+
+impl Signer {
+    /// A signer with `key` (at least 32 bytes of secret).
+    ///
+    /// # Errors
+    ///
+    /// When the key is shorter than 32 bytes.
+    pub fn new(key: Vec<u8>) -> Result<Signer, String> {
+        if key.len() < 32 {
+            return Err(format!(
+                "the console's signing key has {} bytes; it needs at least 32",
+                key.len()
+            ));
+        }
+        Ok(Signer { key })
+    }
+
+    /// A signer with a fresh random key: tokens last until the daemon restarts.
+    pub fn random() -> Signer {
+        Signer {
+            key: rand::random::<[u8; 32]>().to_vec(),
+        }
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).expect("HMAC takes any key length")
+    }
+
+    /// A token for `subject`, valid for `purpose` until `expires_at_ms` (Unix ms).
+    pub fn sign(&self, purpose: Purpose, subject: &str, expires_at_ms: i64) -> String {
+        let payload = format!("{}\n{subject}\n{expires_at_ms}", purpose.as_str());
+        let mut mac = self.mac();
+        mac.update(payload.as_bytes());
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(payload.as_bytes()),
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        )
+    }
+
+    /// The subject of `token` if it is this signer's, for `purpose`, and not expired at `now_ms`.
+    ///
+    /// # Errors
+    ///
+    /// Why it is refused; the signature is checked before anything of the payload is trusted.
+    pub fn verify(
+        &self,
+        token: &str,
+        purpose: Purpose,
+        now_ms: i64,
+    ) -> Result<String, TokenRefusal> {
+        let (payload, tag) = token.split_once('.').ok_or(TokenRefusal::Malformed)?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| TokenRefusal::Malformed)?;
+        let tag = URL_SAFE_NO_PAD
+            .decode(tag)
+            .map_err(|_| TokenRefusal::Malformed)?;
+        let mut mac = self.mac();
+        mac.update(&payload);
+        mac.verify_slice(&tag).map_err(|_| TokenRefusal::Forged)?;
+        let payload = String::from_utf8(payload).map_err(|_| TokenRefusal::Malformed)?;
+        let mut parts = payload.splitn(3, '\n');
+        let (Some(what), Some(subject), Some(expires)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenRefusal::Malformed);
+        };
+        if what != purpose.as_str() {
+            return Err(TokenRefusal::WrongPurpose);
+        }
+        let expires: i64 = expires.parse().map_err(|_| TokenRefusal::Malformed)?;
+        if now_ms >= expires {
+            return Err(TokenRefusal::Expired);
+        }
+        Ok(subject.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_796_000_000_000;
+
+    fn signer() -> Signer {
+        Signer::new(b"0123456789abcdef0123456789abcdef".to_vec()).unwrap()
+    }
+
+    #[test]
+    fn a_token_gives_back_its_subject_until_it_expires() {
+        let token = signer().sign(Purpose::Link, "silence:abc123", NOW + 60_000);
+        assert_eq!(
+            signer().verify(&token, Purpose::Link, NOW),
+            Ok("silence:abc123".to_owned())
+        );
+        assert_eq!(
+            signer().verify(&token, Purpose::Link, NOW + 60_000),
+            Err(TokenRefusal::Expired)
+        );
+    }
+
+    #[test]
+    fn forged_altered_and_misused_tokens_are_refused() {
+        let token = signer().sign(Purpose::Session, "user456", NOW + 60_000);
+        // Another key.
+        let other = Signer::new(vec![7; 32]).unwrap();
+        assert_eq!(
+            other.verify(&token, Purpose::Session, NOW),
+            Err(TokenRefusal::Forged)
+        );
+        // The subject or expiry changed, with the old MAC.
+        let (_, tag) = token.split_once('.').unwrap();
+        for payload in [
+            "session\nadmin\n1796000060000",
+            "session\nuser456\n9999999999999",
+        ] {
+            let altered = format!("{}.{tag}", URL_SAFE_NO_PAD.encode(payload));
+            assert_eq!(
+                signer().verify(&altered, Purpose::Session, NOW),
+                Err(TokenRefusal::Forged)
+            );
+        }
+        // A session is not a link.
+        assert_eq!(
+            signer().verify(&token, Purpose::Link, NOW),
+            Err(TokenRefusal::WrongPurpose)
+        );
+        for junk in ["", ".", "abc", "a.b", "!!.!!"] {
+            assert!(
+                signer().verify(junk, Purpose::Session, NOW).is_err(),
+                "{junk}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_short_key_is_refused_and_the_key_is_never_shown() {
+        assert!(Signer::new(vec![1; 16]).is_err());
+        assert_eq!(format!("{:?}", signer()), "Signer { .. }");
+        let a = Signer::random().sign(Purpose::Session, "u", NOW + 1);
+        assert!(Signer::random().verify(&a, Purpose::Session, NOW).is_err());
+    }
+}

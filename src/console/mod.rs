@@ -1,0 +1,13 @@
+//! The console (issue 15, in progress): a small web page served by the daemon, opened inside
+//! DingTalk, to preview messages and to silence or acknowledge an alert as oneself.
+//!
+//! What stands so far are its DingTalk-facing pieces, each testable on its own:
+//! - [`jsapi`]: the `dd.config` signature over a page URL, as DingTalk checks it;
+//! - [`login`]: 免登, an auth code from the page turned into the DingTalk user, over the app's
+//!   cached access token;
+//! - [`link`]: signed, expiring links and sessions, so that a forwarded message cannot act as
+//!   someone else.
+
+pub mod jsapi;
+pub mod link;
+pub mod login;
