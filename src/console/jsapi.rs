@@ -9,10 +9,21 @@
 //! The URL is the page's, rewritten as DingTalk's own helper does ([`signed_url`]): without the
 //! fragment, the query percent-decoded (`+` as a space), scheme, authority (an explicit port kept)
 //! and path as they are. A signature over the raw URL fails on iOS, which passes it encoded.
+//!
+//! The ticket comes from [`Tickets`], one cache per app over its access token; if DingTalk hands
+//! out a new ticket (another process fetched one), signatures made with the old one fail (52013)
+//! until it expires here: one console per app is assumed.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use url::Url;
+
+use crate::delivery::app_send::AppClient;
+use crate::delivery::app_token::{AppToken, FetchFuture, Fetched, TokenError, TokenSource};
 
 /// The digest of the signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -79,6 +90,116 @@ pub fn signature(ticket: &str, nonce: &str, timestamp: &str, url: &str, hash: Ha
     match hash {
         Hash::Sha256 => hex::encode(Sha256::digest(plain.as_bytes())),
         Hash::Sha1 => hex::encode(Sha1::digest(plain.as_bytes())),
+    }
+}
+
+/// What a page passes to `dd.config`, for its URL: all of it from the server, `timeStamp`
+/// exactly the string signed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DdConfig {
+    pub agent_id: String,
+    pub corp_id: String,
+    pub time_stamp: String,
+    pub nonce_str: String,
+    pub signature: String,
+}
+
+/// The app's jsapi_ticket, fetched with its access token (`POST /v1.0/oauth2/jsapiTickets`) and
+/// cached like the token: one fetch at a time, renewed ahead of its expiry ([`AppToken`]).
+pub struct Tickets {
+    cache: AppToken,
+}
+
+/// Fetches tickets for [`Tickets`].
+struct TicketSource {
+    app: Arc<AppClient>,
+    timeout: Duration,
+}
+
+impl TokenSource for TicketSource {
+    fn fetch(&self) -> FetchFuture<'_> {
+        Box::pin(async move {
+            let unavailable = |reason: String| TokenError::Unavailable {
+                app: self.app.app.name.clone(),
+                reason,
+            };
+            let answer = self
+                .app
+                .call_api(
+                    "/v1.0/oauth2/jsapiTickets",
+                    &serde_json::json!({}),
+                    self.timeout,
+                )
+                .await
+                .map_err(unavailable)?;
+            #[derive(serde::Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct Answer {
+                jsapi_ticket: Option<String>,
+                expire_in: Option<i64>,
+                code: Option<String>,
+            }
+            let parsed: Answer = serde_json::from_slice(&answer.body).map_err(|_| {
+                unavailable(format!(
+                    "HTTP {} with a body that is not JSON",
+                    answer.status
+                ))
+            })?;
+            match parsed.jsapi_ticket.filter(|t| !t.is_empty()) {
+                Some(ticket) if answer.status == 200 => Ok(Fetched {
+                    token: SecretString::from(ticket),
+                    expires_in: Duration::from_secs(
+                        parsed.expire_in.unwrap_or(0).max(0).unsigned_abs(),
+                    ),
+                }),
+                _ => Err(unavailable(format!(
+                    "HTTP {}, {} (no jsapi_ticket)",
+                    answer.status,
+                    parsed.code.unwrap_or_else(|| "no code".into())
+                ))),
+            }
+        })
+    }
+}
+
+impl Tickets {
+    /// The ticket cache of `app`; each fetch bounded by `timeout`.
+    pub fn new(app: Arc<AppClient>, timeout: Duration) -> Tickets {
+        Tickets {
+            cache: AppToken::new(Arc::new(TicketSource { app, timeout })),
+        }
+    }
+
+    /// The `dd.config` parameters for the page at `page_url`, signed with the current ticket,
+    /// `nonce` and `timestamp` (what the page will pass back exactly).
+    ///
+    /// # Errors
+    ///
+    /// A page URL that is not one, or no ticket.
+    pub async fn dd_config(
+        &self,
+        page_url: &str,
+        agent_id: u64,
+        corp_id: &str,
+        nonce: &str,
+        timestamp: &str,
+        hash: Hash,
+    ) -> Result<DdConfig, String> {
+        let url = signed_url(page_url)?;
+        let ticket = self.cache.get().await.map_err(|e| e.to_string())?;
+        Ok(DdConfig {
+            agent_id: agent_id.to_string(),
+            corp_id: corp_id.to_owned(),
+            time_stamp: timestamp.to_owned(),
+            nonce_str: nonce.to_owned(),
+            signature: signature(ticket.expose_secret(), nonce, timestamp, &url, hash),
+        })
+    }
+
+    /// Ticket fetches made (one per expiry).
+    pub fn fetches(&self) -> u64 {
+        self.cache.fetches()
     }
 }
 

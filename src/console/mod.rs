@@ -2,7 +2,8 @@
 //! DingTalk, to preview messages and to silence or acknowledge an alert as oneself.
 //!
 //! What stands so far are its DingTalk-facing pieces, each testable on its own:
-//! - [`jsapi`]: the `dd.config` signature over a page URL, as DingTalk checks it;
+//! - [`jsapi`]: the app's jsapi_ticket (cached like its token) and the `dd.config` parameters
+//!   for a page URL, signed as DingTalk checks them;
 //! - [`login`]: 免登, an auth code from the page turned into the DingTalk user, over the app's
 //!   cached access token;
 //! - [`link`]: signed, expiring links and sessions, so that a forwarded message cannot act as

@@ -193,8 +193,7 @@ impl AppClient {
 
     /// Posts `body` to the app's oapi `path` (`/topapi/v2/user/getuserinfo`, ...) with the token
     /// in the query, and returns the answer. A token DingTalk refuses is dropped and the call
-    /// made again, once, with a new one: what the console's 免登 and JSAPI calls share with the
-    /// robots.
+    /// made again, once, with a new one: what the console's 免登 calls share with the robots.
     ///
     /// # Errors
     ///
@@ -206,11 +205,31 @@ impl AppClient {
         timeout: Duration,
     ) -> Result<HttpAnswer, String> {
         let url = self.app.oapi_url.join(path).map_err(|e| e.to_string())?;
-        let request = Request::WorkNotice {
-            url,
-            body: body.to_string().into_bytes(),
-        };
-        let mut attempt = 0;
+        let body = body.to_string().into_bytes();
+        self.call(&Request::WorkNotice { url, body }, timeout).await
+    }
+
+    /// [`AppClient::call_oapi`] for the api family's `path` (`/v1.0/oauth2/jsapiTickets`): the
+    /// token in the `x-acs-dingtalk-access-token` header.
+    ///
+    /// # Errors
+    ///
+    /// As [`AppClient::call_oapi`].
+    pub async fn call_api(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        timeout: Duration,
+    ) -> Result<HttpAnswer, String> {
+        let url = self.app.api_url.join(path).map_err(|e| e.to_string())?;
+        let body = body.to_string().into_bytes();
+        self.call(&Request::Api { url, body }, timeout).await
+    }
+
+    /// Sends `request` with the app's token; a refused token is renewed and the call made again
+    /// once.
+    async fn call(&self, request: &Request, timeout: Duration) -> Result<HttpAnswer, String> {
+        let mut renewed = false;
         loop {
             let token = match tokio::time::timeout(timeout, self.token.get()).await {
                 Ok(result) => result.map_err(|e| e.to_string())?,
@@ -221,13 +240,13 @@ impl AppClient {
                     ));
                 }
             };
-            let answer = tokio::time::timeout(timeout, self.post(&request, &token))
+            let answer = tokio::time::timeout(timeout, self.post(request, &token))
                 .await
                 .unwrap_or(Err(TransportError::Timeout))
                 .map_err(|e| e.to_string())?;
-            if attempt == 0 && is_token_refusal(&answer) {
+            if !renewed && is_token_refusal(&answer) {
                 self.token.invalidate(&token).await;
-                attempt += 1;
+                renewed = true;
                 continue;
             }
             return Ok(answer);

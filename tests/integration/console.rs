@@ -103,3 +103,60 @@ async fn sign_in_shares_the_apps_token_and_survives_its_expiry() {
     assert!(error.to_string().contains("refused"), "{error}");
     assert!(!error.to_string().contains("wrong-s3cret-4711"), "{error}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn dd_config_is_signed_with_the_apps_ticket_for_the_pages_url() {
+    use dingrelay::console::jsapi::{Hash, Tickets, signature};
+
+    let mock = MockDingTalk::new().app("dingconsole", "console-s3cret");
+    let app = client(&mock, "dingconsole", "console-s3cret");
+    let tickets = Tickets::new(app, TIMEOUT);
+    let page = "https://relay.example.com:8443/console/silence?alert=Disk%20Full#/detail";
+    let config = tickets
+        .dd_config(
+            page,
+            4000001,
+            "dingcorp",
+            "nonce123",
+            "1796000000000",
+            Hash::Sha256,
+        )
+        .await
+        .unwrap();
+    let ticket = mock.current_ticket("dingconsole").expect("fetched");
+    assert_eq!(
+        config.signature,
+        signature(
+            &ticket,
+            "nonce123",
+            "1796000000000",
+            "https://relay.example.com:8443/console/silence?alert=Disk Full",
+            Hash::Sha256
+        )
+    );
+    assert_eq!(
+        serde_json::to_value(&config).unwrap(),
+        serde_json::json!({"agentId": "4000001", "corpId": "dingcorp", "timeStamp": "1796000000000",
+                           "nonceStr": "nonce123", "signature": config.signature})
+    );
+    // Cached: one fetch for many pages, until it is due again.
+    for _ in 0..10 {
+        tickets
+            .dd_config(page, 4000001, "dingcorp", "n", "1", Hash::Sha1)
+            .await
+            .unwrap();
+    }
+    assert_eq!(tickets.fetches(), 1);
+    tokio::time::sleep(Duration::from_secs(7200)).await;
+    tickets
+        .dd_config(page, 4000001, "dingcorp", "n", "1", Hash::Sha256)
+        .await
+        .unwrap();
+    assert_eq!(tickets.fetches(), 2);
+    assert!(
+        tickets
+            .dd_config("not a url", 1, "c", "n", "1", Hash::Sha256)
+            .await
+            .is_err()
+    );
+}

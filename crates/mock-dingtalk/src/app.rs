@@ -194,6 +194,8 @@ pub(crate) struct AppState {
     pub(crate) serial: u64,
     /// 免登 auth codes: code -> (userid, appKey, expiry).
     pub(crate) auth_codes: HashMap<String, (String, String, Instant)>,
+    /// appKey -> its jsapi_ticket and when it expires.
+    pub(crate) tickets: HashMap<String, (String, Instant)>,
 }
 
 impl AppState {

@@ -732,6 +732,18 @@ impl MockDingTalk {
         code
     }
 
+    /// The app's current jsapi_ticket while it is valid (what a dd.config signature is made with).
+    pub fn current_ticket(&self, app_key: &str) -> Option<String> {
+        let shared = self.lock();
+        shared
+            .state
+            .app
+            .tickets
+            .get(app_key)
+            .filter(|(_, expires)| Instant::now() < *expires)
+            .map(|(ticket, _)| ticket.clone())
+    }
+
     /// `POST /_authcode?userid=U&appkey=K`: [`MockDingTalk::issue_auth_code`], as `{"code"}`.
     fn authcode_control(&self, query: &str) -> Answer {
         let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
@@ -914,6 +926,7 @@ impl MockDingTalk {
             }
             "/v1.0/oauth2/accessToken" => (Family::Api, "token", token::access_token),
             "/topapi/v2/user/getuserinfo" => (Family::Oapi, "login", login::getuserinfo_v2),
+            "/v1.0/oauth2/jsapiTickets" => (Family::Api, "ticket", login::jsapi_tickets),
             "/v1.0/robot/groupMessages/send" => {
                 (Family::Api, "app_robot_group", app_robot::group_send)
             }

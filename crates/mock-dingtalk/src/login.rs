@@ -55,3 +55,32 @@ pub(crate) fn getuserinfo_v2(config: &AppConfig, st: &mut AppState, call: &Call)
         true,
     )
 }
+
+/// How long a jsapi_ticket lives (renewed by a fetch while valid, as DingTalk does).
+pub const TICKET_TTL: Duration = Duration::from_secs(7200);
+
+/// `POST /v1.0/oauth2/jsapiTickets` (header token, no body needed) → `{"jsapiTicket","expireIn"}`:
+/// one ticket per app, the same while valid.
+pub(crate) fn jsapi_tickets(config: &AppConfig, st: &mut AppState, call: &Call) -> Reply {
+    let channel = "ticket";
+    let app = match crate::token::api_auth(config, st, channel, call) {
+        Ok(app) => app,
+        Err(reply) => return reply,
+    };
+    let ticket = match st.tickets.get(&app) {
+        Some((ticket, expires)) if call.now < *expires => ticket.clone(),
+        _ => st.fresh_hex("ticket", 40),
+    };
+    st.tickets
+        .insert(app, (ticket.clone(), call.now + TICKET_TTL));
+    crate::app::api_reply(
+        st,
+        channel,
+        200,
+        &json!({ "jsapiTicket": ticket, "expireIn": TICKET_TTL.as_secs() }),
+        "0",
+        None,
+        &[],
+        true,
+    )
+}
