@@ -7,8 +7,10 @@
 //! - [`login`]: 免登, an auth code from the page turned into the DingTalk user, over the app's
 //!   cached access token;
 //! - [`link`]: signed, expiring links and sessions, so that a forwarded message cannot act as
-//!   someone else.
+//!   someone else;
+//! - [`silence`]: the silence created in Alertmanager (API v2) as the signed-in user.
 
 pub mod jsapi;
 pub mod link;
 pub mod login;
+pub mod silence;

@@ -160,3 +160,160 @@ async fn dd_config_is_signed_with_the_apps_ticket_for_the_pages_url() {
             .is_err()
     );
 }
+
+/// A real Alertmanager (Debian's `prometheus-alertmanager`) on loopback, or `None`, having said
+/// why, when it is not installed outside CI (under `CI`, a missing one fails the test: `.ci/run`
+/// installs it).
+struct Alertmanager {
+    child: std::process::Child,
+    base: Url,
+    _dir: std::path::PathBuf,
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self._dir);
+    }
+}
+
+async fn alertmanager() -> Option<Alertmanager> {
+    let binary = ["prometheus-alertmanager", "alertmanager"]
+        .into_iter()
+        .find(|b| {
+            std::process::Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+    let Some(binary) = binary else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but Alertmanager is not installed (.ci/run installs prometheus-alertmanager)"
+        );
+        eprintln!("SKIPPED: no Alertmanager (apt-get install prometheus-alertmanager)");
+        return None;
+    };
+    let dir = crate::support::scratch_dir().join(format!("alertmanager-{}", rand_suffix()));
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::write(
+        dir.join("alertmanager.yml"),
+        "route: { receiver: none }\nreceivers: [ { name: none } ]\n",
+    )
+    .unwrap();
+    let port = crate::support::free_port();
+    let child = std::process::Command::new(binary)
+        .arg(format!(
+            "--config.file={}",
+            dir.join("alertmanager.yml").display()
+        ))
+        .arg(format!("--storage.path={}", dir.join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("log")).unwrap())
+        .spawn()
+        .unwrap();
+    let base = Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+    let am = Alertmanager {
+        child,
+        base,
+        _dir: dir,
+    };
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let ready = client
+            .get(am.base.join("-/ready").unwrap())
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ready {
+            return Some(am);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Alertmanager did not get ready: {}",
+            std::fs::read_to_string(am._dir.join("log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silence_exists_in_a_real_alertmanager_with_the_users_name() {
+    use dingrelay::console::silence::{SilenceError, SilenceRequest, create};
+
+    let Some(am) = alertmanager().await else {
+        return;
+    };
+    let client = reqwest::Client::new();
+    let labels: std::collections::BTreeMap<String, String> =
+        [("alertname", "DiskFull"), ("instance", "db-1")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+    let silence = SilenceRequest::new(
+        labels,
+        "张三",
+        jiff::Timestamp::now(),
+        Duration::from_secs(7200),
+    );
+    let id = create(&client, &am.base, &silence).await.expect("created");
+
+    let listed: serde_json::Value = serde_json::from_str(
+        &client
+            .get(am.base.join("api/v2/silences").unwrap())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let ours = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{listed:#}"));
+    assert_eq!(ours["createdBy"], "张三");
+    assert_eq!(ours["status"]["state"], "active");
+    let mut matchers: Vec<String> = ours["matchers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            format!(
+                "{}={}",
+                m["name"].as_str().unwrap(),
+                m["value"].as_str().unwrap()
+            )
+        })
+        .collect();
+    matchers.sort();
+    assert_eq!(matchers, ["alertname=DiskFull", "instance=db-1"]);
+
+    // Alertmanager's refusal is said with its status: a silence that ends before it starts.
+    let mut backwards = silence.clone();
+    backwards.ends_at = backwards.starts_at - jiff::SignedDuration::from_hours(1);
+    let error = create(&client, &am.base, &backwards).await.unwrap_err();
+    assert!(
+        matches!(error, SilenceError::Refused { status: 400, .. }),
+        "{error}"
+    );
+    let mut empty = silence;
+    empty.labels.clear();
+    assert_eq!(
+        create(&client, &am.base, &empty).await,
+        Err(SilenceError::NoLabels)
+    );
+}
