@@ -8,9 +8,11 @@
 //!   cached access token;
 //! - [`link`]: signed, expiring links and sessions, so that a forwarded message cannot act as
 //!   someone else;
-//! - [`silence`]: the silence created in Alertmanager (API v2) as the signed-in user.
+//! - [`silence`]: the silence created in Alertmanager (API v2) as the signed-in user;
+//! - [`web`]: the routes so far: sign-in into a session cookie, who is signed in, `dd.config`.
 
 pub mod jsapi;
 pub mod link;
 pub mod login;
 pub mod silence;
+pub mod web;

@@ -317,3 +317,169 @@ async fn a_silence_exists_in_a_real_alertmanager_with_the_users_name() {
         Err(SilenceError::NoLabels)
     );
 }
+
+/// The console's routes on the stand-in, on a paused clock.
+fn console_router(mock: &MockDingTalk) -> axum::Router {
+    use dingrelay::console::jsapi::Tickets;
+    use dingrelay::console::link::Signer;
+    use dingrelay::console::web::{Console, router};
+
+    let app = client(mock, "dingconsole", "console-s3cret");
+    router(Arc::new(Console {
+        tickets: Tickets::new(app.clone(), TIMEOUT),
+        app,
+        signer: Signer::random(),
+        corp_id: "dingcorp".into(),
+        agent_id: 4000001,
+        session_ttl: Duration::from_secs(3600),
+        clock: dingrelay::clock::Clock::starting_at(1_796_000_000_000),
+        timeout: TIMEOUT,
+    }))
+}
+
+async fn get(
+    router: &axum::Router,
+    path: &str,
+    cookie: Option<&str>,
+) -> (u16, Vec<(String, String)>, String) {
+    use tower::ServiceExt;
+    let mut request = http::Request::get(path);
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    let response = router
+        .clone()
+        .oneshot(request.body(axum::body::Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test(start_paused = true)]
+async fn signing_in_sets_a_strict_session_cookie_that_opens_the_console() {
+    let mock = MockDingTalk::new()
+        .app("dingconsole", "console-s3cret")
+        .user("user456", "张<三>");
+    let router = console_router(&mock);
+
+    // Not signed in: the sign-in page, which asks DingTalk for a code with the corp id.
+    let (status, _, body) = get(&router, "/console/", None).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("requestAuthCode") && body.contains("\"dingcorp\""),
+        "{body}"
+    );
+
+    let code = mock.issue_auth_code("user456", "dingconsole");
+    let (status, headers, _) = get(&router, &format!("/console/login?code={code}"), None).await;
+    assert_eq!(status, 303);
+    let cookie = headers
+        .iter()
+        .find(|(k, _)| k == "set-cookie")
+        .map(|(_, v)| v.clone())
+        .expect("a session cookie");
+    for attribute in [
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/console",
+        "Max-Age=3600",
+    ] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let (status, _, body) = get(&router, "/console/", Some(&session)).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("Signed in as <b>张&lt;三&gt;</b> (user456)"),
+        "{body}"
+    );
+
+    // The code was used: a second sign-in with it is a clear page, not a stack trace.
+    let (status, _, body) = get(&router, &format!("/console/login?code={code}"), None).await;
+    assert_eq!(status, 401);
+    assert!(body.contains("open the page from DingTalk again"), "{body}");
+
+    // dd.config for the page, only with a session.
+    let page = "/console/api/dd-config?url=https%3A%2F%2Frelay.example.com%2Fconsole%2F";
+    assert_eq!(get(&router, page, None).await.0, 401);
+    let (status, _, body) = get(&router, page, Some(&session)).await;
+    assert_eq!(status, 200, "{body}");
+    let config: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(config["corpId"], "dingcorp");
+    assert_eq!(config["agentId"], "4000001");
+    let ticket = mock.current_ticket("dingconsole").unwrap();
+    assert_eq!(
+        config["signature"],
+        dingrelay::console::jsapi::signature(
+            &ticket,
+            config["nonceStr"].as_str().unwrap(),
+            config["timeStamp"].as_str().unwrap(),
+            "https://relay.example.com/console/",
+            dingrelay::console::jsapi::Hash::Sha256
+        )
+    );
+    assert!(!body.contains(&ticket), "the ticket stays on the server");
+
+    // A forged or another console's session opens nothing.
+    let forged = format!("{session}x");
+    assert!(
+        get(&router, "/console/", Some(&forged))
+            .await
+            .2
+            .contains("Sign in")
+    );
+    let other = dingrelay::console::link::Signer::random().sign(
+        dingrelay::console::link::Purpose::Session,
+        r#"{"id":"admin","name":"root"}"#,
+        i64::MAX,
+    );
+    let (_, _, body) = get(
+        &router,
+        "/console/",
+        Some(&format!("dingrelay_session={other}")),
+    )
+    .await;
+    assert!(
+        body.contains("Sign in") && !body.contains("admin"),
+        "{body}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_expires() {
+    let mock = MockDingTalk::new()
+        .app("dingconsole", "console-s3cret")
+        .user("user456", "Lin");
+    let router = console_router(&mock);
+    let code = mock.issue_auth_code("user456", "dingconsole");
+    let (_, headers, _) = get(&router, &format!("/console/login?code={code}"), None).await;
+    let cookie = headers
+        .iter()
+        .find(|(k, _)| k == "set-cookie")
+        .unwrap()
+        .1
+        .clone();
+    let session = cookie.split(';').next().unwrap().to_owned();
+    assert!(
+        get(&router, "/console/", Some(&session))
+            .await
+            .2
+            .contains("Signed in")
+    );
+    tokio::time::sleep(Duration::from_secs(3601)).await;
+    assert!(
+        get(&router, "/console/", Some(&session))
+            .await
+            .2
+            .contains("Sign in")
+    );
+}
