@@ -246,6 +246,11 @@ fn build(raw: RawConfig, checker: &mut Checker<'_>) -> Option<Config> {
         }
     }
 
+    let console = raw
+        .console
+        .as_ref()
+        .and_then(|console| build_console(console, &apps, &root.key("console"), checker));
+
     let mut robots = IndexMap::new();
     let mut robot_delivery = IndexMap::new();
     for (name, robot) in &raw.robots {
@@ -333,6 +338,7 @@ fn build(raw: RawConfig, checker: &mut Checker<'_>) -> Option<Config> {
             keep_delivered: keep_delivered?,
         },
         robot_delivery,
+        console,
         reload_token,
         warnings: Vec::new(),
         source_text: Default::default(),
@@ -364,4 +370,67 @@ fn body_size(size: &raw::BodySize) -> Option<usize> {
     (bytes >= 1024)
         .then(|| usize::try_from(bytes).ok())
         .flatten()
+}
+
+/// The console's settings: its app must be declared, with an AgentId (for `dd.config`).
+fn build_console(
+    raw: &raw::RawConsole,
+    apps: &IndexMap<String, std::sync::Arc<crate::dingtalk::App>>,
+    at: &Path,
+    checker: &mut Checker<'_>,
+) -> Option<super::model::ConsoleSettings> {
+    let app = checker.expand(&at.key("app"), &raw.app)?;
+    match apps.get(app.trim()) {
+        None => {
+            checker.error(
+                &at.key("app"),
+                format!("console.app: unknown app `{app}`: declare it under `apps:`"),
+            );
+            return None;
+        }
+        Some(declared) if declared.agent_id.is_none() => {
+            checker.error(
+                &at.key("app"),
+                format!(
+                    "console.app: app `{app}` needs its `agent_id` for the console's JSAPI calls"
+                ),
+            );
+            return None;
+        }
+        Some(_) => {}
+    }
+    let corp_id = checker
+        .expand(&at.key("corp_id"), &raw.corp_id)?
+        .trim()
+        .to_owned();
+    if corp_id.is_empty() {
+        checker.error(&at.key("corp_id"), "console.corp_id: is empty");
+    }
+    let session_ttl = checker.duration(
+        &at.key("session"),
+        raw.session.as_deref(),
+        std::time::Duration::from_secs(8 * 3600),
+    )?;
+    let session_key = match &raw.session_key_file {
+        Some(_) => {
+            let key = checker.secret(at, "session_key", None, raw.session_key_file.as_deref())?;
+            use secrecy::ExposeSecret;
+            if key.expose_secret().len() < 32 {
+                checker.error(
+                    &at.key("session_key_file"),
+                    "console.session_key_file: the key needs at least 32 bytes (e.g. `openssl rand -hex 32`)",
+                );
+                return None;
+            }
+            Some(key)
+        }
+        None => None,
+    };
+    Some(super::model::ConsoleSettings {
+        app: app.trim().to_owned(),
+        corp_id,
+        session_ttl,
+        session_key,
+    })
+    .filter(|c| !c.corp_id.is_empty())
 }

@@ -35,6 +35,8 @@ pub struct Config {
     pub delivery: DeliverySettings,
     /// Per robot, by name: how its worker delivers.
     pub robot_delivery: IndexMap<String, RobotDelivery>,
+    /// The web console; `None` keeps it off.
+    pub console: Option<ConsoleSettings>,
     /// The bearer token of `POST /-/reload`; `None` keeps the route off.
     pub reload_token: Option<SecretString>,
     /// Things that work but deserve the operator's attention (an unauthenticated source, ...).
@@ -52,6 +54,17 @@ impl std::fmt::Debug for SourceText {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "SourceText({} bytes)", self.0.len())
     }
+}
+
+/// The web console's settings, checked: its app exists and has an AgentId.
+#[derive(Debug, Clone)]
+pub struct ConsoleSettings {
+    /// The app's name under `apps:`.
+    pub app: String,
+    pub corp_id: String,
+    pub session_ttl: std::time::Duration,
+    /// The signing key; `None`: a random one per start.
+    pub session_key: Option<SecretString>,
 }
 
 /// How webhooks are taken in.

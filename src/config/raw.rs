@@ -61,6 +61,26 @@ pub struct RawConfig {
     pub sources: IndexMap<String, RawSource>,
     #[serde(default)]
     pub rules: Vec<RawRule>,
+    /// The web console (off when absent).
+    #[serde(default)]
+    pub console: Option<RawConsole>,
+}
+
+/// The web console: which app signs people in (免登), for which organisation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsole {
+    /// The app (under `apps:`) whose token signs people in; it needs an `agent_id`.
+    pub app: String,
+    /// The organisation's corpId (`ding...`), for `requestAuthCode` and `dd.config`.
+    pub corp_id: String,
+    /// How long a session lasts (default 8h).
+    #[serde(default)]
+    pub session: Option<String>,
+    /// A file holding the key sessions and links are signed with (at least 32 bytes); without
+    /// it, a random key per start (a restart signs everyone out).
+    #[serde(default)]
+    pub session_key_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

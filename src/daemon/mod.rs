@@ -37,6 +37,9 @@ use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::config::{Audit, Config, ConfigError};
+use crate::console::jsapi::Tickets;
+use crate::console::link::Signer;
+use crate::console::web::Console;
 use crate::delivery::app_send::AppClient;
 use crate::delivery::app_token::TokenError;
 use crate::delivery::transport::Transport;
@@ -114,6 +117,8 @@ pub struct Daemon {
     /// Each app's token cache and pace, by app name; kept across reloads while the app's
     /// credentials stay the same.
     apps: HashMap<String, Arc<AppClient>>,
+    /// The web console, when configured (at start: a reload does not change it).
+    console: Option<Arc<Console>>,
     pruner: JoinHandle<()>,
     /// Routes stored events into messages.
     router: JoinHandle<()>,
@@ -181,12 +186,33 @@ impl Daemon {
         let apps = verified_apps(&config, &HashMap::new(), &services)
             .await
             .map_err(ServeError::App)?;
+        let console = config.console.as_ref().and_then(|settings| {
+            let app = apps.get(&settings.app)?.clone();
+            let signer = match &settings.session_key {
+                Some(key) => {
+                    use secrecy::ExposeSecret;
+                    Signer::new(key.expose_secret().as_bytes().to_vec()).ok()?
+                }
+                None => Signer::random(),
+            };
+            Some(Arc::new(Console {
+                tickets: Tickets::new(app.clone(), config.delivery.send_timeout),
+                agent_id: app.app.agent_id?,
+                app,
+                signer,
+                corp_id: settings.corp_id.clone(),
+                session_ttl: settings.session_ttl,
+                clock: services.clock,
+                timeout: config.delivery.send_timeout,
+            }))
+        });
         let mut daemon = Daemon {
             live,
             outbox,
             intake,
             workers: HashMap::new(),
             apps,
+            console,
             pruner,
             router,
             pruner_stop,
@@ -199,9 +225,14 @@ impl Daemon {
         Ok(daemon)
     }
 
-    /// The HTTP routes: every source, health, readiness, metrics, reload.
+    /// The HTTP routes: every source, health, readiness, metrics, reload, and the console when
+    /// configured.
     pub fn router(&self) -> axum::Router {
-        intake::router(self.intake.clone())
+        let router = intake::router(self.intake.clone());
+        match &self.console {
+            Some(console) => router.merge(crate::console::web::router(console.clone())),
+            None => router,
+        }
     }
 
     /// The outbox the daemon uses.

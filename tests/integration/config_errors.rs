@@ -740,3 +740,29 @@ fn app_robot_mistakes_are_located() {
     .unwrap_err();
     assert!(!error.contains("plain-s3cret"), "{error}");
 }
+
+#[test]
+fn the_console_needs_a_declared_app_with_an_agent_id() {
+    let base = "apps: { ops: { app_key: dingx, app_secret: s } }\nrobots: { log: { webhook: log } }\nsources: { ci: { kind: json } }\nrules: [ { name: a, source: ci, to: log, text: { content: x } } ]\n";
+    let error = load(&format!(
+        "{base}console: {{ app: opz, corp_id: dingcorp }}\n"
+    ))
+    .unwrap_err();
+    assert!(error.contains("console.app: unknown app `opz`"), "{error}");
+    let error = load(&format!(
+        "{base}console: {{ app: ops, corp_id: dingcorp }}\n"
+    ))
+    .unwrap_err();
+    assert!(error.contains("needs its `agent_id`"), "{error}");
+    let ok = base.replace("app_secret: s", "app_secret: s, agent_id: 1");
+    let config = load(&format!(
+        "{ok}console: {{ app: ops, corp_id: dingcorp, session: 2h }}\n"
+    ))
+    .unwrap();
+    let console = config.console.expect("on");
+    assert_eq!(console.session_ttl, std::time::Duration::from_secs(7200));
+    assert!(
+        load(&ok).unwrap().console.is_none(),
+        "off unless configured"
+    );
+}

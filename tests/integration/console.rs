@@ -483,3 +483,58 @@ async fn a_session_expires() {
             .contains("Sign in")
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_daemon_serves_the_console_only_when_configured() {
+    use dingrelay::config::Config;
+    use dingrelay::daemon::{Daemon, Services};
+    use dingrelay::delivery::transport::Transport;
+
+    let mock = MockDingTalk::new()
+        .app("dingconsole", "console-s3cret")
+        .agent_id("dingconsole", 4000001)
+        .user("user456", "Lin");
+    for (console, expected) in [
+        ("", 404),
+        ("console: { app: ops, corp_id: dingcorp }\n", 200),
+    ] {
+        let dir = crate::support::scratch_dir().join(format!("console-daemon-{}", rand_suffix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = format!(
+            "state_dir: {}\n{console}\
+             apps: {{ ops: {{ app_key: dingconsole, app_secret: console-s3cret, agent_id: 4000001, base_url: 'http://mock.test' }} }}\n\
+             robots: {{ log: {{ webhook: log }} }}\n\
+             sources: {{ ci: {{ kind: json }} }}\n\
+             rules: [ {{ name: a, source: ci, to: log, text: {{ content: x }} }} ]\n",
+            dir.display()
+        );
+        let config = Config::parse("rules.yaml", &text, std::path::Path::new("."), &|_| None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let services = Services {
+            transport: Arc::new(MockTransport(mock.clone())) as Arc<dyn Transport>,
+            clock: dingrelay::clock::Clock::starting_at(1_796_000_000_000),
+            dry_run: Arc::new(std::sync::Mutex::new(Box::new(std::io::sink()))),
+            config_path: None,
+            metrics: Arc::new(Metrics::new()),
+        };
+        let daemon = Daemon::start(config, services).await.unwrap();
+        let router = daemon.router();
+        assert_eq!(
+            get(&router, "/console/", None).await.0,
+            expected,
+            "{console}"
+        );
+        if expected == 200 {
+            let code = mock.issue_auth_code("user456", "dingconsole");
+            let (status, headers, _) =
+                get(&router, &format!("/console/login?code={code}"), None).await;
+            assert_eq!(status, 303);
+            assert!(headers.iter().any(|(k, _)| k == "set-cookie"));
+        }
+        // The webhooks are served as before.
+        assert_eq!(get(&router, "/-/healthy", None).await.0, 200);
+        daemon
+            .stop(tokio::time::Instant::now() + Duration::from_secs(5))
+            .await;
+    }
+}
