@@ -426,10 +426,27 @@ fn build_console(
         }
         None => None,
     };
+    let alertmanager = match &raw.alertmanager {
+        None => None,
+        Some(text) => {
+            let text = checker.expand(&at.key("alertmanager"), text)?;
+            match url::Url::parse(text.trim()) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
+                _ => {
+                    checker.error(
+                        &at.key("alertmanager"),
+                        format!("console.alertmanager: `{text}` is not an http(s) URL like http://alertmanager:9093"),
+                    );
+                    return None;
+                }
+            }
+        }
+    };
     Some(super::model::ConsoleSettings {
         app: app.trim().to_owned(),
         corp_id,
         session_ttl,
+        alertmanager,
         session_key,
     })
     .filter(|c| !c.corp_id.is_empty())

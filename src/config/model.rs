@@ -63,6 +63,8 @@ pub struct ConsoleSettings {
     pub app: String,
     pub corp_id: String,
     pub session_ttl: std::time::Duration,
+    /// Where silences are created; `None`: the console cannot silence.
+    pub alertmanager: Option<url::Url>,
     /// The signing key; `None`: a random one per start.
     pub session_key: Option<SecretString>,
 }

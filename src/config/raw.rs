@@ -77,6 +77,9 @@ pub struct RawConsole {
     /// How long a session lasts (default 8h).
     #[serde(default)]
     pub session: Option<String>,
+    /// The Alertmanager silences are created in (`http://alertmanager:9093`).
+    #[serde(default)]
+    pub alertmanager: Option<String>,
     /// A file holding the key sessions and links are signed with (at least 32 bytes); without
     /// it, a random key per start (a restart signs everyone out).
     #[serde(default)]

@@ -23,6 +23,8 @@ pub enum Purpose {
     Session,
     /// A link from a message's button: the subject is what it acts on (`silence:<fingerprint>`).
     Link,
+    /// A form's CSRF token: the subject binds it to the signed-in user and what the form acts on.
+    Csrf,
 }
 
 impl Purpose {
@@ -30,6 +32,7 @@ impl Purpose {
         match self {
             Purpose::Session => "session",
             Purpose::Link => "link",
+            Purpose::Csrf => "csrf",
         }
     }
 }

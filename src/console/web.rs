@@ -1,5 +1,7 @@
 //! The console's HTTP face (in progress): sign-in through 免登 into a signed session cookie, the
-//! page that shows who is signed in, and the `dd.config` endpoint for the page's JSAPI calls.
+//! page that shows who is signed in, the `dd.config` endpoint for the page's JSAPI calls, and a
+//! Silence link's confirmation form and its post, which creates the silence in Alertmanager as
+//! the signed-in person.
 //!
 //! Invariants:
 //! - the console is off unless `console:` is configured (the daemon merges these routes only
@@ -8,7 +10,10 @@
 //!   `SameSite=Strict`, `Path=/console`: a script cannot read it and another site cannot send it;
 //! - every failure is a page (or, under `/console/api/`, JSON) saying what went wrong and what to
 //!   do, never a stack trace, and never a secret (the app's secret, its token, the ticket);
-//! - everything shown that came from outside is HTML-escaped.
+//! - everything shown that came from outside is HTML-escaped;
+//! - a link names what to act on, signed and expiring; acting takes the signed-in person's form,
+//!   whose CSRF token is bound to that person and that link, so neither a forwarded link nor
+//!   another site's form acts as someone else.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +49,11 @@ pub struct Console {
     pub clock: Clock,
     /// Each call to DingTalk's bound.
     pub timeout: Duration,
+    /// Where silences are created (`http://alertmanager:9093`); `None`: the Silence button says
+    /// the console has no Alertmanager.
+    pub alertmanager: Option<url::Url>,
+    /// The client for Alertmanager.
+    pub http: reqwest::Client,
 }
 
 /// The console's routes, under `/console`.
@@ -52,6 +62,10 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/console/", get(home))
         .route("/console/login", get(login))
         .route("/console/api/dd-config", get(dd_config))
+        .route(
+            "/console/silence",
+            get(silence_form).post(silence_confirmed),
+        )
         .with_state(console)
 }
 
@@ -180,6 +194,182 @@ async fn dd_config(
     {
         Ok(config) => (StatusCode::OK, axum::Json(config)).into_response(),
         Err(error) => json_error(StatusCode::BAD_GATEWAY, &error),
+    }
+}
+
+/// What a Silence button's link carries (signed, so no one can change it): the alert's labels
+/// and how long to silence it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct SilenceLink {
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Seconds.
+    pub seconds: u64,
+}
+
+impl SilenceLink {
+    /// The signed token of the link, valid until `expires_at_ms`.
+    pub fn sign(&self, signer: &Signer, expires_at_ms: i64) -> String {
+        let subject = serde_json::to_string(self).unwrap_or_default();
+        signer.sign(Purpose::Link, &format!("silence:{subject}"), expires_at_ms)
+    }
+
+    fn verify(signer: &Signer, token: &str, now_ms: i64) -> Result<SilenceLink, String> {
+        let subject = signer
+            .verify(token, Purpose::Link, now_ms)
+            .map_err(|e| e.to_string())?;
+        subject
+            .strip_prefix("silence:")
+            .and_then(|json| serde_json::from_str(json).ok())
+            .ok_or_else(|| "the link is not a Silence link".to_owned())
+    }
+}
+
+#[derive(Deserialize)]
+struct LinkQuery {
+    #[serde(default)]
+    link: String,
+}
+
+/// How long a form's CSRF token is good for.
+const FORM_TTL_MS: i64 = 10 * 60 * 1000;
+
+/// `GET /console/silence?link=...`: what the button would silence, and a form to confirm it.
+async fn silence_form(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Query(query): Query<LinkQuery>,
+) -> Response {
+    let now = console.clock.now_ms();
+    let link = match SilenceLink::verify(&console.signer, &query.link, now) {
+        Ok(link) => link,
+        Err(error) => {
+            return page(
+                StatusCode::FORBIDDEN,
+                "Link refused",
+                &format!("<p>{}</p>", escape(&error)),
+            );
+        }
+    };
+    let Some(user) = console.user(&headers) else {
+        return page(
+            StatusCode::UNAUTHORIZED,
+            "Sign in",
+            "<p>Open this link from DingTalk: it signs you in first.</p>",
+        );
+    };
+    let csrf = console.signer.sign(
+        Purpose::Csrf,
+        &format!("{}\t{}", user.id, query.link),
+        now + FORM_TTL_MS,
+    );
+    let labels: String = link
+        .labels
+        .iter()
+        .map(|(k, v)| format!("<li><code>{}=\"{}\"</code></li>", escape(k), escape(v)))
+        .collect();
+    page(
+        StatusCode::OK,
+        "Silence this alert?",
+        &format!(
+            "<p>As <b>{name}</b>, for {hours}:</p>\n<ul>{labels}</ul>\n\
+             <form method=\"post\" action=\"/console/silence\">\
+             <input type=\"hidden\" name=\"link\" value=\"{link}\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <button type=\"submit\">Silence</button></form>",
+            name = escape(&user.name),
+            hours = escape(&format!(
+                "{:#}",
+                jiff::SignedDuration::from_secs(link.seconds.try_into().unwrap_or(i64::MAX))
+            )),
+            link = escape(&query.link),
+            csrf = escape(&csrf),
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+struct SilenceForm {
+    #[serde(default)]
+    link: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /console/silence`: the signed-in user confirmed; the silence is created in
+/// Alertmanager with their name.
+async fn silence_confirmed(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<SilenceForm>,
+) -> Response {
+    let now = console.clock.now_ms();
+    let Some(user) = console.user(&headers) else {
+        return page(
+            StatusCode::UNAUTHORIZED,
+            "Sign in",
+            "<p>Your session has ended: open the link from DingTalk again.</p>",
+        );
+    };
+    let expected = format!("{}\t{}", user.id, form.link);
+    if console
+        .signer
+        .verify(&form.csrf, Purpose::Csrf, now)
+        .ok()
+        .as_deref()
+        != Some(expected.as_str())
+    {
+        return page(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "<p>This form was not made for you, or it is too old: open the link again.</p>",
+        );
+    }
+    let link = match SilenceLink::verify(&console.signer, &form.link, now) {
+        Ok(link) => link,
+        Err(error) => {
+            return page(
+                StatusCode::FORBIDDEN,
+                "Link refused",
+                &format!("<p>{}</p>", escape(&error)),
+            );
+        }
+    };
+    let Some(alertmanager) = &console.alertmanager else {
+        return page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "No Alertmanager",
+            "<p>The console has no <code>alertmanager</code> configured.</p>",
+        );
+    };
+    let start = jiff::Timestamp::from_millisecond(now).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let request = super::silence::SilenceRequest::new(
+        link.labels.clone(),
+        &user.name,
+        start,
+        Duration::from_secs(link.seconds),
+    );
+    match super::silence::create(&console.http, alertmanager, &request).await {
+        Ok(id) => {
+            tracing::info!(user = %user.id, silence = %id, "Silenced an alert from the console.");
+            page(
+                StatusCode::OK,
+                "Silenced",
+                &format!(
+                    "<p>Silenced by <b>{}</b> until {} (silence <code>{}</code>).</p>",
+                    escape(&user.name),
+                    escape(&request.ends_at.to_string()),
+                    escape(&id)
+                ),
+            )
+        }
+        Err(error) => {
+            tracing::warn!(user = %user.id, "A silence from the console failed: {error}.");
+            page(
+                StatusCode::BAD_GATEWAY,
+                "Not silenced",
+                &format!("<p>{}</p>", escape(&error.to_string())),
+            )
+        }
     }
 }
 

@@ -204,6 +204,12 @@ impl Daemon {
                 session_ttl: settings.session_ttl,
                 clock: services.clock,
                 timeout: config.delivery.send_timeout,
+                alertmanager: settings.alertmanager.clone(),
+                http: reqwest::Client::builder()
+                    .connect_timeout(config.delivery.connect_timeout)
+                    .timeout(config.delivery.send_timeout)
+                    .build()
+                    .ok()?,
             }))
         });
         let mut daemon = Daemon {

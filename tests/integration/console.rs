@@ -320,20 +320,36 @@ async fn a_silence_exists_in_a_real_alertmanager_with_the_users_name() {
 
 /// The console's routes on the stand-in, on a paused clock.
 fn console_router(mock: &MockDingTalk) -> axum::Router {
+    console_router_with(
+        mock,
+        dingrelay::console::link::Signer::random(),
+        None,
+        dingrelay::clock::Clock::starting_at(1_796_000_000_000),
+    )
+}
+
+/// [`console_router`] with its signer, Alertmanager and clock.
+fn console_router_with(
+    mock: &MockDingTalk,
+    signer: dingrelay::console::link::Signer,
+    alertmanager: Option<Url>,
+    clock: dingrelay::clock::Clock,
+) -> axum::Router {
     use dingrelay::console::jsapi::Tickets;
-    use dingrelay::console::link::Signer;
     use dingrelay::console::web::{Console, router};
 
     let app = client(mock, "dingconsole", "console-s3cret");
     router(Arc::new(Console {
         tickets: Tickets::new(app.clone(), TIMEOUT),
         app,
-        signer: Signer::random(),
+        signer,
         corp_id: "dingcorp".into(),
         agent_id: 4000001,
         session_ttl: Duration::from_secs(3600),
-        clock: dingrelay::clock::Clock::starting_at(1_796_000_000_000),
+        clock,
         timeout: TIMEOUT,
+        alertmanager,
+        http: reqwest::Client::new(),
     }))
 }
 
@@ -537,4 +553,170 @@ async fn the_daemon_serves_the_console_only_when_configured() {
             .stop(tokio::time::Instant::now() + Duration::from_secs(5))
             .await;
     }
+}
+
+async fn post_form(
+    router: &axum::Router,
+    path: &str,
+    cookie: Option<&str>,
+    form: &[(&str, &str)],
+) -> (u16, String) {
+    use tower::ServiceExt;
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
+    let mut request =
+        http::Request::post(path).header("content-type", "application/x-www-form-urlencoded");
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    let response = router
+        .clone()
+        .oneshot(request.body(axum::body::Body::from(body)).unwrap())
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The value of the hidden input `name` of a form page.
+fn hidden(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page.find(&marker).unwrap_or_else(|| panic!("{page}")) + marker.len();
+    page[start..]
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&")
+}
+
+async fn signed_in(router: &axum::Router, mock: &MockDingTalk, user: &str) -> String {
+    let code = mock.issue_auth_code(user, "dingconsole");
+    let (status, headers, body) = get(router, &format!("/console/login?code={code}"), None).await;
+    assert_eq!(status, 303, "{body}");
+    let cookie = headers
+        .iter()
+        .find(|(k, _)| k == "set-cookie")
+        .unwrap()
+        .1
+        .clone();
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pressing_silence_creates_it_in_alertmanager_as_the_signed_in_user() {
+    use dingrelay::console::link::Signer;
+    use dingrelay::console::web::SilenceLink;
+
+    let Some(am) = alertmanager().await else {
+        return;
+    };
+    let mock = MockDingTalk::new()
+        .app("dingconsole", "console-s3cret")
+        .user("user456", "张三")
+        .user("user789", "李四");
+    let signer = Signer::new(vec![42; 32]).unwrap();
+    let clock = dingrelay::clock::Clock::system();
+    let router = console_router_with(&mock, signer.clone(), Some(am.base.clone()), clock);
+    let now = clock.now_ms();
+    let link = SilenceLink {
+        labels: [("alertname", "DiskFull"), ("instance", "db-9")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        seconds: 7200,
+    }
+    .sign(&signer, now + 3_600_000);
+    let path = format!("/console/silence?link={link}");
+
+    // Not signed in: the link asks to sign in first; nothing is silenced.
+    assert_eq!(get(&router, &path, None).await.0, 401);
+
+    let zhang = signed_in(&router, &mock, "user456").await;
+    let (status, _, form) = get(&router, &path, Some(&zhang)).await;
+    assert_eq!(status, 200, "{form}");
+    assert!(
+        form.contains("As <b>张三</b>")
+            && form.contains("instance=\"db-9\"")
+            && form.contains("for 2h"),
+        "{form}"
+    );
+    let csrf = hidden(&form, "csrf");
+
+    // Another signed-in user cannot post 张三's form; nor can a form without its token.
+    let li = signed_in(&router, &mock, "user789").await;
+    let stolen = post_form(
+        &router,
+        "/console/silence",
+        Some(&li),
+        &[("link", &link), ("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(stolen.0, 403, "{}", stolen.1);
+    let bare = post_form(
+        &router,
+        "/console/silence",
+        Some(&zhang),
+        &[("link", &link)],
+    )
+    .await;
+    assert_eq!(bare.0, 403);
+    // A changed link (another alert) under the same token is refused.
+    let other = SilenceLink {
+        labels: [("alertname".to_owned(), "Other".to_owned())]
+            .into_iter()
+            .collect(),
+        seconds: 60,
+    }
+    .sign(&Signer::random(), now + 3_600_000);
+    assert_eq!(
+        get(
+            &router,
+            &format!("/console/silence?link={other}"),
+            Some(&zhang)
+        )
+        .await
+        .0,
+        403
+    );
+    let expired = SilenceLink {
+        labels: [("a".to_owned(), "b".to_owned())].into_iter().collect(),
+        seconds: 60,
+    }
+    .sign(&signer, now - 1);
+    let (status, _, body) = get(
+        &router,
+        &format!("/console/silence?link={expired}"),
+        Some(&zhang),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(body.contains("expired"), "{body}");
+
+    let (status, body) = post_form(
+        &router,
+        "/console/silence",
+        Some(&zhang),
+        &[("link", &link), ("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Silenced by <b>张三</b>"), "{body}");
+
+    let listed: serde_json::Value = serde_json::from_str(
+        &reqwest::get(am.base.join("api/v2/silences").unwrap())
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let silences = listed.as_array().unwrap();
+    assert_eq!(silences.len(), 1, "only the confirmed one: {listed:#}");
+    assert_eq!(silences[0]["createdBy"], "张三");
+    assert_eq!(silences[0]["status"]["state"], "active");
 }
