@@ -11,7 +11,8 @@
 //! The list below runs lowest first: each module imports only from those above it (a test,
 //! `cargo test layering`, holds the code to that, and ARCHITECTURE.md draws the map).
 //!
-//! - [`text`], [`clock`], [`metrics`]: leaves every stage may use.
+//! - [`text`], [`clock`], [`metrics`], [`links`]: leaves every stage may use ([`links`]: signed,
+//!   expiring tokens for the console's sessions and the links messages carry).
 //! - [`yaml`]: locating nodes of a YAML file, rustc-style diagnostics, `${VAR}` expansion, and the
 //!   checker that validates a document collecting every error.
 //! - [`dingtalk`]: the typed robot message, its validation against DingTalk's real rules, and
@@ -40,6 +41,7 @@ pub mod daemon;
 pub mod delivery;
 pub mod dingtalk;
 pub mod intake;
+pub mod links;
 pub mod metrics;
 pub mod outbox;
 pub mod routing;

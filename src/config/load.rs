@@ -309,6 +309,7 @@ fn build(raw: RawConfig, checker: &mut Checker<'_>) -> Option<Config> {
         &declared,
         &templates,
         timezone.clone().unwrap_or(jiff::tz::TimeZone::UTC),
+        silence_buttons(console.as_ref()),
         &root.key("rules"),
         checker,
     );
@@ -442,12 +443,52 @@ fn build_console(
             }
         }
     };
+    let url = match &raw.url {
+        None => None,
+        Some(text) => {
+            let text = checker.expand(&at.key("url"), text)?;
+            let url = match url::Url::parse(text.trim()) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") => url,
+                _ => {
+                    checker.error(
+                        &at.key("url"),
+                        format!("console.url: `{text}` is not an http(s) URL like https://relay.example.com/"),
+                    );
+                    return None;
+                }
+            };
+            if raw.session_key_file.is_none() || alertmanager.is_none() {
+                checker.error(
+                    &at.key("url"),
+                    "console.url: Silence buttons need `alertmanager` (where to silence) and `session_key_file` (so their links outlive a restart)",
+                );
+                return None;
+            }
+            Some(url)
+        }
+    };
     Some(super::model::ConsoleSettings {
         app: app.trim().to_owned(),
         corp_id,
         session_ttl,
         alertmanager,
+        url,
         session_key,
     })
     .filter(|c| !c.corp_id.is_empty())
+}
+
+/// What templates need for Silence buttons, when the console has them (`url` set, with its key).
+fn silence_buttons(
+    console: Option<&super::model::ConsoleSettings>,
+) -> Option<crate::links::SilenceButtons> {
+    use secrecy::ExposeSecret;
+    let console = console?;
+    let url = console.url.clone()?;
+    let key = console.session_key.as_ref()?;
+    Some(crate::links::SilenceButtons {
+        signer: crate::links::Signer::new(key.expose_secret().as_bytes().to_vec()).ok()?,
+        console_url: url,
+        link_ttl: std::time::Duration::from_secs(7 * 86400),
+    })
 }

@@ -65,6 +65,8 @@ pub struct ConsoleSettings {
     pub session_ttl: std::time::Duration,
     /// Where silences are created; `None`: the console cannot silence.
     pub alertmanager: Option<url::Url>,
+    /// The console's public address: messages carry Silence buttons only when it is set.
+    pub url: Option<url::Url>,
     /// The signing key; `None`: a random one per start.
     pub session_key: Option<SecretString>,
 }

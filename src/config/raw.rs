@@ -80,6 +80,10 @@ pub struct RawConsole {
     /// The Alertmanager silences are created in (`http://alertmanager:9093`).
     #[serde(default)]
     pub alertmanager: Option<String>,
+    /// The console's public address, for the Silence buttons messages carry
+    /// (`silence_url(...)` in templates); needs `alertmanager` and `session_key_file`.
+    #[serde(default)]
+    pub url: Option<String>,
     /// A file holding the key sessions and links are signed with (at least 32 bytes); without
     /// it, a random key per start (a restart signs everyone out).
     #[serde(default)]

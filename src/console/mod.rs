@@ -12,7 +12,9 @@
 //! - [`web`]: the routes so far: sign-in into a session cookie, who is signed in, `dd.config`.
 
 pub mod jsapi;
-pub mod link;
+/// Signed links and sessions live in a leaf ([`crate::links`]), so routing can sign the links it
+/// puts in messages.
+pub use crate::links as link;
 pub mod login;
 pub mod silence;
 pub mod web;

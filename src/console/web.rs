@@ -26,7 +26,7 @@ use axum::routing::get;
 use serde::Deserialize;
 
 use super::jsapi::{Hash, Tickets};
-use super::link::{Purpose, Signer};
+use super::link::{Purpose, Signer, SilenceLink};
 use super::login::sign_in;
 use crate::clock::Clock;
 use crate::delivery::app_send::AppClient;
@@ -194,33 +194,6 @@ async fn dd_config(
     {
         Ok(config) => (StatusCode::OK, axum::Json(config)).into_response(),
         Err(error) => json_error(StatusCode::BAD_GATEWAY, &error),
-    }
-}
-
-/// What a Silence button's link carries (signed, so no one can change it): the alert's labels
-/// and how long to silence it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
-pub struct SilenceLink {
-    pub labels: std::collections::BTreeMap<String, String>,
-    /// Seconds.
-    pub seconds: u64,
-}
-
-impl SilenceLink {
-    /// The signed token of the link, valid until `expires_at_ms`.
-    pub fn sign(&self, signer: &Signer, expires_at_ms: i64) -> String {
-        let subject = serde_json::to_string(self).unwrap_or_default();
-        signer.sign(Purpose::Link, &format!("silence:{subject}"), expires_at_ms)
-    }
-
-    fn verify(signer: &Signer, token: &str, now_ms: i64) -> Result<SilenceLink, String> {
-        let subject = signer
-            .verify(token, Purpose::Link, now_ms)
-            .map_err(|e| e.to_string())?;
-        subject
-            .strip_prefix("silence:")
-            .and_then(|json| serde_json::from_str(json).ok())
-            .ok_or_else(|| "the link is not a Silence link".to_owned())
     }
 }
 

@@ -19,6 +19,7 @@ use super::raw::{self, BoolOrTemplate, Orientation, RawRule};
 use super::templates::{RawMessage, Templates};
 use crate::dingtalk::message::BtnOrientation;
 use crate::dingtalk::{AppRobotKind, Robot};
+use crate::links::SilenceButtons;
 use crate::source::SourceKind;
 use crate::yaml::{Checker, Diagnostic, Path};
 
@@ -36,6 +37,35 @@ pub fn environment(tz: jiff::tz::TimeZone) -> Environment<'static> {
     env.set_debug(false);
     filters::register(&mut env, tz);
     env
+}
+
+/// `silence_url(labels, hours=2)`: the URL of a button that opens the console's Silence page for
+/// alerts with exactly these labels (`commonLabels`, an alert's `labels`), signed and expiring;
+/// `""` when the console has no Silence buttons configured, so a template can test it.
+fn add_silence_url(env: &mut Environment<'static>, buttons: Option<SilenceButtons>) {
+    env.add_function(
+        "silence_url",
+        move |labels: minijinja::Value, hours: Option<f64>| -> Result<String, minijinja::Error> {
+            let Some(buttons) = &buttons else {
+                return Ok(String::new());
+            };
+            let mut map = std::collections::BTreeMap::new();
+            for key in labels.try_iter()? {
+                let value = labels.get_item(&key)?;
+                if !value.is_undefined() && !value.is_none() {
+                    map.insert(key.to_string(), value.to_string());
+                }
+            }
+            if map.is_empty() {
+                return Ok(String::new());
+            }
+            let seconds = (hours.unwrap_or(2.0) * 3600.0).clamp(60.0, 30.0 * 86400.0) as u64;
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            Ok(buttons.url(map, seconds, now_ms))
+        },
+    );
 }
 
 /// What compiling rules needs to know of a source declared in the config.
@@ -56,11 +86,13 @@ impl RuleSet {
         sources: &IndexMap<String, DeclaredSource>,
         templates: &Templates,
         tz: jiff::tz::TimeZone,
+        buttons: Option<SilenceButtons>,
         at: &Path,
         checker: &mut Checker<'_>,
     ) -> Option<RuleSet> {
         let errors_before = checker.diagnostics.len();
         let mut env = environment(tz);
+        add_silence_url(&mut env, buttons);
         let mut rules = Vec::new();
         let mut names: IndexMap<&str, usize> = IndexMap::new();
         for (i, raw) in raw_rules.iter().enumerate() {

@@ -609,7 +609,7 @@ async fn signed_in(router: &axum::Router, mock: &MockDingTalk, user: &str) -> St
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pressing_silence_creates_it_in_alertmanager_as_the_signed_in_user() {
     use dingrelay::console::link::Signer;
-    use dingrelay::console::web::SilenceLink;
+    use dingrelay::console::link::SilenceLink;
 
     let Some(am) = alertmanager().await else {
         return;

@@ -18,7 +18,7 @@ use syn::visit::Visit;
 
 /// The top-level modules of `src/`, lowest first: each may import only from those before it.
 const LAYERS: &[&str] = &[
-    "text", "clock", "metrics", "yaml", "dingtalk", "source", "rules", "config", "outbox",
+    "text", "clock", "metrics", "links", "yaml", "dingtalk", "source", "rules", "config", "outbox",
     "routing", "delivery", "intake", "console", "daemon", "cli",
 ];
 

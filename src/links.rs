@@ -14,6 +14,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
+use serde::Deserialize;
 use sha2::Sha256;
 
 /// What a token is for.
@@ -138,6 +139,77 @@ impl Signer {
         }
         Ok(subject.to_owned())
     }
+}
+
+/// What a Silence button's link carries (signed, so no one can change it): the alert's labels
+/// and how long to silence it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct SilenceLink {
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Seconds.
+    pub seconds: u64,
+}
+
+impl SilenceLink {
+    /// The signed token of the link, valid until `expires_at_ms`.
+    pub fn sign(&self, signer: &Signer, expires_at_ms: i64) -> String {
+        let subject = serde_json::to_string(self).unwrap_or_default();
+        signer.sign(Purpose::Link, &format!("silence:{subject}"), expires_at_ms)
+    }
+
+    /// The link of `token`, if this signer made it for a silence and it has not expired.
+    ///
+    /// # Errors
+    ///
+    /// Why the link is refused, in words for the page.
+    pub fn verify(signer: &Signer, token: &str, now_ms: i64) -> Result<SilenceLink, String> {
+        let subject = signer
+            .verify(token, Purpose::Link, now_ms)
+            .map_err(|e| e.to_string())?;
+        subject
+            .strip_prefix("silence:")
+            .and_then(|json| serde_json::from_str(json).ok())
+            .ok_or_else(|| "the link is not a Silence link".to_owned())
+    }
+}
+
+/// What templates need to put Silence buttons in messages (`silence_url(labels)`): the key the
+/// console checks links with, where the console is, and how long a link stays good.
+#[derive(Debug, Clone)]
+pub struct SilenceButtons {
+    pub signer: Signer,
+    /// The console's public address (`https://relay.example.com/`).
+    pub console_url: url::Url,
+    pub link_ttl: std::time::Duration,
+}
+
+impl SilenceButtons {
+    /// The button URL silencing `labels` for `seconds`, valid from `now_ms` for the link TTL.
+    pub fn url(
+        &self,
+        labels: std::collections::BTreeMap<String, String>,
+        seconds: u64,
+        now_ms: i64,
+    ) -> String {
+        let link = SilenceLink { labels, seconds };
+        let expires = now_ms.saturating_add(self.link_ttl.as_millis() as i64);
+        silence_button_url(&self.console_url, &link.sign(&self.signer, expires))
+    }
+}
+
+/// The URL a message's button opens for `token`: the console's silence page at `console_url`, in
+/// DingTalk's side panel on the desktop (`dingtalk://dingtalkclient/page/link?url=...&pc_slide=true`).
+pub fn silence_button_url(console_url: &url::Url, token: &str) -> String {
+    let mut page = console_url
+        .join("console/silence")
+        .unwrap_or_else(|_| console_url.clone());
+    page.query_pairs_mut().append_pair("link", token);
+    let mut button = url::Url::parse("dingtalk://dingtalkclient/page/link").expect("constant URL");
+    button
+        .query_pairs_mut()
+        .append_pair("url", page.as_str())
+        .append_pair("pc_slide", "true");
+    button.to_string()
 }
 
 #[cfg(test)]
