@@ -173,7 +173,7 @@ impl SilenceLink {
     }
 }
 
-/// What templates need to put Silence buttons in messages (`silence_url(labels)`): the key the
+/// What templates need to put Silence buttons in messages (`silence_button(labels)`): the key the
 /// console checks links with, where the console is, and how long a link stays good.
 #[derive(Debug, Clone)]
 pub struct SilenceButtons {

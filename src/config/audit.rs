@@ -26,6 +26,7 @@ const ALWAYS_DEFINED: &[&str] = &[
     "item",
     "loop",
     "range",
+    "silence_button",
     "dict",
     "namespace",
     "debug",

@@ -81,7 +81,7 @@ pub struct RawConsole {
     #[serde(default)]
     pub alertmanager: Option<String>,
     /// The console's public address, for the Silence buttons messages carry
-    /// (`silence_url(...)` in templates); needs `alertmanager` and `session_key_file`.
+    /// (`silence_button(...)` in templates); needs `alertmanager` and `session_key_file`.
     #[serde(default)]
     pub url: Option<String>,
     /// A file holding the key sessions and links are signed with (at least 32 bytes); without

@@ -39,12 +39,12 @@ pub fn environment(tz: jiff::tz::TimeZone) -> Environment<'static> {
     env
 }
 
-/// `silence_url(labels, hours=2)`: the URL of a button that opens the console's Silence page for
+/// `silence_button(labels, hours=2)`: the URL of a button that opens the console's Silence page for
 /// alerts with exactly these labels (`commonLabels`, an alert's `labels`), signed and expiring;
 /// `""` when the console has no Silence buttons configured, so a template can test it.
-fn add_silence_url(env: &mut Environment<'static>, buttons: Option<SilenceButtons>) {
+fn add_silence_button(env: &mut Environment<'static>, buttons: Option<SilenceButtons>) {
     env.add_function(
-        "silence_url",
+        "silence_button",
         move |labels: minijinja::Value, hours: Option<f64>| -> Result<String, minijinja::Error> {
             let Some(buttons) = &buttons else {
                 return Ok(String::new());
@@ -92,7 +92,7 @@ impl RuleSet {
     ) -> Option<RuleSet> {
         let errors_before = checker.diagnostics.len();
         let mut env = environment(tz);
-        add_silence_url(&mut env, buttons);
+        add_silence_button(&mut env, buttons);
         let mut rules = Vec::new();
         let mut names: IndexMap<&str, usize> = IndexMap::new();
         for (i, raw) in raw_rules.iter().enumerate() {

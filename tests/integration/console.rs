@@ -720,3 +720,139 @@ async fn pressing_silence_creates_it_in_alertmanager_as_the_signed_in_user() {
     assert_eq!(silences[0]["createdBy"], "张三");
     assert_eq!(silences[0]["status"]["state"], "active");
 }
+
+/// The whole path: an alert's message carries a Silence button; the person who opens it from
+/// DingTalk (signed in through 免登) confirms, and the silence exists in a real Alertmanager with
+/// their name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silence_button_in_an_alert_message_silences_it_as_the_person_who_pressed_it() {
+    use dingrelay::config::Config;
+    use dingrelay::daemon::{Daemon, Services};
+    use dingrelay::delivery::transport::Transport;
+
+    let Some(am) = alertmanager().await else {
+        return;
+    };
+    let mock = MockDingTalk::new()
+        .robot("robot-token", None, &[])
+        .app("dingconsole", "console-s3cret")
+        .agent_id("dingconsole", 4000001)
+        .user("user456", "张三");
+    let dir = crate::support::scratch_dir().join(format!("console-button-{}", rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("key"), "k".repeat(40)).unwrap();
+    let text = format!(
+        "state_dir: {dir}\n\
+         apps: {{ ops: {{ app_key: dingconsole, app_secret: console-s3cret, agent_id: 4000001, base_url: 'http://mock.test' }} }}\n\
+         console: {{ app: ops, corp_id: dingcorp, url: 'https://relay.example.com/', alertmanager: '{am}', session_key_file: {dir}/key }}\n\
+         robots: {{ ops: {{ webhook: 'http://mock.test/robot/send?access_token=robot-token', allow_host: mock.test }} }}\n\
+         sources: {{ am: {{ kind: alertmanager }} }}\n\
+         rules: [ {{ name: alerts, source: am, to: ops, template: alertmanager }} ]\n",
+        dir = dir.display(),
+        am = am.base
+    );
+    let config = Config::parse("rules.yaml", &text, std::path::Path::new("."), &|_| None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let services = Services {
+        transport: Arc::new(MockTransport(mock.clone())) as Arc<dyn Transport>,
+        clock: dingrelay::clock::Clock::system(),
+        dry_run: Arc::new(std::sync::Mutex::new(Box::new(std::io::sink()))),
+        config_path: None,
+        metrics: Arc::new(Metrics::new()),
+    };
+    let daemon = Daemon::start(config, services).await.unwrap();
+    let router = daemon.router();
+    let alert = serde_json::json!({
+        "version": "4", "status": "firing", "receiver": "r", "groupKey": "g",
+        "groupLabels": {}, "commonLabels": {"alertname": "DiskFull"}, "commonAnnotations": {},
+        "externalURL": "http://am",
+        "alerts": [{"status": "firing", "labels": {"alertname": "DiskFull", "instance": "db-7"},
+                    "annotations": {"summary": "disk full"}, "startsAt": "2026-12-03T07:00:00Z",
+                    "endsAt": "0001-01-01T00:00:00Z", "fingerprint": "f7"}],
+    });
+    {
+        use tower::ServiceExt;
+        let request = http::Request::post("/hooks/am")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(alert.to_string()))
+            .unwrap();
+        assert_eq!(router.clone().oneshot(request).await.unwrap().status(), 202);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        if let Some(message) = mock.messages().first() {
+            break message.body["markdown"]["text"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "no message");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // The button: DingTalk's side panel, opening the console's Silence page with a signed link.
+    let start = text
+        .find("[🔕 silence 2h](")
+        .unwrap_or_else(|| panic!("no Silence button: {text}"))
+        + "[🔕 silence 2h](".len();
+    let button = Url::parse(&text[start..text[start..].find(')').unwrap() + start]).unwrap();
+    assert_eq!(button.scheme(), "dingtalk");
+    let query: std::collections::HashMap<String, String> =
+        button.query_pairs().into_owned().collect();
+    assert_eq!(query["pc_slide"], "true");
+    let page = Url::parse(&query["url"]).unwrap();
+    assert!(
+        page.as_str()
+            .starts_with("https://relay.example.com/console/silence?link=")
+    );
+    let link: String = page
+        .query_pairs()
+        .find(|(k, _)| k == "link")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+
+    let session = signed_in(&router, &mock, "user456").await;
+    let (status, _, form) = get(
+        &router,
+        &format!("/console/silence?link={link}"),
+        Some(&session),
+    )
+    .await;
+    assert_eq!(status, 200, "{form}");
+    let csrf = hidden(&form, "csrf");
+    let (status, body) = post_form(
+        &router,
+        "/console/silence",
+        Some(&session),
+        &[("link", &link), ("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let listed: serde_json::Value = serde_json::from_str(
+        &reqwest::get(am.base.join("api/v2/silences").unwrap())
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let silence = &listed.as_array().unwrap()[0];
+    assert_eq!(silence["createdBy"], "张三");
+    let mut matchers: Vec<String> = silence["matchers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            format!(
+                "{}={}",
+                m["name"].as_str().unwrap(),
+                m["value"].as_str().unwrap()
+            )
+        })
+        .collect();
+    matchers.sort();
+    assert_eq!(matchers, ["alertname=DiskFull", "instance=db-7"]);
+    daemon
+        .stop(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
+}
