@@ -266,6 +266,15 @@ fn build(raw: RawConfig, checker: &mut Checker<'_>) -> Option<Config> {
         checker.error(&root, "no robots: add at least one under `robots:`");
     }
 
+    if let Some(notify) = console.as_ref().and_then(|c| c.notify.as_deref())
+        && !raw.robots.contains_key(notify)
+    {
+        checker.error(
+            &root.key("console").key("notify"),
+            format!("console.notify: unknown robot `{notify}`"),
+        );
+    }
+
     let mut sources = IndexMap::new();
     let mut paths: HashMap<String, String> = HashMap::new();
     for (name, source) in &raw.sources {
@@ -473,6 +482,7 @@ fn build_console(
         session_ttl,
         alertmanager,
         url,
+        notify: raw.notify.clone(),
         session_key,
     })
     .filter(|c| !c.corp_id.is_empty())

@@ -67,6 +67,9 @@ pub struct ConsoleSettings {
     pub alertmanager: Option<url::Url>,
     /// The console's public address: messages carry Silence buttons only when it is set.
     pub url: Option<url::Url>,
+    /// The robot told "silenced by <name> until <time>" after a silence (a name under `robots:`,
+    /// checked).
+    pub notify: Option<String>,
     /// The signing key; `None`: a random one per start.
     pub session_key: Option<SecretString>,
 }

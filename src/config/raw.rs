@@ -80,6 +80,9 @@ pub struct RawConsole {
     /// The Alertmanager silences are created in (`http://alertmanager:9093`).
     #[serde(default)]
     pub alertmanager: Option<String>,
+    /// The robot that tells the group when someone silences an alert from the console.
+    #[serde(default)]
+    pub notify: Option<String>,
     /// The console's public address, for the Silence buttons messages carry
     /// (`silence_button(...)` in templates); needs `alertmanager` and `session_key_file`.
     #[serde(default)]

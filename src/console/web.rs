@@ -54,6 +54,10 @@ pub struct Console {
     pub alertmanager: Option<url::Url>,
     /// The client for Alertmanager.
     pub http: reqwest::Client,
+    /// Where "silenced by ..." follow-ups are queued, and the robot that sends them.
+    pub notify: Option<(crate::outbox::Outbox, Arc<crate::dingtalk::Robot>)>,
+    /// The time zone of the times the follow-ups show.
+    pub timezone: jiff::tz::TimeZone,
 }
 
 /// The console's routes, under `/console`.
@@ -90,6 +94,61 @@ impl Console {
             .verify(token, Purpose::Session, self.clock.now_ms())
             .ok()?;
         serde_json::from_str(&subject).ok()
+    }
+}
+
+impl Console {
+    /// Queues "🔕 silenced by <name> until <time>" for the `notify` robot, if there is one. A
+    /// follow-up that cannot be queued is logged; the silence stands either way.
+    async fn tell_the_group(
+        &self,
+        user: &User,
+        silence: &super::silence::SilenceRequest,
+        now: i64,
+    ) {
+        let Some((outbox, robot)) = &self.notify else {
+            return;
+        };
+        let until = self
+            .timezone
+            .to_datetime(silence.ends_at)
+            .strftime("%m-%d %H:%M")
+            .to_string();
+        let labels: Vec<String> = silence
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let mut text = format!("### 🔕 silenced by {} until {until}\n\n", user.name);
+        crate::text::escape_markdown_inline(&labels.join(", "), &mut text);
+        let message = crate::dingtalk::Message {
+            body: crate::dingtalk::MessageBody::Markdown {
+                markdown: crate::dingtalk::message::Markdown {
+                    title: format!("🔕 silenced by {}", user.name),
+                    text,
+                },
+            },
+            at: None,
+            msg_uuid: None,
+        };
+        let message = match crate::dingtalk::prepare(message, robot) {
+            Ok(prepared) => prepared.message,
+            Err(error) => {
+                tracing::warn!(robot = %robot.name, "The silence's follow-up is not valid for the robot: {error}.");
+                return;
+            }
+        };
+        let new = crate::outbox::NewMessage {
+            robot: robot.name.clone(),
+            rule: "console".to_owned(),
+            source: "console".to_owned(),
+            dedup_key: None,
+            message,
+            recipients: Vec::new(),
+        };
+        if let Err(error) = outbox.enqueue(vec![new], now).await {
+            tracing::warn!(robot = %robot.name, "Could not queue the silence's follow-up: {error}.");
+        }
     }
 }
 
@@ -324,6 +383,7 @@ async fn silence_confirmed(
     match super::silence::create(&console.http, alertmanager, &request).await {
         Ok(id) => {
             tracing::info!(user = %user.id, silence = %id, "Silenced an alert from the console.");
+            console.tell_the_group(&user, &request, now).await;
             page(
                 StatusCode::OK,
                 "Silenced",

@@ -205,6 +205,12 @@ impl Daemon {
                 clock: services.clock,
                 timeout: config.delivery.send_timeout,
                 alertmanager: settings.alertmanager.clone(),
+                notify: settings
+                    .notify
+                    .as_ref()
+                    .and_then(|robot| config.robots.get(robot))
+                    .map(|robot| (outbox.clone(), robot.clone())),
+                timezone: config.timezone.clone(),
                 http: reqwest::Client::builder()
                     .connect_timeout(config.delivery.connect_timeout)
                     .timeout(config.delivery.send_timeout)

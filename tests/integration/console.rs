@@ -350,6 +350,8 @@ fn console_router_with(
         timeout: TIMEOUT,
         alertmanager,
         http: reqwest::Client::new(),
+        notify: None,
+        timezone: jiff::tz::TimeZone::UTC,
     }))
 }
 
@@ -744,7 +746,8 @@ async fn a_silence_button_in_an_alert_message_silences_it_as_the_person_who_pres
     let text = format!(
         "state_dir: {dir}\n\
          apps: {{ ops: {{ app_key: dingconsole, app_secret: console-s3cret, agent_id: 4000001, base_url: 'http://mock.test' }} }}\n\
-         console: {{ app: ops, corp_id: dingcorp, url: 'https://relay.example.com/', alertmanager: '{am}', session_key_file: {dir}/key }}\n\
+         timezone: Asia/Shanghai\n\
+         console: {{ app: ops, corp_id: dingcorp, url: 'https://relay.example.com/', alertmanager: '{am}', session_key_file: {dir}/key, notify: ops }}\n\
          robots: {{ ops: {{ webhook: 'http://mock.test/robot/send?access_token=robot-token', allow_host: mock.test }} }}\n\
          sources: {{ am: {{ kind: alertmanager }} }}\n\
          rules: [ {{ name: alerts, source: am, to: ops, template: alertmanager }} ]\n",
@@ -852,6 +855,29 @@ async fn a_silence_button_in_an_alert_message_silences_it_as_the_person_who_pres
         .collect();
     matchers.sort();
     assert_eq!(matchers, ["alertname=DiskFull", "instance=db-7"]);
+    // The group is told who silenced it, and until when (in the config's time zone).
+    let ends: jiff::Timestamp = silence["endsAt"].as_str().unwrap().parse().unwrap();
+    let until = jiff::tz::TimeZone::get("Asia/Shanghai")
+        .unwrap()
+        .to_datetime(ends)
+        .strftime("%m-%d %H:%M")
+        .to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let follow_up = loop {
+        if let Some(message) = mock.messages().get(1) {
+            break message.body["markdown"]["text"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "no follow-up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        follow_up.starts_with(&format!("### 🔕 silenced by 张三 until {until}")),
+        "{follow_up}"
+    );
+    assert!(follow_up.contains("instance=db-7"), "{follow_up}");
     daemon
         .stop(tokio::time::Instant::now() + Duration::from_secs(5))
         .await;
