@@ -379,25 +379,40 @@ fn build_app_robot(
             return None;
         }
     };
-    let misplaced = |checker: &mut Checker<'_>, key: &str, set: bool, why: &str| {
-        if set {
+    // Keys of the other kinds: each said where it is, with the kinds it is for.
+    use AppRobotKindName::{Group, OneToOne, WorkNotification};
+    for (key, set, for_kinds, why) in [
+        (
+            "conversation",
+            conversation.is_some(),
+            &[Group][..],
+            "is for group robots",
+        ),
+        (
+            "users",
+            !users.is_empty(),
+            &[OneToOne, WorkNotification][..],
+            "is for one-to-one chats and work notifications; a group robot sends to its `conversation`",
+        ),
+        (
+            "departments",
+            !departments.is_empty(),
+            &[WorkNotification][..],
+            "is for work notifications",
+        ),
+        (
+            "robot_code",
+            raw.robot_code.is_some(),
+            &[Group, OneToOne][..],
+            "is for app robots; work notifications use the app's `agent_id`",
+        ),
+    ] {
+        if set && !for_kinds.contains(&kind) {
             checker.error_at_key(&at.key(key), format!("robots.{name}: `{key}` {why}"));
         }
-    };
+    }
     let kind = match kind {
         AppRobotKindName::Group => {
-            misplaced(
-                checker,
-                "users",
-                !users.is_empty(),
-                "is for one-to-one chats and work notifications; a group robot sends to its `conversation`",
-            );
-            misplaced(
-                checker,
-                "departments",
-                !departments.is_empty(),
-                "is for work notifications",
-            );
             let Some(conversation) = conversation.filter(|c| !c.is_empty()) else {
                 checker.error(
                     at,
@@ -411,18 +426,6 @@ fn build_app_robot(
             }
         }
         AppRobotKindName::OneToOne => {
-            misplaced(
-                checker,
-                "conversation",
-                conversation.is_some(),
-                "is for group robots",
-            );
-            misplaced(
-                checker,
-                "departments",
-                !departments.is_empty(),
-                "is for work notifications",
-            );
             if users.is_empty() {
                 checker.error(
                     at,
@@ -433,18 +436,6 @@ fn build_app_robot(
             AppRobotKind::OneToOne { robot_code, users }
         }
         AppRobotKindName::WorkNotification => {
-            misplaced(
-                checker,
-                "conversation",
-                conversation.is_some(),
-                "is for group robots",
-            );
-            misplaced(
-                checker,
-                "robot_code",
-                raw.robot_code.is_some(),
-                "is for app robots; work notifications use the app's `agent_id`",
-            );
             if users.is_empty() && departments.is_empty() {
                 checker.error(
                     at,
