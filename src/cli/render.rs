@@ -7,7 +7,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::output::exit_code;
 use crate::config::Config;
-use crate::delivery::app_send::{no_recipient, request_body};
+use crate::delivery::app_send::request_body;
 use crate::dingtalk::Endpoint;
 use crate::routing::rows_of;
 use crate::source::{Inbound, Source, SourceKind};
@@ -213,7 +213,7 @@ fn print(
                 "# rule `{}` -> robot `{}`{to} ({target}){notes}",
                 delivery.rule, delivery.robot.name
             )?;
-            if let Some(reason) = no_recipient(&app.kind, &recipients) {
+            if let Some(reason) = app.kind.no_recipient(&recipients) {
                 writeln!(err, "error: robot `{}`: {reason}", delivery.robot.name)?;
                 continue;
             }

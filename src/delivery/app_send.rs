@@ -79,7 +79,17 @@ enum Request {
     /// An api-family call: the token goes in a header.
     Api { url: Url, body: Vec<u8> },
     /// An oapi call (work notifications, 免登): the token goes in the query.
-    WorkNotice { url: Url, body: Vec<u8> },
+    Oapi { url: Url, body: Vec<u8> },
+}
+
+/// Why an app call got no answer.
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    /// No token could be had (a refused appSecret, DingTalk out of reach).
+    #[error("{0}")]
+    Token(String),
+    #[error("{0}")]
+    Transport(TransportError),
 }
 
 impl AppClient {
@@ -152,43 +162,16 @@ impl AppClient {
                 };
             }
         };
-        for attempt in 0..2 {
-            let token = match tokio::time::timeout(timeout, self.token.get()).await {
-                Ok(Ok(token)) => token,
-                Ok(Err(error)) => {
-                    return AppVerdict::Transient {
-                        reason: error.to_string(),
-                    };
-                }
-                Err(_) => {
-                    return AppVerdict::Transient {
-                        reason: format!(
-                            "could not get app `{}`'s access token: no answer within {}s",
-                            self.app.name,
-                            timeout.as_secs()
-                        ),
-                    };
-                }
-            };
-            self.limiter.until_ready().await;
-            let answer = tokio::time::timeout(timeout, self.post(&request, &token))
-                .await
-                .unwrap_or(Err(TransportError::Timeout));
-            let verdict = match request {
-                Request::Api { .. } => classify_app(answer),
-                Request::WorkNotice { .. } => classify_work_notice(answer),
-            };
-            if verdict == AppVerdict::TokenRefused && attempt == 0 {
-                tracing::info!(
-                    app = %self.app.name,
-                    "DingTalk refused the app's access token (expired or revoked); fetching a new one and sending again."
-                );
-                self.token.invalidate(&token).await;
-                continue;
-            }
-            return verdict;
+        let answer = match self.call(&request, timeout).await {
+            Ok(answer) => Ok(answer),
+            Err(CallError::Transport(error)) => Err(error),
+            Err(CallError::Token(reason)) => return AppVerdict::Transient { reason },
+        };
+        // A second refusal (of a token fetched just now) is classified like any answer.
+        match request {
+            Request::Api { .. } => classify_app(answer),
+            Request::Oapi { .. } => classify_work_notice(answer),
         }
-        AppVerdict::TokenRefused
     }
 
     /// Posts `body` to the app's oapi `path` (`/topapi/v2/user/getuserinfo`, ...) with the token
@@ -206,7 +189,9 @@ impl AppClient {
     ) -> Result<HttpAnswer, String> {
         let url = self.app.oapi_url.join(path).map_err(|e| e.to_string())?;
         let body = body.to_string().into_bytes();
-        self.call(&Request::WorkNotice { url, body }, timeout).await
+        self.call(&Request::Oapi { url, body }, timeout)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// [`AppClient::call_oapi`] for the api family's `path` (`/v1.0/oauth2/jsapiTickets`): the
@@ -223,28 +208,37 @@ impl AppClient {
     ) -> Result<HttpAnswer, String> {
         let url = self.app.api_url.join(path).map_err(|e| e.to_string())?;
         let body = body.to_string().into_bytes();
-        self.call(&Request::Api { url, body }, timeout).await
+        self.call(&Request::Api { url, body }, timeout)
+            .await
+            .map_err(|e| e.to_string())
     }
 
-    /// Sends `request` with the app's token; a refused token is renewed and the call made again
-    /// once.
-    async fn call(&self, request: &Request, timeout: Duration) -> Result<HttpAnswer, String> {
+    /// Sends `request` with the app's token, within the app's pace; a token DingTalk refuses is
+    /// dropped, a new one fetched, and the call made again, once. Every app call goes through
+    /// here: the robots' sends, and the console's 免登 and ticket calls.
+    async fn call(&self, request: &Request, timeout: Duration) -> Result<HttpAnswer, CallError> {
         let mut renewed = false;
         loop {
             let token = match tokio::time::timeout(timeout, self.token.get()).await {
-                Ok(result) => result.map_err(|e| e.to_string())?,
+                Ok(result) => result.map_err(|e| CallError::Token(e.to_string()))?,
                 Err(_) => {
-                    return Err(format!(
-                        "could not get app `{}`'s access token in time",
-                        self.app.name
-                    ));
+                    return Err(CallError::Token(format!(
+                        "could not get app `{}`'s access token: no answer within {}s",
+                        self.app.name,
+                        timeout.as_secs()
+                    )));
                 }
             };
+            self.limiter.until_ready().await;
             let answer = tokio::time::timeout(timeout, self.post(request, &token))
                 .await
                 .unwrap_or(Err(TransportError::Timeout))
-                .map_err(|e| e.to_string())?;
+                .map_err(CallError::Transport)?;
             if !renewed && is_token_refusal(&answer) {
+                tracing::info!(
+                    app = %self.app.name,
+                    "DingTalk refused the app's access token (expired or revoked); fetching a new one and sending again."
+                );
                 self.token.invalidate(&token).await;
                 renewed = true;
                 continue;
@@ -264,7 +258,7 @@ impl AppClient {
                     .post_with_token(url, token, body.clone())
                     .await
             }
-            Request::WorkNotice { url, body } => {
+            Request::Oapi { url, body } => {
                 let mut url = url.clone();
                 url.query_pairs_mut()
                     .append_pair("access_token", token.expose_secret());
@@ -293,7 +287,7 @@ impl AppClient {
                 url: join(&self.app.api_url, "/v1.0/robot/oToMessages/batchSend")?,
                 body,
             },
-            AppRobotKind::WorkNotice { .. } => Request::WorkNotice {
+            AppRobotKind::WorkNotice { .. } => Request::Oapi {
                 url: join(
                     &self.app.oapi_url,
                     "/topapi/message/corpconversation/asyncsend_v2",
@@ -370,10 +364,4 @@ fn with_reference(message: &Message) -> Message {
         text.push_str(&format!("\n\nref {reference}"));
     }
     message
-}
-
-/// Why a message for `kind` with these `recipients` has nowhere to go, if it has not
-/// ([`AppRobotKind::no_recipient`]).
-pub fn no_recipient(kind: &AppRobotKind, recipients: &[String]) -> Option<&'static str> {
-    kind.no_recipient(recipients)
 }

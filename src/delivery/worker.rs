@@ -27,7 +27,7 @@ use rand::rngs::StdRng;
 use tokio::sync::{Notify, watch};
 use url::Url;
 
-use super::app_send::{AppClient, no_recipient};
+use super::app_send::AppClient;
 use super::classify::{Verdict, classify};
 use super::digest;
 use super::dry_run::{self, DryRunTransport};
@@ -343,7 +343,7 @@ impl Worker {
             },
             Destination::App { kind, client } => {
                 let recipients = &rows[0].recipients;
-                if let Some(reason) = no_recipient(kind, recipients) {
+                if let Some(reason) = kind.no_recipient(recipients) {
                     DeliveryOutcome::undeliverable(reason.to_owned(), rows, self.clock.now_ms())
                 } else {
                     self.record_attempt().await;
