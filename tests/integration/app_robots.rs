@@ -32,15 +32,7 @@ const SECRET: &str = "SECmock0123456789";
 const START_MS: i64 = 1_795_507_200_000;
 
 fn temp_dir(name: &str) -> PathBuf {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let dir = crate::support::scratch_dir().join(format!(
-        "dingrelay-app-{name}-{}",
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    crate::support::fresh_dir(&format!("dingrelay-app-{name}"))
 }
 
 /// A webhook robot `ops`, an app with a group robot `ops-app`, one-to-one chats with the alert's

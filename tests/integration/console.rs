@@ -178,6 +178,37 @@ impl Drop for Alertmanager {
     }
 }
 
+impl Alertmanager {
+    /// Every silence the Alertmanager holds (`GET /api/v2/silences`).
+    async fn silences(&self) -> Vec<serde_json::Value> {
+        let text = reqwest::get(self.base.join("api/v2/silences").unwrap())
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+/// A silence's matchers as sorted `name=value` lines.
+fn matchers(silence: &serde_json::Value) -> Vec<String> {
+    let mut matchers: Vec<String> = silence["matchers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            format!(
+                "{}={}",
+                m["name"].as_str().unwrap(),
+                m["value"].as_str().unwrap()
+            )
+        })
+        .collect();
+    matchers.sort();
+    matchers
+}
+
 async fn alertmanager() -> Option<Alertmanager> {
     let binary = ["prometheus-alertmanager", "alertmanager"]
         .into_iter()
@@ -195,7 +226,7 @@ async fn alertmanager() -> Option<Alertmanager> {
         eprintln!("SKIPPED: no Alertmanager (apt-get install prometheus-alertmanager)");
         return None;
     };
-    let dir = crate::support::scratch_dir().join(format!("alertmanager-{}", rand_suffix()));
+    let dir = crate::support::fresh_dir("alertmanager");
     std::fs::create_dir_all(dir.join("data")).unwrap();
     std::fs::write(
         dir.join("alertmanager.yml"),
@@ -241,12 +272,6 @@ async fn alertmanager() -> Option<Alertmanager> {
     }
 }
 
-fn rand_suffix() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silence_exists_in_a_real_alertmanager_with_the_users_name() {
     use dingrelay::console::silence::{SilenceError, SilenceRequest, create};
@@ -268,39 +293,14 @@ async fn a_silence_exists_in_a_real_alertmanager_with_the_users_name() {
     );
     let id = create(&client, &am.base, &silence).await.expect("created");
 
-    let listed: serde_json::Value = serde_json::from_str(
-        &client
-            .get(am.base.join("api/v2/silences").unwrap())
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let listed = am.silences().await;
     let ours = listed
-        .as_array()
-        .unwrap()
         .iter()
         .find(|s| s["id"] == id.as_str())
-        .unwrap_or_else(|| panic!("{listed:#}"));
+        .unwrap_or_else(|| panic!("{listed:#?}"));
     assert_eq!(ours["createdBy"], "张三");
     assert_eq!(ours["status"]["state"], "active");
-    let mut matchers: Vec<String> = ours["matchers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            format!(
-                "{}={}",
-                m["name"].as_str().unwrap(),
-                m["value"].as_str().unwrap()
-            )
-        })
-        .collect();
-    matchers.sort();
-    assert_eq!(matchers, ["alertname=DiskFull", "instance=db-1"]);
+    assert_eq!(matchers(ours), ["alertname=DiskFull", "instance=db-1"]);
 
     // Alertmanager's refusal is said with its status: a silence that ends before it starts.
     let mut backwards = silence.clone();
@@ -516,8 +516,7 @@ async fn the_daemon_serves_the_console_only_when_configured() {
         ("", 404),
         ("console: { app: ops, corp_id: dingcorp }\n", 200),
     ] {
-        let dir = crate::support::scratch_dir().join(format!("console-daemon-{}", rand_suffix()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::support::fresh_dir("console-daemon");
         let text = format!(
             "state_dir: {}\n{console}\
              apps: {{ ops: {{ app_key: dingconsole, app_secret: console-s3cret, agent_id: 4000001, base_url: 'http://mock.test' }} }}\n\
@@ -708,17 +707,8 @@ async fn pressing_silence_creates_it_in_alertmanager_as_the_signed_in_user() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("Silenced by <b>张三</b>"), "{body}");
 
-    let listed: serde_json::Value = serde_json::from_str(
-        &reqwest::get(am.base.join("api/v2/silences").unwrap())
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
-    let silences = listed.as_array().unwrap();
-    assert_eq!(silences.len(), 1, "only the confirmed one: {listed:#}");
+    let silences = am.silences().await;
+    assert_eq!(silences.len(), 1, "only the confirmed one: {silences:#?}");
     assert_eq!(silences[0]["createdBy"], "张三");
     assert_eq!(silences[0]["status"]["state"], "active");
 }
@@ -740,8 +730,7 @@ async fn a_silence_button_in_an_alert_message_silences_it_as_the_person_who_pres
         .app("dingconsole", "console-s3cret")
         .agent_id("dingconsole", 4000001)
         .user("user456", "张三");
-    let dir = crate::support::scratch_dir().join(format!("console-button-{}", rand_suffix()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::support::fresh_dir("console-button");
     std::fs::write(dir.join("key"), "k".repeat(40)).unwrap();
     let text = format!(
         "state_dir: {dir}\n\
@@ -830,31 +819,10 @@ async fn a_silence_button_in_an_alert_message_silences_it_as_the_person_who_pres
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let listed: serde_json::Value = serde_json::from_str(
-        &reqwest::get(am.base.join("api/v2/silences").unwrap())
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
-    let silence = &listed.as_array().unwrap()[0];
+    let silences = am.silences().await;
+    let silence = &silences[0];
     assert_eq!(silence["createdBy"], "张三");
-    let mut matchers: Vec<String> = silence["matchers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            format!(
-                "{}={}",
-                m["name"].as_str().unwrap(),
-                m["value"].as_str().unwrap()
-            )
-        })
-        .collect();
-    matchers.sort();
-    assert_eq!(matchers, ["alertname=DiskFull", "instance=db-7"]);
+    assert_eq!(matchers(silence), ["alertname=DiskFull", "instance=db-7"]);
     // The group is told who silenced it, and until when (in the config's time zone).
     let ends: jiff::Timestamp = silence["endsAt"].as_str().unwrap().parse().unwrap();
     let until = jiff::tz::TimeZone::get("Asia/Shanghai")

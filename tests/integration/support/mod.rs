@@ -34,6 +34,16 @@ pub fn scratch_dir() -> &'static Path {
     })
 }
 
+/// A new, empty directory `<scratch>/<prefix>-N` for one test (N unique in this process).
+pub fn fresh_dir(prefix: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = scratch_dir().join(format!("{prefix}-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a test directory can be created");
+    dir
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago (for a daemon the test starts).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
