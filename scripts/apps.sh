@@ -152,16 +152,6 @@ for ((i = 0; i < ALERTS; i++)); do
     make_alert "$i" "\"owner\":\"$owner\""
     printf '%s-%04d %s\n' "$NAME" "$i" "$owner"
 done >"$TMP/ids"
-# Posts alerts $1..$2 (inclusive), 16 at a time; appends the answers' statuses to intake.codes.
-post_range() {
-    (($1 <= $2)) || return 0
-    local t0=$SECONDS
-    seq "$1" "$2" | timeout 120 xargs -P 16 -I{} \
-        curl -s -o /dev/null -w '%{http_code}\n' --max-time 10 \
-        -H "Authorization: Bearer $BEARER" -H 'Content-Type: application/json' \
-        --data-binary "@$TMP/alerts/{}.json" "$HOOK_URL" >>"$TMP/intake.codes" || true
-    say "posted alerts $1..$2 in $((SECONDS - t0)) s"
-}
 # Sum of dingrelay_outbox_pending over the robots ("?" when dingrelay does not answer).
 pending_all() {
     curl -s --max-time 5 "$RELAY_URL/metrics" 2>/dev/null |

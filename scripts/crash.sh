@@ -57,16 +57,6 @@ for ((i = 0; i < ALERTS; i++)); do
     make_alert "$i"
     printf '%s-%04d\n' "$NAME" "$i"
 done >"$TMP/ids"
-# Posts alerts $1..$2 (inclusive), 16 at a time; appends the answers' statuses to intake.codes.
-post_range() {
-    (($1 <= $2)) || return 0
-    local t0=$SECONDS
-    seq "$1" "$2" | timeout 120 xargs -P 16 -I{} \
-        curl -s -o /dev/null -w '%{http_code}\n' --max-time 10 \
-        -H "Authorization: Bearer $BEARER" -H 'Content-Type: application/json' \
-        --data-binary "@$TMP/alerts/{}.json" "$HOOK_URL" >>"$TMP/intake.codes" || true
-    say "posted alerts $1..$2 in $((SECONDS - t0)) s"
-}
 : >"$TMP/intake.codes"
 post_range 0 $((EARLY - 1))
 
