@@ -421,18 +421,20 @@ fn build_console(
         raw.session.as_deref(),
         std::time::Duration::from_secs(8 * 3600),
     )?;
-    let session_key = match &raw.session_key_file {
+    let signer = match &raw.session_key_file {
         Some(_) => {
             let key = checker.secret(at, "session_key", None, raw.session_key_file.as_deref())?;
             use secrecy::ExposeSecret;
-            if key.expose_secret().len() < 32 {
-                checker.error(
-                    &at.key("session_key_file"),
-                    "console.session_key_file: the key needs at least 32 bytes (e.g. `openssl rand -hex 32`)",
-                );
-                return None;
+            match crate::links::Signer::new(key.expose_secret().as_bytes().to_vec()) {
+                Ok(signer) => Some(signer),
+                Err(_) => {
+                    checker.error(
+                        &at.key("session_key_file"),
+                        "console.session_key_file: the key needs at least 32 bytes (e.g. `openssl rand -hex 32`)",
+                    );
+                    return None;
+                }
             }
-            Some(key)
         }
         None => None,
     };
@@ -483,7 +485,7 @@ fn build_console(
         alertmanager,
         url,
         notify: raw.notify.clone(),
-        session_key,
+        signer,
     })
     .filter(|c| !c.corp_id.is_empty())
 }
@@ -492,13 +494,10 @@ fn build_console(
 fn silence_buttons(
     console: Option<&super::model::ConsoleSettings>,
 ) -> Option<crate::links::SilenceButtons> {
-    use secrecy::ExposeSecret;
     let console = console?;
-    let url = console.url.clone()?;
-    let key = console.session_key.as_ref()?;
     Some(crate::links::SilenceButtons {
-        signer: crate::links::Signer::new(key.expose_secret().as_bytes().to_vec()).ok()?,
-        console_url: url,
+        signer: console.signer.clone()?,
+        console_url: console.url.clone()?,
         link_ttl: std::time::Duration::from_secs(7 * 86400),
     })
 }

@@ -71,7 +71,7 @@ pub struct ConsoleSettings {
     /// checked).
     pub notify: Option<String>,
     /// The signing key; `None`: a random one per start.
-    pub session_key: Option<SecretString>,
+    pub signer: Option<crate::links::Signer>,
 }
 
 /// How webhooks are taken in.

@@ -186,38 +186,7 @@ impl Daemon {
         let apps = verified_apps(&config, &HashMap::new(), &services)
             .await
             .map_err(ServeError::App)?;
-        let console = config.console.as_ref().and_then(|settings| {
-            let app = apps.get(&settings.app)?.clone();
-            let signer = match &settings.session_key {
-                Some(key) => {
-                    use secrecy::ExposeSecret;
-                    Signer::new(key.expose_secret().as_bytes().to_vec()).ok()?
-                }
-                None => Signer::random(),
-            };
-            Some(Arc::new(Console {
-                tickets: Tickets::new(app.clone(), config.delivery.send_timeout),
-                agent_id: app.app.agent_id?,
-                app,
-                signer,
-                corp_id: settings.corp_id.clone(),
-                session_ttl: settings.session_ttl,
-                clock: services.clock,
-                timeout: config.delivery.send_timeout,
-                alertmanager: settings.alertmanager.clone(),
-                notify: settings
-                    .notify
-                    .as_ref()
-                    .and_then(|robot| config.robots.get(robot))
-                    .map(|robot| (outbox.clone(), robot.clone())),
-                timezone: config.timezone.clone(),
-                http: reqwest::Client::builder()
-                    .connect_timeout(config.delivery.connect_timeout)
-                    .timeout(config.delivery.send_timeout)
-                    .build()
-                    .ok()?,
-            }))
-        });
+        let console = console(&config, &apps, &outbox, services.clock);
         let mut daemon = Daemon {
             live,
             outbox,
@@ -548,6 +517,41 @@ pub async fn run(
     }
     tracing::info!("Stopped; pending messages stay in the outbox for the next start.");
     Ok(())
+}
+
+/// The web console of `config`, when it has one: on its app's client (and token), with its
+/// signer (a random one when no key is configured), telling `notify`'s group through `outbox`.
+fn console(
+    config: &Config,
+    apps: &HashMap<String, Arc<AppClient>>,
+    outbox: &Outbox,
+    clock: Clock,
+) -> Option<Arc<Console>> {
+    let settings = config.console.as_ref()?;
+    let app = apps.get(&settings.app)?.clone();
+    let delivery = &config.delivery;
+    Some(Arc::new(Console {
+        tickets: Tickets::new(app.clone(), delivery.send_timeout),
+        agent_id: app.app.agent_id?,
+        app,
+        signer: settings.signer.clone().unwrap_or_else(Signer::random),
+        corp_id: settings.corp_id.clone(),
+        session_ttl: settings.session_ttl,
+        clock,
+        timeout: delivery.send_timeout,
+        alertmanager: settings.alertmanager.clone(),
+        notify: settings
+            .notify
+            .as_ref()
+            .and_then(|robot| config.robots.get(robot))
+            .map(|robot| (outbox.clone(), robot.clone())),
+        timezone: config.timezone.clone(),
+        http: reqwest::Client::builder()
+            .connect_timeout(delivery.connect_timeout)
+            .timeout(delivery.send_timeout)
+            .build()
+            .ok()?,
+    }))
 }
 
 /// The app clients of `config`: those of `running` whose app is unchanged, and a new one, with a
