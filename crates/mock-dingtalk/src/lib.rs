@@ -749,13 +749,7 @@ impl MockDingTalk {
         let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
             .into_owned()
             .collect();
-        let get = |k: &str| {
-            pairs
-                .iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.clone())
-        };
-        match (get("userid"), get("appkey")) {
+        match (query_value(&pairs, "userid"), query_value(&pairs, "appkey")) {
             (Some(user), Some(app)) => {
                 json_answer(200, &json!({ "code": self.issue_auth_code(&user, &app) }))
             }
