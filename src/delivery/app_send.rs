@@ -133,8 +133,14 @@ impl AppClient {
     /// [`TokenError::Refused`] for a wrong appKey or appSecret; [`TokenError::Unavailable`] when
     /// DingTalk could not be asked.
     pub async fn verify(&self, timeout: Duration) -> Result<(), TokenError> {
+        self.token_within(timeout).await.map(drop)
+    }
+
+    /// The app's token (cached, or fetched once for every caller), or why there is none within
+    /// `timeout`.
+    async fn token_within(&self, timeout: Duration) -> Result<SecretString, TokenError> {
         match tokio::time::timeout(timeout, self.token.get()).await {
-            Ok(result) => result.map(drop),
+            Ok(result) => result,
             Err(_) => Err(TokenError::Unavailable {
                 app: self.app.name.clone(),
                 reason: format!("no answer within {}s", timeout.as_secs()),
@@ -219,16 +225,10 @@ impl AppClient {
     async fn call(&self, request: &Request, timeout: Duration) -> Result<HttpAnswer, CallError> {
         let mut renewed = false;
         loop {
-            let token = match tokio::time::timeout(timeout, self.token.get()).await {
-                Ok(result) => result.map_err(|e| CallError::Token(e.to_string()))?,
-                Err(_) => {
-                    return Err(CallError::Token(format!(
-                        "could not get app `{}`'s access token: no answer within {}s",
-                        self.app.name,
-                        timeout.as_secs()
-                    )));
-                }
-            };
+            let token = self
+                .token_within(timeout)
+                .await
+                .map_err(|e| CallError::Token(e.to_string()))?;
             self.limiter.until_ready().await;
             let answer = tokio::time::timeout(timeout, self.post(request, &token))
                 .await
